@@ -1,0 +1,122 @@
+"""audit_portal: a Flask application that keeps a trustworthy audit trail and lets admins read it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from .config import ConfigError, check_production, settings_from
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application. ``config`` overrides settings (tests use it)."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=os.path.join(_ROOT, "templates"),
+        static_folder=os.path.join(_ROOT, "static"),
+    )
+    configure(app, config or {})
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_hooks(app)
+    register_commands(app)
+    register_template_filters(app)
+    return app
+
+
+def configure(app: Flask, overrides: dict) -> None:
+    app_env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
+    settings = settings_from(app_env)
+    settings.update(overrides)
+    check_production(settings)
+    app.config.from_mapping(settings)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        url = app.config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "audit_portal.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    app.config["AUDIT_DATA_DIR"] = app.config["AUDIT_DATA_DIR"] or app.instance_path
+
+
+def normalise_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
+def configure_logging(app: Flask) -> None:
+    if app.testing:
+        return
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_extensions(app: Flask) -> None:
+    from .audit.writer import AuditWriter, install_sigterm_flush
+    from .database import configure_sqlite
+    from .extensions import api, csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    configure_sqlite(app)
+    migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    app.extensions["audit_writer"] = AuditWriter(app)
+    install_sigterm_flush()
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import audit, auth, health, users
+    from .main import bp as main_bp
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(audit.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_hooks(app: Flask) -> None:
+    from .audit.hooks import AuditMiddleware
+    from .security import SecurityHeaders
+
+    AuditMiddleware(app)
+    SecurityHeaders(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .audit.cli import audit_cli, demo_cli
+    from .users.cli import users_cli
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(audit_cli)
+
+
+def register_template_filters(app: Flask) -> None:
+    from .templating import register_template_filters as register
+
+    register(app)
+
+
+__all__ = ["create_app", "ConfigError"]

@@ -1,0 +1,66 @@
+"""Request context for audit events: the one place that decides the client IP, user agent and request id."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+from flask import current_app, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def client_ip() -> str | None:
+    """The client's IP. ``X-Forwarded-For`` is honoured only through ``TRUSTED_PROXY_COUNT`` proxies."""
+    if not has_request_context():
+        return None
+    trusted = current_app.config.get("TRUSTED_PROXY_COUNT", 0)
+    remote = request.environ.get("REMOTE_ADDR")
+    if trusted > 0:
+        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+        # Each trusted proxy appends the address it received the request from; the client is the
+        # entry just before the ones our own proxies added.
+        if len(forwarded) >= trusted:
+            candidate = forwarded[-trusted]
+            if _is_ip(candidate):
+                return candidate
+    return remote if remote and _is_ip(remote) else None
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def user_agent() -> str | None:
+    """The raw User-Agent header (the event builder bounds and sanitises it)."""
+    if not has_request_context():
+        return None
+    return request.headers.get("User-Agent")
+
+
+def request_id() -> str | None:
+    """One id per HTTP request, shared by every event it produces."""
+    if not has_request_context():
+        return None
+    rid = g.get("audit_request_id")
+    if rid is None:
+        rid = g.audit_request_id = str(uuid.uuid4())
+    return rid
+
+
+def current_actor() -> tuple[int | None, str | None]:
+    """(user id, username) of the logged-in user, or (None, None)."""
+    if not has_request_context():
+        return None, None
+    from flask_login import current_user
+
+    try:
+        if current_user and current_user.is_authenticated:
+            return current_user.id, current_user.username
+    except Exception:  # noqa: BLE001 - a broken session must not break auditing
+        return None, None
+    return None, None

@@ -1,0 +1,89 @@
+"""The audit record.
+
+Usage (application code never builds rows by hand; it calls the service)::
+
+    from audit_portal.audit.service import log_audit
+    from audit_portal.audit.enums import ActionType, ResourceType
+
+    log_audit(user.id, ActionType.UPDATE, ResourceType.SETTING, "theme",
+              "Changed the theme", metadata={"old": "light", "new": "dark"})
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from ..timeutil import UTCDateTime
+
+#: Bounded lengths; longer values are truncated (with a marker) when the event is built.
+DESCRIPTION_MAX = 1000
+USER_AGENT_MAX = 512
+PATH_MAX = 2048
+USERNAME_SNAPSHOT_MAX = 64
+ERROR_TYPE_MAX = 200
+STACK_TRACE_MAX = 64_000
+
+#: JSONB on PostgreSQL, JSON (text) elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: 64-bit ids on PostgreSQL; SQLite needs INTEGER for its rowid alias.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditLog(db.Model):
+    """One audit event. Append-only: no application code path updates or deletes a row
+    (except the retention purge, which records that it ran)."""
+
+    __tablename__ = "audit_logs"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    #: UUID set when the event is built; makes replays from the spool idempotent.
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    #: When the event happened (set by the app at that moment, not at insert time). UTC.
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: The actor; NULL for anonymous requests, and after the user is deleted.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    #: The actor's username at the time, so the row stays readable after the user is gone.
+    username: Mapped[str | None] = mapped_column(String(USERNAME_SNAPSHOT_MAX), nullable=True)
+    action_type: Mapped[str] = mapped_column(String(32), index=True)
+    resource_type: Mapped[str] = mapped_column(String(32), index=True)
+    #: The affected object's id, as a string (ids of every kind fit).
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Derived from action and resource when the event is built; stored so that it can be filtered by index.
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    #: A sentence for humans; a failed login names the attempted username.
+    description: Mapped[str] = mapped_column(String(DESCRIPTION_MAX), default="")
+    #: Context, and ``{"old": ..., "new": ...}`` for changes. Secrets are redacted before storage.
+    event_metadata: Mapped[dict | None] = mapped_column("metadata", JSONType, nullable=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: True for password changes, token operations, exports and other sensitive actions.
+    is_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    severity: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    error_type: Mapped[str | None] = mapped_column(String(ERROR_TYPE_MAX), nullable=True, index=True)
+    stack_trace: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Hash of the error type and the innermost application frame; groups occurrences of one error.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    #: Shared by every event one HTTP request produced.
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    http_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    path: Mapped[str | None] = mapped_column(String(PATH_MAX), nullable=True)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    def __repr__(self) -> str:
+        return f"<AuditLog {self.id} {self.action_type} {self.status}>"
+
+
+#: Serves the default order (newest first) and keyset pagination over (timestamp, id).
+Index("ix_audit_logs_timestamp_id", AuditLog.timestamp.desc(), AuditLog.id.desc())
+
+#: Column names an event dict may carry (the table's columns, minus the generated id).
+EVENT_COLUMNS = tuple(c.name for c in AuditLog.__table__.columns if c.name != "id")

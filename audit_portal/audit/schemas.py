@@ -1,0 +1,176 @@
+"""marshmallow schemas for audit events: creation, storage, responses, filters and lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from .enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+from .filters import AuditFilters
+from .models import DESCRIPTION_MAX, ERROR_TYPE_MAX
+
+MAX_INT64 = 2**63 - 1
+
+
+class CaseInsensitiveEnum(fields.String):
+    """A string restricted to an enum's values, matched case-insensitively; errors list the allowed values."""
+
+    def __init__(self, enum_cls, **kwargs):
+        self.enum_cls = enum_cls
+        meta = {"enum": enum_cls.values(), **kwargs.pop("metadata", {})}
+        super().__init__(metadata=meta, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return self.enum_cls.parse(raw).value
+        except ValueError:
+            allowed = ", ".join(self.enum_cls.values())
+            raise ValidationError(f"Unknown value {raw[:50]!r}; must be one of: {allowed}.") from None
+
+
+class DateOrDateTime(fields.Field):
+    """ISO 8601 date or datetime. A date alone means the whole day (UTC): its start for ``date_from``,
+    the next midnight (exclusive) for ``date_to``. A datetime without an offset is taken as UTC."""
+
+    def __init__(self, *, end: bool = False, **kwargs):
+        self.end = end
+        super().__init__(metadata={"type": "string", "format": "date-time", **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                day = datetime.fromisoformat(text).date()
+                start = datetime.combine(day, time.min, tzinfo=UTC)
+                return start + timedelta(days=1) if self.end else start
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(
+                f"Not a valid ISO 8601 date or datetime: {text[:40]!r} (e.g. 2026-01-31 or 2026-01-31T14:00:00Z)."
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+
+
+class AuditLogFilterSchema(Schema):
+    """Filters accepted by every list and export endpoint and by the HTML viewer."""
+
+    class Meta:
+        unknown = RAISE
+
+    date_from = DateOrDateTime(metadata={"description": "Events at or after this time (ISO 8601; a date alone "
+                                                        "means from the start of that day, UTC)."})
+    date_to = DateOrDateTime(end=True, metadata={"description": "Events up to this time (ISO 8601; a date alone "
+                                                               "includes that whole day, UTC)."})
+    user_id = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_INT64),
+                             metadata={"description": "Only events performed by this user id."})
+    action_type = CaseInsensitiveEnum(ActionType, metadata={"description": "Only this action type."})
+    resource_type = CaseInsensitiveEnum(ResourceType, metadata={"description": "Only this resource type."})
+    status = CaseInsensitiveEnum(Status, metadata={"description": "Only this outcome."})
+    category = CaseInsensitiveEnum(Category, metadata={"description": "Only this category."})
+    severity = CaseInsensitiveEnum(ErrorSeverity, metadata={"description": "Only errors of this severity."})
+    error_type = fields.String(validate=validate.Length(min=1, max=ERROR_TYPE_MAX),
+                               metadata={"description": "Only errors of this exception type, e.g. ZeroDivisionError."})
+    search = fields.String(validate=validate.Length(min=1, max=200),
+                           metadata={"description": "Case-insensitive text search in the description; "
+                                                    "% and _ match themselves."})
+    fingerprint = fields.String(validate=validate.Length(equal=32),
+                                metadata={"description": "Only occurrences of this error group."})
+    request_id = fields.String(validate=validate.Length(min=8, max=36),
+                               metadata={"description": "Only events produced by this HTTP request."})
+
+    @validates_schema
+    def _check_range(self, data, **kwargs):
+        if data.get("date_from") and data.get("date_to") and data["date_from"] >= data["date_to"]:
+            raise ValidationError("date_from must be before date_to.", field_name="date_from")
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        return AuditFilters(**data)
+
+
+class PagingSchema(Schema):
+    skip = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64),
+                          metadata={"description": "How many matching events to skip (default 0)."})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500),
+                           metadata={"description": "Page size (default 50, at most 500)."})
+
+
+class AuditLogBaseSchema(Schema):
+    """Fields shared by every representation of an event."""
+
+    action_type = CaseInsensitiveEnum(ActionType, required=True)
+    resource_type = CaseInsensitiveEnum(ResourceType, required=True)
+    resource_id = fields.String(allow_none=True, validate=validate.Length(max=64))
+    description = fields.String(load_default="", validate=validate.Length(max=DESCRIPTION_MAX))
+    metadata = fields.Dict(allow_none=True, metadata={"description": "Context; {old, new} for changes."})
+    status = CaseInsensitiveEnum(Status, load_default=Status.SUCCESS.value)
+    is_sensitive = fields.Boolean(load_default=False)
+
+
+class AuditLogCreateSchema(AuditLogBaseSchema):
+    """What a caller supplies to record an event (the app fills time, actor and request context)."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_INT64))
+    severity = CaseInsensitiveEnum(ErrorSeverity, allow_none=True)
+    error_type = fields.String(allow_none=True, validate=validate.Length(max=ERROR_TYPE_MAX))
+
+
+class AuditLogInDBSchema(AuditLogBaseSchema):
+    """Every stored column."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(dump_only=True)
+    event_id = fields.String(metadata={"description": "UUID; unique."})
+    timestamp = fields.DateTime(format="iso", metadata={"description": "UTC, ISO 8601."})
+    user_id = fields.Integer(allow_none=True)
+    username = fields.String(allow_none=True, metadata={"description": "The actor's username at the time."})
+    category = fields.String()
+    metadata = fields.Dict(attribute="event_metadata", allow_none=True)
+    ip_address = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    severity = fields.String(allow_none=True)
+    error_type = fields.String(allow_none=True)
+    stack_trace = fields.String(allow_none=True)
+    fingerprint = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    http_method = fields.String(allow_none=True)
+    path = fields.String(allow_none=True)
+    status_code = fields.Integer(allow_none=True)
+    duration_ms = fields.Integer(allow_none=True)
+
+
+class AuditLogSchema(AuditLogInDBSchema):
+    """An event as the API returns it, with the helpers a UI needs."""
+
+    status_color = fields.Function(lambda log: _presenter().status_colour(log.status),
+                                   metadata={"description": "green (SUCCESS), red (FAILURE), orange (ERROR)."})
+    severity_color = fields.Function(lambda log: _presenter().severity_colour(log.severity),
+                                     metadata={"description": "red (CRITICAL), orange (ERROR), yellow (WARNING)."})
+    readable_description = fields.Function(lambda log: _presenter().readable_description(log),
+                                           metadata={"description": "The description, naming the actor."})
+    actor = fields.Function(lambda log: _presenter().actor_name(log),
+                            metadata={"description": "Who did it: the username, or 'anonymous'."})
+
+
+def _presenter():
+    from . import presenter
+
+    return presenter
+
+
+class AuditLogListResponseSchema(Schema):
+    """One page of events."""
+
+    items = fields.List(fields.Nested(AuditLogSchema), metadata={"description": "Events, newest first."})
+    total = fields.Integer(metadata={"description": "How many events match the filters."})
+    skip = fields.Integer(metadata={"description": "Offset of this page."})
+    limit = fields.Integer(metadata={"description": "Page size."})

@@ -1,0 +1,207 @@
+"""The background writer: request and error events leave the request path here.
+
+Events are queued in memory and inserted in batches by a daemon thread (one per process, started
+after a fork). When the database cannot take them they go to the local spool and are replayed once
+it answers again; inserts skip event ids already stored, so replays are idempotent. Queued events
+are written when the process exits normally or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import weakref
+
+from sqlalchemy import insert
+
+from ..extensions import db
+from .models import AuditLog
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+#: Every live writer of this process, closed (flushed) at exit.
+_WRITERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def close_all_writers() -> None:
+    """Flush and stop every writer of this process (at exit, and from gunicorn's worker_exit hook)."""
+    for writer in list(_WRITERS):
+        writer.close()
+REPLAY_INTERVAL_S = 2.0
+
+
+def insert_ignoring_duplicates(connection, events: list[dict]) -> None:
+    """Insert ``events``; rows whose ``event_id`` is already stored are skipped."""
+    table = AuditLog.__table__
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
+        for event in events:
+            if not connection.execute(table.select().where(table.c.event_id == event["event_id"])).first():
+                connection.execute(insert(table), [event])
+        return
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+    connection.execute(stmt, events)
+
+
+class AuditWriter:
+    """Queue + thread + spool for one app in one process."""
+
+    def __init__(self, app):
+        self.app = app
+        self.spool = Spool(app.config["AUDIT_DATA_DIR"], app.config["AUDIT_SPOOL_MAX_BYTES"])
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last_replay = 0.0
+        _WRITERS.add(self)
+
+    # -- producer side (request threads) -------------------------------------------------------
+
+    def submit(self, event: dict) -> None:
+        """Queue ``event`` for writing. Never blocks on the database, never raises."""
+        if self._closed:
+            self._write([event])
+            return
+        self._ensure_thread()
+        self._queue.put(event)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is written (or spooled). True if it finished in time."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self._drain_inline()
+
+    # -- consumer side (the thread) -------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child inherits the parent's queue object but not its thread.
+                self._queue = queue.Queue()
+                self._thread = None
+            if self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=REPLAY_INTERVAL_S)
+            except queue.Empty:
+                self._maybe_replay()
+                continue
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < BATCH_SIZE:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            try:
+                self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
+
+    def _drain_inline(self) -> None:
+        batch = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._queue.task_done()
+            if item is not None:
+                batch.append(item)
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[dict]) -> None:
+        try:
+            with self.app.app_context():
+                with db.engine.begin() as connection:
+                    insert_ignoring_duplicates(connection, batch)
+        except Exception:  # noqa: BLE001 - the database is down or refused: keep the events locally
+            log.exception("audit writer: database write failed; spooling %d events", len(batch))
+            try:
+                self.spool.append(batch)
+            except Exception:  # noqa: BLE001
+                log.critical("audit writer: could not spool %d events: %r", len(batch), batch, exc_info=True)
+            return
+        self._maybe_replay()
+
+    def _maybe_replay(self) -> None:
+        now = time.monotonic()
+        if now - self._last_replay < REPLAY_INTERVAL_S or self.spool.pending_bytes() == 0:
+            return
+        self._last_replay = now
+        self.replay_spool()
+
+    def replay_spool(self) -> int:
+        """Write the spooled events to the database; returns how many (0 if it is still unavailable)."""
+
+        def write(batch):
+            with self.app.app_context():
+                with db.engine.begin() as connection:
+                    insert_ignoring_duplicates(connection, batch)
+
+        try:
+            return self.spool.replay(write)
+        except Exception:  # noqa: BLE001
+            log.warning("audit spool: database still unavailable; will retry", exc_info=True)
+            return 0
+
+
+def install_sigterm_flush() -> None:
+    """Turn SIGTERM into a normal exit (so atexit flushes the queue) where nobody else handles it.
+
+    Gunicorn installs its own handler and exits its workers normally, which runs atexit too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)

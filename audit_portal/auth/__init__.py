@@ -1,0 +1,7 @@
+"""Authentication: login, logout, password change, and the session user loader."""
+
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+from . import loaders, views  # noqa: E402,F401  (registers routes and the user loader)

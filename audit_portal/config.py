@@ -1,0 +1,135 @@
+"""Configuration: a base class per ``APP_ENV``, every setting overridable by an environment variable."""
+
+from __future__ import annotations
+
+import os
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot start the application safely."""
+
+
+class BaseConfig:
+    """Defaults for a local run over plain HTTP."""
+
+    APP_ENV = "development"
+    SECRET_KEY = "dev-insecure-secret-key-change-me"
+    #: Empty means a SQLite file in the instance folder.
+    DATABASE_URL = ""
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    SESSION_COOKIE_SECURE = False
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    WTF_CSRF_TIME_LIMIT = None
+
+    #: argon2id parameters; OWASP's recommendation is m=19 MiB, t=2, p=1.
+    PASSWORD_HASH_MEMORY_KIB = 19456
+    PASSWORD_HASH_TIME_COST = 2
+    PASSWORD_HASH_PARALLELISM = 1
+    PASSWORD_MIN_LENGTH = 10
+
+    #: Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted.
+    TRUSTED_PROXY_COUNT = 0
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+
+    AUDIT_ENABLED = True
+    AUDIT_HMAC_KEY = "dev-insecure-audit-hmac-key-change-me-000"
+    AUDIT_EXPORT_MAX_ROWS = 1_000_000
+    AUDIT_RETENTION_DAYS = 365
+    #: Where the event spool lives; empty means the instance folder.
+    AUDIT_DATA_DIR = ""
+    #: Request events: which requests are significant enough to record.
+    AUDIT_REQUEST_METHODS = "POST,PUT,PATCH,DELETE"
+    AUDIT_REQUEST_INCLUDE_PREFIXES = "/auth/,/admin/,/api/v1/audit-logs"
+    AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/static/,/api/docs,/api/openapi.json,/favicon.ico"
+    #: Largest spool file in bytes before new events are refused (with a warning).
+    AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+    ADMIN_USERNAME = ""
+    ADMIN_PASSWORD = ""
+    ADMIN_EMAIL = ""
+
+    LOG_LEVEL = "INFO"
+
+    API_TITLE = "audit_portal API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/docs"
+    OPENAPI_SWAGGER_UI_URL = "/static/vendor/swagger-ui/"
+
+
+class DevelopmentConfig(BaseConfig):
+    """Local run: the defaults."""
+
+
+class TestingConfig(BaseConfig):
+    """The test suite: cheap password hashing, no rate limits unless a test turns them on."""
+
+    APP_ENV = "testing"
+    TESTING = True
+    PASSWORD_HASH_MEMORY_KIB = 64
+    PASSWORD_HASH_TIME_COST = 1
+    RATELIMIT_ENABLED = False
+
+
+class ProductionConfig(BaseConfig):
+    """Production: secrets must come from the environment."""
+
+    APP_ENV = "production"
+    SECRET_KEY = ""
+    AUDIT_HMAC_KEY = ""
+    LOG_LEVEL = "WARNING"
+
+
+CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}
+
+
+def _coerce(raw: str, default):
+    if isinstance(default, bool):
+        value = raw.strip().lower()
+        if value in {"1", "true", "yes", "on"}:
+            return True
+        if value in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"expected true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {raw!r}") from None
+    return raw
+
+
+def settings_from(app_env: str, environ=os.environ) -> dict:
+    """Return the settings for ``app_env``, each overridden by an environment variable of the same name."""
+    try:
+        base = CONFIGS[app_env]
+    except KeyError:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(CONFIGS)}; got {app_env!r}") from None
+    settings = {name: getattr(base, name) for name in dir(base) if name.isupper()}
+    for name, default in settings.items():
+        if name in environ and name != "APP_ENV":
+            try:
+                settings[name] = _coerce(environ[name], default)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    return settings
+
+
+def check_production(settings: dict) -> None:
+    """Refuse to start production without real secrets."""
+    if settings["APP_ENV"] != "production":
+        return
+    missing = [name for name in ("SECRET_KEY", "AUDIT_HMAC_KEY") if len(settings.get(name) or "") < 32]
+    if missing:
+        raise ConfigError(
+            "APP_ENV=production needs "
+            + " and ".join(missing)
+            + " set to random strings of at least 32 characters, e.g. "
+            + " ".join(f'{name}="$(python -c \'import secrets; print(secrets.token_urlsafe(48))\')"' for name in missing)
+        )

@@ -1,0 +1,22 @@
+"""``GET /healthz``: is the app up and does the database answer? No auth, not audited."""
+
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from .extensions import csrf, db, limiter
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        db.session.rollback()
+        return jsonify({"status": "unavailable", "database": "unreachable"}), 503
+    return jsonify({"status": "ok", "database": "ok"})
+
+
+csrf.exempt(bp)

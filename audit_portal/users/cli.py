@@ -1,0 +1,81 @@
+"""``flask users ...``: create accounts from the command line (through the same services as the UI)."""
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..extensions import db
+from .models import RoleName
+from .services import ServiceError, create_user, ensure_default_roles
+
+users_cli = AppGroup("users", help="Manage user accounts.")
+
+
+def _create(username: str, password: str, email: str, role: str, full_name: str) -> None:
+    ensure_default_roles()
+    try:
+        user = create_user(None, username=username, email=email, password=password, full_name=full_name, role=role)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise click.UsageError(f"{exc.field}: {exc.message}") from None
+    db.session.commit()
+    click.echo(f"Created {user.role.name} {user.username} (id {user.id}).")
+
+
+@users_cli.command("create-admin")
+@click.option("--username", required=True)
+@click.option("--password", required=True, help="At least PASSWORD_MIN_LENGTH characters.")
+@click.option("--email", required=True)
+@click.option("--full-name", default="")
+def create_admin_command(username, password, email, full_name):
+    """Create an administrator."""
+    _create(username, password, email, RoleName.ADMIN.value, full_name)
+
+
+@users_cli.command("create")
+@click.option("--username", required=True)
+@click.option("--password", required=True, help="At least PASSWORD_MIN_LENGTH characters.")
+@click.option("--email", required=True)
+@click.option("--role", default=RoleName.USER.value, show_default=True, help="user or admin")
+@click.option("--full-name", default="")
+def create_command(username, password, email, role, full_name):
+    """Create a user (role ``user`` unless ``--role admin``)."""
+    _create(username, password, email, role, full_name)
+
+
+@users_cli.command("ensure-admin")
+def ensure_admin_command():
+    """Make sure an administrator exists (used by scripts/run.sh on first start).
+
+    With ADMIN_USERNAME and ADMIN_PASSWORD (and optionally ADMIN_EMAIL) set, that account is created
+    if it is missing. Otherwise, if there is no administrator at all, one called ``admin`` is created
+    with a random password that is printed once.
+    """
+    import secrets
+
+    from sqlalchemy import select
+
+    from .models import Role, User
+
+    cfg = current_app.config
+    ensure_default_roles()
+    username, password = cfg["ADMIN_USERNAME"], cfg["ADMIN_PASSWORD"]
+    if username and password:
+        if db.session.scalar(select(User.id).where(User.username == username)) is None:
+            _create(username, password, cfg["ADMIN_EMAIL"] or f"{username}@localhost.localdomain", RoleName.ADMIN.value, "")
+        else:
+            click.echo(f"Administrator {username} already exists.")
+        return
+    has_admin = db.session.scalar(select(User.id).join(Role).where(Role.name == RoleName.ADMIN.value).limit(1))
+    if has_admin is not None:
+        db.session.commit()
+        click.echo("An administrator already exists.")
+        return
+    password = secrets.token_urlsafe(15)
+    _create("admin", password, "admin@localhost.localdomain", RoleName.ADMIN.value, "Administrator")
+    click.echo("")
+    click.echo("  First administrator created. Log in with:")
+    click.echo("    username: admin")
+    click.echo(f"    password: {password}")
+    click.echo("  This password is shown only once; change it under 'Change password' after logging in.")
+    click.echo("")

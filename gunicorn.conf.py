@@ -1,0 +1,16 @@
+"""gunicorn settings for production: ``gunicorn --config gunicorn.conf.py wsgi:app``."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+graceful_timeout = 30
+accesslog = "-"
+
+
+def worker_exit(server, worker):
+    """Write the audit events still queued in this worker before it goes (SIGTERM, reload, max-requests)."""
+    from audit_portal.audit.writer import close_all_writers
+
+    close_all_writers()
