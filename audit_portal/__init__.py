@@ -66,7 +66,7 @@ def configure_logging(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from .audit.writer import AuditWriter, install_sigterm_flush
     from .database import configure_sqlite
-    from .extensions import api, csrf, db, limiter, login_manager, migrate
+    from .extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     configure_sqlite(app)
@@ -74,7 +74,6 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
-    api.init_app(app)
     app.extensions["audit_writer"] = AuditWriter(app)
     install_sigterm_flush()
 
@@ -82,12 +81,14 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from . import audit, auth, health, users
     from .main import bp as main_bp
+    from .rest import register_api
 
     app.register_blueprint(health.bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(users.bp)
     app.register_blueprint(audit.bp)
+    register_api(app)
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -106,9 +107,11 @@ def register_hooks(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from .audit.cli import audit_cli, demo_cli
+    from .auth.cli import tokens_cli
     from .users.cli import users_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(audit_cli)
 

@@ -59,8 +59,7 @@ class BaseConfig:
     OPENAPI_VERSION = "3.0.3"
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
-    OPENAPI_SWAGGER_UI_PATH = "/docs"
-    OPENAPI_SWAGGER_UI_URL = "/static/vendor/swagger-ui/"
+    #: Swagger UI is served by ``audit_portal.rest`` at /api/docs from vendored assets (CSP-clean).
 
 
 class DevelopmentConfig(BaseConfig):

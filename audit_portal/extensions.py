@@ -9,6 +9,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from .envelope import ErrorEnvelopeSchema
+
 #: Stable constraint names, so migrations name constraints the same on every database.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -27,5 +29,13 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-api = Api()
+
+
+class EnvelopeApi(Api):
+    """flask-smorest, documenting errors with this app's envelope."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
+
+api = EnvelopeApi()
 limiter = Limiter(key_func=lambda: "global", default_limits=[])

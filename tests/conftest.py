@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -18,6 +20,15 @@ from audit_portal.users import services as user_services
 
 PASSWORD = "s3cure-Passw0rd!"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+#: Where the browser tests save screenshots (gitignored); the SCREENSHOT_DIR environment variable moves it.
+SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR") or Path(__file__).resolve().parents[1] / "test-artifacts/screenshots")
+_SESSION_START = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where this run's browser screenshots are (here, because with xdist only this process reports)."""
+    if SCREENSHOT_DIR.is_dir() and any(p.stat().st_mtime >= _SESSION_START - 1 for p in SCREENSHOT_DIR.glob("*.png")):
+        terminalreporter.write_line(f"browser test screenshots: {SCREENSHOT_DIR}")
 
 
 def _worker() -> str:
@@ -78,6 +89,13 @@ def app(app_config):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """Replaces pytest-flask's ``client``, whose ``with`` block keeps the last request's context (and its
+    logged-in user in ``g``) pushed, where it leaks into requests made by other clients."""
+    return app.test_client()
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def request_id() -> str | None:
 
 def current_actor() -> tuple[int | None, str | None]:
     """(user id, username) of the logged-in user, or (None, None)."""
-    if not has_request_context():
+    if not has_request_context() or g.get("auth_in_progress"):
         return None, None
     from flask_login import current_user
 

@@ -16,10 +16,13 @@ class _StrEnum(enum.StrEnum):
     @classmethod
     def parse(cls, value: str):
         """Look ``value`` up case-insensitively; raise ``ValueError`` naming the allowed values."""
-        try:
-            return cls(str(value).strip().upper() if cls is not Category else str(value).strip().lower())
-        except ValueError:
-            raise ValueError(f"must be one of: {', '.join(cls.values())}") from None
+        text = str(value).strip()
+        for candidate in (text, text.upper(), text.lower()):
+            try:
+                return cls(candidate)
+            except ValueError:
+                continue
+        raise ValueError(f"must be one of: {', '.join(cls.values())}")
 
     def __str__(self) -> str:
         return self.value
@@ -132,6 +135,14 @@ def category_for(action_type: ActionType | str, resource_type: ResourceType | st
     if action in _ACTION_CATEGORY:
         return _ACTION_CATEGORY[action]
     return _RESOURCE_CATEGORY.get(ResourceType(resource_type), Category.SYSTEM)
+
+
+class ExportFormat(_StrEnum):
+    """File formats of an export."""
+
+    CSV = "csv"  #: one header row, then one row per event
+    JSON = "json"  #: one JSON array of items
+    NDJSON = "ndjson"  #: one JSON item per line
 
 
 #: Badge colours. Colour is never the only signal: badges also carry their text.

@@ -10,11 +10,14 @@ from datetime import datetime
 from . import models as m
 from .context import client_ip, current_actor, request_id, user_agent
 from .enums import ActionType, ErrorSeverity, ResourceType, Status, category_for
-from .redaction import redact, redact_text
+from .redaction import redact, redact_text, storable
 
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: C0 and C1 control characters and the Unicode line and paragraph separators: anything that could start a line.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 TRUNCATED = "…[truncated]"
 METADATA_MAX_BYTES = 16_000
+#: Integer columns are 32-bit.
+INT32_MAX = 2**31 - 1
 
 
 def single_line(value: object, limit: int) -> str | None:
@@ -22,8 +25,19 @@ def single_line(value: object, limit: int) -> str | None:
     so a header or a name can never forge a second line in a log or a CSV file."""
     if value is None:
         return None
-    text = _CONTROL_RE.sub(lambda ch: f"\\x{ord(ch.group()):02x}", str(value))
-    return bound(text, limit)
+    return bound(_CONTROL_RE.sub(_escape, storable(str(value))), limit)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def multi_line(value: str | None, limit: int) -> str | None:
+    """Redact, make storable and bound a text that may keep its line breaks (a stack trace)."""
+    if value is None:
+        return None
+    return bound(storable(redact_text(str(value))), limit)
 
 
 def bound(text: str | None, limit: int) -> str | None:
@@ -38,10 +52,29 @@ def _bounded_metadata(metadata) -> dict | None:
     clean = redact(metadata)
     if not isinstance(clean, dict):
         clean = {"value": clean}
-    encoded = json.dumps(clean, default=str)
+    encoded = json.dumps(clean, default=str, allow_nan=False)
     if len(encoded) > METADATA_MAX_BYTES:
         return {"truncated": True, "preview": encoded[: METADATA_MAX_BYTES // 2]}
     return json.loads(encoded)
+
+
+def _integer(name: str, value, maximum: int = INT32_MAX, *, clamp: bool = False) -> int | None:
+    """``value`` as a column integer; anything else is a ``ValueError`` (never a row the database refuses)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+    if clamp:
+        return max(0, min(value, maximum))
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be between 0 and {maximum}, got {value}")
+    return value
+
+
+def _aware(timestamp) -> datetime:
+    if not isinstance(timestamp, datetime) or timestamp.tzinfo is None or timestamp.utcoffset() is None:
+        raise ValueError("timestamp must be a timezone-aware datetime")
+    return timestamp
 
 
 def build_event(
@@ -70,14 +103,15 @@ def build_event(
     event_id: str | None = None,
 ) -> dict:
     """Return a column dict for ``audit_logs``. Enum values are validated (``ValueError`` names the
-    allowed values); text is redacted, single-line fields sanitised, everything bounded."""
+    allowed values), as are integers and the timestamp; text is redacted, single-line fields sanitised,
+    everything bounded, so that what is returned is a row the database accepts."""
     action = ActionType.parse(action_type)
     resource = ResourceType.parse(resource_type)
     outcome = Status.parse(status)
     return {
-        "event_id": event_id or str(uuid.uuid4()),
-        "timestamp": timestamp,
-        "user_id": user_id,
+        "event_id": single_line(event_id, 36) or str(uuid.uuid4()),
+        "timestamp": _aware(timestamp),
+        "user_id": _integer("user_id", user_id, 2**63 - 1),
         "username": single_line(username, m.USERNAME_SNAPSHOT_MAX),
         "action_type": action.value,
         "resource_type": resource.value,
@@ -91,13 +125,13 @@ def build_event(
         "is_sensitive": bool(is_sensitive),
         "severity": ErrorSeverity.parse(severity).value if severity else None,
         "error_type": single_line(error_type, m.ERROR_TYPE_MAX),
-        "stack_trace": bound(redact_text(stack_trace), m.STACK_TRACE_MAX),
-        "fingerprint": fingerprint,
-        "request_id": request_id_,
+        "stack_trace": multi_line(stack_trace, m.STACK_TRACE_MAX),
+        "fingerprint": single_line(fingerprint, 64),
+        "request_id": single_line(request_id_, 36),
         "http_method": single_line(http_method, 10),
         "path": single_line(redact_text(path), m.PATH_MAX),
-        "status_code": status_code,
-        "duration_ms": duration_ms,
+        "status_code": _integer("status_code", status_code, 999),
+        "duration_ms": _integer("duration_ms", duration_ms, clamp=True),
     }
 
 

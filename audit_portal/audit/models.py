@@ -29,7 +29,7 @@ ERROR_TYPE_MAX = 200
 STACK_TRACE_MAX = 64_000
 
 #: JSONB on PostgreSQL, JSON (text) elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 #: 64-bit ids on PostgreSQL; SQLite needs INTEGER for its rowid alias.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from .enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+from .enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from .filters import AuditFilters
 from .models import DESCRIPTION_MAX, ERROR_TYPE_MAX
 
@@ -46,13 +46,15 @@ class DateOrDateTime(fields.Field):
                 start = datetime.combine(day, time.min, tzinfo=UTC)
                 return start + timedelta(days=1) if self.end else start
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
         except ValueError:
             raise ValidationError(
                 f"Not a valid ISO 8601 date or datetime: {text[:40]!r} (e.g. 2026-01-31 or 2026-01-31T14:00:00Z)."
             ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(f"Date out of range: {text[:40]!r}.") from None
 
 
 class AuditLogFilterSchema(Schema):
@@ -92,11 +94,44 @@ class AuditLogFilterSchema(Schema):
         return AuditFilters(**data)
 
 
-class PagingSchema(Schema):
-    skip = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64),
+def _skip_field():
+    return fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64),
                           metadata={"description": "How many matching events to skip (default 0)."})
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500),
-                           metadata={"description": "Page size (default 50, at most 500)."})
+
+
+def _limit_field(maximum: int):
+    return fields.Integer(load_default=50, validate=validate.Range(min=1, max=maximum),
+                          metadata={"description": f"Page size (default 50, at most {maximum})."})
+
+
+class AuditLogQueryArgsSchema(AuditLogFilterSchema):
+    """Filters plus paging, for ``GET /api/v1/audit-logs/``. Loads to ``{"filters", "skip", "limit"}``."""
+
+    skip = _skip_field()
+    limit = _limit_field(500)
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        skip, limit = data.pop("skip"), data.pop("limit")
+        return {"filters": AuditFilters(**data), "skip": skip, "limit": limit}
+
+
+class AuditErrorQueryArgsSchema(AuditLogQueryArgsSchema):
+    """Filters plus paging for ``GET /api/v1/audit-logs/errors`` (at most 200 per page)."""
+
+    limit = _limit_field(200)
+
+
+class ExportArgsSchema(AuditLogFilterSchema):
+    """Filters plus the file format, for exports. Loads to ``{"filters", "format"}``."""
+
+    format = CaseInsensitiveEnum(ExportFormat, load_default=ExportFormat.CSV.value,
+                                 metadata={"description": "csv (default), json (one array) or ndjson (one item per line)."})
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        fmt = data.pop("format")
+        return {"filters": AuditFilters(**data), "format": fmt}
 
 
 class AuditLogBaseSchema(Schema):

@@ -16,7 +16,7 @@ import functools
 import inspect
 import logging
 
-from flask import current_app, has_app_context
+from flask import current_app, has_app_context, has_request_context
 from sqlalchemy import insert
 
 from ..extensions import db
@@ -38,21 +38,33 @@ def _build(action_type, resource_type, resource_id, description, fields: dict) -
     """Build an event; if that fails (a bug in audit code), build a minimal event that says so."""
     try:
         context = request_fields()
+        if fields.get("user_id") is not None:
+            # An explicit actor comes with its own name (or none): never the logged-in user's.
+            del context["user_id"], context["username"]
         for key, value in list(fields.items()):
             if value is None:
                 fields.pop(key)
         return build_event(action_type, resource_type, resource_id, description, **{**context, **fields})
     except Exception as exc:  # noqa: BLE001
-        log.exception("audit: could not build a %s event", action_type)
+        log.exception("audit: could not build a %s event", _safe_str(action_type, 40))
         return build_event(
             ActionType.AUDIT_FAILURE,
             ResourceType.SYSTEM,
             None,
             f"An audit event could not be recorded in full ({type(exc).__name__})",
-            timestamp=fields.get("timestamp") or utcnow(),
+            timestamp=utcnow(),
             status=Status.ERROR,
-            metadata={"intended_action": str(action_type)[:40], "error": type(exc).__name__},
+            metadata={"intended_action": _safe_str(action_type, 40), "error": type(exc).__name__,
+                      "reason": _safe_str(exc, 300)},
         )
+
+
+def _safe_str(value, limit: int) -> str:
+    """``str(value)`` cut to ``limit``, or a placeholder when even that fails."""
+    try:
+        return str(value)[:limit]
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}>"
 
 
 def log_audit(
@@ -84,28 +96,38 @@ def log_audit(
     if user_id is not None and "username" not in fields:
         fields["username"] = _username_for(user_id)
     event = _build(action_type, resource_type, resource_id, description, fields)
+    if transactional:
+        # If this insert fails, the caller's change cannot commit either: its transaction fails as a whole.
+        db.session.execute(insert(AuditLog.__table__).values(**event))
+        return event["event_id"]
+    writer = current_app.extensions["audit_writer"]
     try:
-        if transactional:
-            db.session.execute(insert(AuditLog.__table__).values(**event))
-        else:
-            current_app.extensions["audit_writer"].submit(event)
+        writer.submit(event)
     except Exception:  # noqa: BLE001
-        log.exception("audit: could not record event %s; keeping it for replay", event["event_id"])
-        if transactional:
-            raise  # the caller's change cannot commit either; its transaction fails as a whole
-        current_app.extensions["audit_writer"].spool.append([event])
+        log.exception("audit: could not queue event %s; spooling it for replay", event["event_id"])
+        try:
+            writer.spool.append([event])
+        except Exception:  # noqa: BLE001 - nowhere left to keep it: say so loudly, never fail the caller
+            log.critical("audit: event %s is lost: %r", event["event_id"], event, exc_info=True)
     return event["event_id"]
 
 
-def _username_for(user_id: int) -> str | None:
+def _username_for(user_id: object) -> str | None:
+    """The current name of user ``user_id`` (the logged-in user's without a query), or None."""
     from flask_login import current_user
 
+    from ..users.models import User
+
     try:
-        if current_user and current_user.is_authenticated and current_user.id == user_id:
+        if has_request_context() and current_user and current_user.is_authenticated and current_user.id == user_id:
             return current_user.username
-    except Exception:  # noqa: BLE001
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
+            return None
+        with db.session.no_autoflush:
+            user = db.session.get(User, user_id)
+        return user.username if user is not None else None
+    except Exception:  # noqa: BLE001 - a name is a nicety; the event is recorded without it
         return None
-    return None
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -158,13 +180,14 @@ def log_error(exc: BaseException, description: str | None = None, *, action_type
     try:
         etype = error_type_name(exc)
         location = innermost_app_frame(exc)
+        message = _safe_str(exc, 2000)
         fields.setdefault("severity", severity_for(exc))
         fields.setdefault("stack_trace", format_stack(exc))
-        metadata = {"message": str(exc)[:2000], "location": location, **(fields.pop("metadata", None) or {})}
+        metadata = {"message": message, "location": location, **(fields.pop("metadata", None) or {})}
         return log_audit(
             fields.pop("user_id", None), action_type or ActionType.ERROR_OCCURRED,
             fields.pop("resource_type", ResourceType.SYSTEM), fields.pop("resource_id", None),
-            description or f"{etype}: {str(exc)[:300]}", metadata, status=Status.ERROR,
+            description or f"{etype}: {message[:300]}", metadata, status=Status.ERROR,
             error_type=etype, fingerprint=fingerprint(etype, location), **fields,
         )
     except Exception:  # noqa: BLE001

@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert
 
 from ..extensions import db
@@ -35,6 +36,8 @@ def close_all_writers() -> None:
     """Flush and stop every writer of this process (at exit, and from gunicorn's worker_exit hook)."""
     for writer in list(_WRITERS):
         writer.close()
+
+
 REPLAY_INTERVAL_S = 2.0
 
 
@@ -53,6 +56,51 @@ def insert_ignoring_duplicates(connection, events: list[dict]) -> None:
         return
     stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
     connection.execute(stmt, events)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot be reached (as opposed to refusing particular rows)."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                            sa_exc.TimeoutError, OSError))
+
+
+def _salvaged(event: dict) -> dict:
+    """``event`` without its user reference: the user may have been deleted since (a foreign key
+    violation); the username snapshot keeps the row readable."""
+    note = {"audit_note": f"user id {event['user_id']} was not found when this event was written"}
+    return {**event, "user_id": None, "metadata": {**(event.get("metadata") or {}), **note}}
+
+
+def store_events(connection_factory, events: list[dict]) -> None:
+    """Insert ``events`` idempotently. If the database refuses the batch because of some rows (not because
+    it is unreachable), the rows are written one by one and a row refused for its user reference is
+    written without it, so one bad event never holds back the others. Raises when the database is
+    unreachable, or when a row cannot be written at all (the caller keeps the batch for replay)."""
+    if not events:
+        return
+    try:
+        with connection_factory() as connection:
+            insert_ignoring_duplicates(connection, events)
+        return
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        first_error = exc
+    log.warning("audit writer: a batch of %d events was refused (%s); writing them one by one",
+                len(events), type(first_error).__name__)
+    for event in events:
+        try:
+            with connection_factory() as connection:
+                insert_ignoring_duplicates(connection, [event])
+        except Exception as exc:
+            if database_unavailable(exc) or event.get("user_id") is None:
+                raise
+            with connection_factory() as connection:
+                insert_ignoring_duplicates(connection, [_salvaged(event)])
+            log.warning("audit writer: event %s written without its user reference (%s)",
+                        event["event_id"], type(exc).__name__)
 
 
 class AuditWriter:
@@ -156,11 +204,17 @@ class AuditWriter:
         if batch:
             self._write(batch)
 
+    def _engine(self):
+        """The app's database engine (tests point this at an unreachable one to simulate an outage)."""
+        with self.app.app_context():
+            return db.engine
+
+    def _store(self, batch: list[dict]) -> None:
+        store_events(lambda: self._engine().begin(), batch)
+
     def _write(self, batch: list[dict]) -> None:
         try:
-            with self.app.app_context():
-                with db.engine.begin() as connection:
-                    insert_ignoring_duplicates(connection, batch)
+            self._store(batch)
         except Exception:  # noqa: BLE001 - the database is down or refused: keep the events locally
             log.exception("audit writer: database write failed; spooling %d events", len(batch))
             try:
@@ -180,13 +234,8 @@ class AuditWriter:
     def replay_spool(self) -> int:
         """Write the spooled events to the database; returns how many (0 if it is still unavailable)."""
 
-        def write(batch):
-            with self.app.app_context():
-                with db.engine.begin() as connection:
-                    insert_ignoring_duplicates(connection, batch)
-
         try:
-            return self.spool.replay(write)
+            return self.spool.replay(self._store)
         except Exception:  # noqa: BLE001
             log.warning("audit spool: database still unavailable; will retry", exc_info=True)
             return 0

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
-from . import loaders, views  # noqa: E402,F401  (registers routes and the user loader)
+from . import loaders, models, views  # noqa: E402,F401  (routes, the user loaders, the token model)

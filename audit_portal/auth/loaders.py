@@ -19,3 +19,25 @@ def load_user(session_key: str) -> User | None:
     if user is None or user.session_version != int(version) or not user.can_log_in:
         return None
     return user
+
+
+@login_manager.request_loader
+def load_user_from_token(req) -> User | None:
+    """``Authorization: Bearer <token>`` for scripts. No session is created; no CSRF is needed."""
+    from flask import g
+
+    from .tokens import authenticate_token
+
+    header = req.headers.get("Authorization", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    g.auth_method = "token"
+    g.auth_in_progress = True  # audit events written while authenticating must not ask for current_user
+    try:
+        user = authenticate_token(raw.strip())
+    finally:
+        g.auth_in_progress = False
+    if user is None:
+        g.token_rejected = True
+    return user

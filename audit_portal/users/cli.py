@@ -53,7 +53,7 @@ def ensure_admin_command():
     """
     import secrets
 
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from .models import Role, User
 
@@ -61,10 +61,16 @@ def ensure_admin_command():
     ensure_default_roles()
     username, password = cfg["ADMIN_USERNAME"], cfg["ADMIN_PASSWORD"]
     if username and password:
-        if db.session.scalar(select(User.id).where(User.username == username)) is None:
+        existing = db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+        if existing is None:
             _create(username, password, cfg["ADMIN_EMAIL"] or f"{username}@localhost.localdomain", RoleName.ADMIN.value, "")
+        elif not existing.is_admin:
+            raise click.ClickException(
+                f"User {existing.username} exists but is not an administrator. Set ADMIN_USERNAME to another "
+                "name, or create an administrator with 'flask users create-admin'."
+            )
         else:
-            click.echo(f"Administrator {username} already exists.")
+            click.echo(f"Administrator {existing.username} already exists.")
         return
     has_admin = db.session.scalar(select(User.id).join(Role).where(Role.name == RoleName.ADMIN.value).limit(1))
     if has_admin is not None:

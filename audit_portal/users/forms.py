@@ -2,13 +2,14 @@
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
 from .services import PASSWORD_MAX
 
-ROLE_CHOICES = [(r.value, r.value.capitalize()) for r in RoleName]
-STATUS_CHOICES = [(s.value, s.value.capitalize()) for s in UserStatus]
+ROLE_CHOICES = [SelectChoice(r.value, r.value.capitalize()) for r in RoleName]
+STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in UserStatus]
 
 
 class UserCreateForm(FlaskForm):

@@ -72,6 +72,10 @@ class User(UserMixin, db.Model):
         return self.role is not None and self.role.name == RoleName.ADMIN.value
 
     @property
+    def role_name(self) -> str:
+        return self.role.name if self.role is not None else ""
+
+    @property
     def can_log_in(self) -> bool:
         return self.is_active and self.status == UserStatus.ACTIVE.value
 

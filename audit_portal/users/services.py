@@ -125,13 +125,14 @@ def _would_remove_last_admin(user: User) -> bool:
 
 
 def get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
+    # users.id is a 32-bit integer; a larger id cannot exist, and SQLite cannot even bind one past 2**63.
+    user = db.session.get(User, user_id) if 0 < user_id < 2**31 else None
     if user is None:
         raise NotFound(f"No user with id {user_id}.")
     return user
 
 
-def list_users(search: str = "", page: int = 1, per_page: int = 25):
+def _user_query(search: str = ""):
     query = select(User).order_by(User.username)
     if search:
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -140,7 +141,19 @@ def list_users(search: str = "", page: int = 1, per_page: int = 25):
             | func.lower(User.email).like(pattern, escape="\\")
             | func.lower(User.full_name).like(pattern, escape="\\")
         )
-    return db.paginate(query, page=page, per_page=per_page, error_out=False)
+    return query
+
+
+def list_users(search: str = "", page: int = 1, per_page: int = 25):
+    """A page of users (Flask-SQLAlchemy pagination), for the HTML list."""
+    return db.paginate(_user_query(search), page=page, per_page=per_page, error_out=False)
+
+
+def slice_users(search: str = "", skip: int = 0, limit: int = 50) -> tuple[list[User], int]:
+    """(users, total) by offset, for the API."""
+    query = _user_query(search)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return list(db.session.scalars(query.offset(skip).limit(limit))), total
 
 
 # -- operations ------------------------------------------------------------------------------

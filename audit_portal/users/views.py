@@ -73,9 +73,14 @@ def _detail(user, **forms):
     from ..audit.repository import AuditLogRepository
 
     forms.setdefault("status_form", StatusForm(status=user.status))
+    from ..auth.tokens import tokens_for
+    from .token_views import TokenCreateForm
+
     forms.setdefault("password_form", ResetPasswordForm())
+    forms.setdefault("token_form", TokenCreateForm())
     recent = AuditLogRepository().recent_for_user(user.id, limit=10)
-    return render_template("users/detail.html", user=user, recent_events=recent, confirm_form=ConfirmForm(), **forms)
+    return render_template("users/detail.html", user=user, recent_events=recent, confirm_form=ConfirmForm(),
+                           api_tokens=tokens_for(user), **forms)
 
 
 @bp.get("/<int:user_id>")

@@ -1,0 +1,93 @@
+"""What every JSON API resource shares: the response envelope, authentication and the docs page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, g, render_template, request
+from flask_login import current_user
+from marshmallow import Schema, fields
+from werkzeug.exceptions import HTTPException
+
+from .extensions import api, csrf
+
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+BEARER_HELP = "Send 'Authorization: Bearer <token>' (create one with 'flask tokens create') or log in."
+
+
+def ok(data=None, message: str | None = None) -> dict:
+    """The success envelope."""
+    return {"success": True, "message": message, "data": data}
+
+
+_ENVELOPES: dict[str, type[Schema]] = {}
+
+
+def envelope(data_schema: type[Schema] | Schema | fields.Field, name: str) -> type[Schema]:
+    """A response schema ``{"success", "message", "data": <data_schema>}`` (cached per name for OpenAPI)."""
+    if name not in _ENVELOPES:
+        data_field = data_schema if isinstance(data_schema, fields.Field) else fields.Nested(data_schema)
+        _ENVELOPES[name] = Schema.from_dict(
+            {
+                "success": fields.Boolean(metadata={"example": True}),
+                "message": fields.String(allow_none=True, metadata={"example": None}),
+                "data": data_field,
+            },
+            name=name,
+        )
+    return _ENVELOPES[name]
+
+
+def abort_invalid(field: str, message: str, code: int = 422):
+    """Answer the error envelope with ``message`` and ``errors={field: [message]}``."""
+    try:
+        abort(code, description=message)
+    except HTTPException as exc:
+        exc.data = {"messages": {"json": {field: [message]}}}
+        raise
+
+
+def _authenticate() -> None:
+    """401 without a valid session or token; CSRF for unsafe methods when the session cookie is used."""
+    if not current_user.is_authenticated:
+        if g.get("token_rejected"):
+            abort(401, description="The API token is invalid or revoked. " + BEARER_HELP)
+        abort(401, description="Authentication required. " + BEARER_HELP)
+    if g.get("auth_method") != "token" and request.method in UNSAFE_METHODS:
+        csrf.protect()  # browser session: the X-CSRFToken header is required
+
+
+def require_login() -> None:
+    """``before_request`` guard for API blueprints open to every authenticated user."""
+    _authenticate()
+
+
+def require_admin() -> None:
+    """``before_request`` guard for admin-only API blueprints: 401 when unauthenticated, 403 (audited)
+    when not an admin. It runs before any argument is parsed, so nothing is revealed to others."""
+    _authenticate()
+    if not current_user.is_admin:
+        abort(403, description="This endpoint is for administrators only.")
+
+
+docs_bp = Blueprint("api_docs", __name__)
+
+
+@docs_bp.get("/api/docs")
+def swagger_ui():
+    """Swagger UI from vendored assets; reading the documentation needs no login."""
+    return render_template("api/docs.html")
+
+
+def register_api(app: Flask) -> None:
+    """Bind flask-smorest, register every API blueprint and the docs page."""
+    from .audit.api import blp as audit_blp
+    from .users.api import blp as users_blp
+    from .users.api import me_blp
+
+    api.init_app(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
+                                                        "description": BEARER_HELP})
+    api.spec.components.security_scheme("sessionCookie", {"type": "apiKey", "in": "cookie", "name": "session"})
+    for blp in (audit_blp, users_blp, me_blp):
+        csrf.exempt(blp)  # CSRF is enforced in _authenticate for session-authenticated calls only
+        api.register_blueprint(blp)
+    app.register_blueprint(docs_bp)

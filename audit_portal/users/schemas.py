@@ -1,0 +1,68 @@
+"""marshmallow schemas for the users API (shape only; the services own the rules)."""
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
+from .services import PASSWORD_MAX
+
+ROLES = [r.value for r in RoleName]
+STATUSES = [s.value for s in UserStatus]
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class UserSchema(Schema):
+    """A user as the API returns it (never the password hash)."""
+
+    id = fields.Integer()
+    username = fields.String()
+    email = fields.String()
+    full_name = fields.String()
+    role = fields.String(attribute="role_name", metadata={"enum": ROLES})
+    status = fields.String(metadata={"enum": STATUSES})
+    is_active = fields.Boolean()
+    created_at = fields.DateTime(format="iso")
+    updated_at = fields.DateTime(format="iso")
+    last_login_at = fields.DateTime(format="iso", allow_none=True)
+
+
+class UserCreateSchema(_Strict):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=USERNAME_MAX))
+    email = fields.String(required=True, validate=validate.Length(min=1, max=EMAIL_MAX))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX))
+    full_name = fields.String(load_default="", validate=validate.Length(max=FULL_NAME_MAX))
+    role = fields.String(load_default=RoleName.USER.value, metadata={"enum": ROLES})
+    status = fields.String(load_default=UserStatus.ACTIVE.value, metadata={"enum": STATUSES})
+    is_active = fields.Boolean(load_default=True)
+
+
+class UserUpdateSchema(_Strict):
+    username = fields.String(validate=validate.Length(min=1, max=USERNAME_MAX))
+    email = fields.String(validate=validate.Length(min=1, max=EMAIL_MAX))
+    full_name = fields.String(validate=validate.Length(max=FULL_NAME_MAX))
+    role = fields.String(metadata={"enum": ROLES})
+
+
+class StatusChangeSchema(_Strict):
+    status = fields.String(required=True, metadata={"enum": STATUSES})
+
+
+class PasswordResetSchema(_Strict):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX))
+
+
+class UserQueryArgsSchema(_Strict):
+    search = fields.String(load_default="", validate=validate.Length(max=100),
+                           metadata={"description": "Substring of username, email or full name."})
+    skip = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class UserListSchema(Schema):
+    items = fields.List(fields.Nested(UserSchema))
+    total = fields.Integer()
+    skip = fields.Integer()
+    limit = fields.Integer()

@@ -1,0 +1,204 @@
+"""The audit log API: authorization, filters, paging, errors endpoint, export, and bad input."""
+
+import csv
+import io
+import json
+from datetime import timedelta
+
+import pytest
+
+from audit_portal.audit.enums import ActionType, ResourceType, Status
+from audit_portal.audit.events import build_event
+from audit_portal.audit.writer import insert_ignoring_duplicates
+from audit_portal.extensions import db
+from audit_portal.timeutil import utcnow
+from tests.api_helpers import bearer, make_token
+
+ENDPOINTS = ["/api/v1/audit-logs/", "/api/v1/audit-logs/errors", "/api/v1/audit-logs/export",
+             "/api/v1/audit-logs/1"]
+
+
+@pytest.fixture
+def tokens(app, make_user, admin_id):
+    return {"admin": make_token(app, admin_id), "user": make_token(app, make_user("bob"))}
+
+
+def insert_events(app, events):
+    with app.app_context(), db.engine.begin() as conn:
+        insert_ignoring_duplicates(conn, events)
+
+
+def event(action=ActionType.UPDATE, resource=ResourceType.USER, description="something", minutes_ago=0, **kw):
+    return build_event(action, resource, kw.pop("resource_id", None), description,
+                       timestamp=utcnow() - timedelta(minutes=minutes_ago), **kw)
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_authorization_matrix_by_token(app, client, tokens, path):
+    insert_events(app, [event()])
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=bearer(tokens["user"])).status_code == 403
+    assert client.get(path, headers=bearer(tokens["admin"])).status_code == 200
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_authorization_matrix_by_session(app, client, auth, make_user, admin_id, path):
+    insert_events(app, [event()])
+    make_user("bob")
+    assert client.get(path).status_code == 401
+    auth.login("bob")
+    assert client.get(path).status_code == 403
+    auth.logout()
+    auth.login("admin")
+    assert client.get(path).status_code == 200
+
+
+def test_non_admin_denial_is_audited(app, client, tokens, audit_rows):
+    client.get("/api/v1/audit-logs/", headers=bearer(tokens["user"]))
+    [denied] = audit_rows(action_type="PERMISSION_DENIED")
+    assert denied.username == "bob" and denied.status == Status.FAILURE.value
+
+
+def test_list_envelope_items_and_helpers(app, client, tokens):
+    insert_events(app, [event(description="zz older", minutes_ago=5, username="carol"),
+                        event(action=ActionType.LOGIN_FAILED, resource=ResourceType.SESSION, status=Status.FAILURE,
+                              description="zz newer")])
+    body = client.get("/api/v1/audit-logs/?search=ZZ", headers=bearer(tokens["admin"])).json
+    assert body["success"] is True and body["message"] is None
+    data = body["data"]
+    assert data["total"] == 2 and data["skip"] == 0 and data["limit"] == 50
+    newer, older = data["items"]
+    assert newer["description"] == "zz newer" and newer["status_color"] == "red" and newer["category"] == "authentication"
+    assert older["status_color"] == "green" and older["readable_description"] == "carol: zz older"
+    assert older["category"] == "user_management"
+
+
+def test_filters_paging_and_totals(app, client, tokens):
+    insert_events(app, [event(description=f"e{i}", minutes_ago=i, status=Status.FAILURE if i % 3 == 0 else Status.SUCCESS)
+                        for i in range(30)])
+    headers = bearer(tokens["admin"])
+    first = client.get("/api/v1/audit-logs/?status=failure&limit=4", headers=headers).json["data"]
+    assert first["total"] == 10
+    assert [i["description"] for i in first["items"]] == ["e0", "e3", "e6", "e9"]
+    second = client.get("/api/v1/audit-logs/?status=FAILURE&limit=4&skip=4", headers=headers).json["data"]
+    assert [i["description"] for i in second["items"]] == ["e12", "e15", "e18", "e21"]
+
+
+def test_errors_endpoint_only_errors_with_stack_traces_and_limits(app, client, tokens):
+    insert_events(app, [event(action=ActionType.EXCEPTION_RAISED, resource=ResourceType.SYSTEM, status=Status.ERROR,
+                              severity="CRITICAL", error_type="MemoryError", stack_trace="Traceback...\nMemoryError"),
+                        event(action=ActionType.EXCEPTION_RAISED, resource=ResourceType.SYSTEM, status=Status.ERROR,
+                              severity="WARNING", error_type="ValidationError", stack_trace="Traceback...")]
+                  + [event() for _ in range(3)])
+    headers = bearer(tokens["admin"])
+    data = client.get("/api/v1/audit-logs/errors", headers=headers).json["data"]
+    assert data["total"] == 2 and data["limit"] == 50
+    assert all(item["stack_trace"] for item in data["items"])
+    critical = client.get("/api/v1/audit-logs/errors?severity=critical", headers=headers).json["data"]
+    assert [i["error_type"] for i in critical["items"]] == ["MemoryError"]
+    assert critical["items"][0]["severity_color"] == "red"
+    by_type = client.get("/api/v1/audit-logs/errors?error_type=ValidationError", headers=headers).json["data"]
+    assert by_type["total"] == 1
+    assert client.get("/api/v1/audit-logs/errors?limit=200", headers=headers).status_code == 200
+    too_many = client.get("/api/v1/audit-logs/errors?limit=201", headers=headers)
+    assert too_many.status_code == 422 and "limit" in too_many.json["errors"]
+
+
+def test_get_one_event(app, client, tokens):
+    insert_events(app, [event(description="the one", metadata={"old": {"a": 1}, "new": {"a": 2}})])
+    headers = bearer(tokens["admin"])
+    listed = client.get("/api/v1/audit-logs/?search=the one", headers=headers).json["data"]["items"][0]
+    body = client.get(f"/api/v1/audit-logs/{listed['id']}", headers=headers).json
+    assert body["data"]["metadata"] == {"old": {"a": 1}, "new": {"a": 2}}
+    assert body["data"]["event_id"] == listed["event_id"]
+
+
+@pytest.mark.parametrize("path, status, field", [
+    ("/api/v1/audit-logs/?status=maybe", 422, "status"),
+    ("/api/v1/audit-logs/?action_type=EXPLODE", 422, "action_type"),
+    ("/api/v1/audit-logs/?date_from=yesterday", 422, "date_from"),
+    ("/api/v1/audit-logs/?date_from=2026-02-01&date_to=2026-01-01", 422, "date_from"),
+    ("/api/v1/audit-logs/?skip=-1", 422, "skip"),
+    ("/api/v1/audit-logs/?limit=501", 422, "limit"),
+    ("/api/v1/audit-logs/?limit=0", 422, "limit"),
+    ("/api/v1/audit-logs/?colour=red", 422, "colour"),
+    ("/api/v1/audit-logs/?user_id=abc", 422, "user_id"),
+    ("/api/v1/audit-logs/?user_id=99999999999999999999999", 422, "user_id"),
+    ("/api/v1/audit-logs/export?format=xlsx", 422, "format"),
+    ("/api/v1/audit-logs/abc", 404, None),
+    ("/api/v1/audit-logs/99999999999999999999999", 404, None),
+    ("/api/v1/audit-logs/12345", 404, None),
+    ("/api/v1/audit-logs/nope/deeper", 404, None),
+])
+def test_bad_input_is_a_4xx_envelope_naming_the_parameter(client, tokens, path, status, field):
+    response = client.get(path, headers=bearer(tokens["admin"]))
+    assert response.status_code == status
+    body = response.json
+    assert body["success"] is False and body["code"] == status and body["message"]
+    if field:
+        assert field in body["errors"]
+        assert field in body["message"]
+
+
+def test_unknown_enum_message_lists_allowed_values(client, tokens):
+    body = client.get("/api/v1/audit-logs/?status=maybe", headers=bearer(tokens["admin"])).json
+    assert "SUCCESS, FAILURE, ERROR" in body["message"]
+
+
+def test_method_not_allowed_is_an_envelope(client, tokens):
+    response = client.delete("/api/v1/audit-logs/", headers=bearer(tokens["admin"]))
+    assert response.status_code == 405
+    assert response.json["code"] == 405 and "GET" in response.headers["Allow"]
+
+
+def test_export_is_filtered_and_audited(app, client, tokens, audit_rows):
+    insert_events(app, [event(description="keep me", status=Status.FAILURE), event(description="not me")])
+    headers = bearer(tokens["admin"])
+    response = client.get("/api/v1/audit-logs/export?format=csv&status=failure", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="audit-logs_')
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["description"] for r in rows] == ["keep me"]
+    as_json = json.loads(client.get("/api/v1/audit-logs/export?format=JSON&status=failure", headers=headers).data)
+    assert [r["description"] for r in as_json] == ["keep me"]
+    lines = client.get("/api/v1/audit-logs/export?format=ndjson", headers=headers).get_data(as_text=True).splitlines()
+    assert {json.loads(line)["description"] for line in lines} >= {"keep me", "not me"}
+    exports = audit_rows(action_type="EXPORT")
+    assert len(exports) == 3
+    assert exports[0].event_metadata["filters"] == {"status": "FAILURE"}
+    assert exports[0].event_metadata["row_count"] == 1 and exports[0].is_sensitive
+
+
+def test_export_over_the_limit_is_refused_whole(app, app_config, client, tokens):
+    app.config["AUDIT_EXPORT_MAX_ROWS"] = 2
+    insert_events(app, [event() for _ in range(3)])
+    response = client.get("/api/v1/audit-logs/export?format=csv", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422
+    assert "more than the export limit of 2" in response.json["message"]
+    assert "Narrow the filters" in response.json["message"]
+
+
+def test_reading_the_audit_log_is_itself_audited(app, client, tokens, audit_rows):
+    client.get("/api/v1/audit-logs/?status=success", headers=bearer(tokens["admin"]))
+    [request_event] = audit_rows(action_type="REQUEST", path="/api/v1/audit-logs/?status=success")
+    assert request_event.username == "admin" and request_event.status_code == 200
+
+
+def test_openapi_and_docs_need_no_login(client):
+    spec = client.get("/api/openapi.json")
+    assert spec.status_code == 200
+    paths = spec.json["paths"]
+    assert {"/api/v1/audit-logs/", "/api/v1/audit-logs/errors", "/api/v1/audit-logs/export",
+            "/api/v1/audit-logs/{log_id}", "/api/v1/users/", "/api/v1/me"} <= set(paths)
+    listing = paths["/api/v1/audit-logs/"]["get"]
+    assert listing["tags"] == ["Audit Logs"]
+    assert "curl" in listing["description"]
+    params = {p["name"]: p for p in listing["parameters"]}
+    assert {"date_from", "date_to", "user_id", "action_type", "resource_type", "status", "category", "severity",
+            "error_type", "search", "skip", "limit"} <= set(params)
+    assert params["status"]["schema"]["enum"] == ["SUCCESS", "FAILURE", "ERROR"]
+    assert "bearerAuth" in spec.json["components"]["securitySchemes"]
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and b"swagger-ui-bundle.js" in docs.data and b"cdn" not in docs.data.lower()
