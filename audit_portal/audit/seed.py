@@ -100,11 +100,13 @@ def _security(action: ActionType, resource: ResourceType, status: Status = Statu
     return scenario
 
 
-def _data(rng, common, meta, uname, target):
-    action = rng.choice([ActionType.CREATE, ActionType.READ, ActionType.UPDATE, ActionType.DELETE])
-    resource = rng.choice([ResourceType.DATA_UPLOAD, ResourceType.SETTING, ResourceType.ROLE])
-    return build_event(action, resource, target, f"{uname} {action.value.lower()} {_verb(resource)} {target}",
-                       metadata=meta or None, **common)
+def _data(action: ActionType):
+    def scenario(rng, common, meta, uname, target):
+        resource = rng.choice([ResourceType.DATA_UPLOAD, ResourceType.SETTING, ResourceType.ROLE])
+        return build_event(action, resource, target, f"{uname} {_verb(action)} {_verb(resource)} {target}",
+                           metadata=meta or None, **common)
+
+    return scenario
 
 
 def _maintenance(action: ActionType, status: Status, text: str):
@@ -145,7 +147,7 @@ SCENARIOS = [
     (0.005, _security(ActionType.TOKEN_AUTH_FAILED, ResourceType.API_TOKEN, Status.FAILURE)),
     (0.01, _security(ActionType.PERMISSION_DENIED, ResourceType.REQUEST, Status.FAILURE)),
     (0.01, _security(ActionType.EXPORT, ResourceType.AUDIT_LOG)),
-    (0.06, _data),
+    *[(0.015, _data(action)) for action in (ActionType.CREATE, ActionType.READ, ActionType.UPDATE, ActionType.DELETE)],
     (0.001, _maintenance(ActionType.RETENTION_PURGE, Status.SUCCESS, "Purged audit events older than 365 days")),
     (0.001, _maintenance(ActionType.AUDIT_FAILURE, Status.ERROR, "An audit event could not be recorded in full")),
     # Errors: 10% of events, spread over ERRORS; two more pin down both error action types.

@@ -16,7 +16,7 @@ def admin_required(view):
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not current_user.is_admin:
-            abort(403)
+            abort(403, description="This page is for administrators only.")
         return view(*args, **kwargs)
 
     return wrapper

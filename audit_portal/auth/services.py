@@ -21,6 +21,8 @@ GENERIC_FAILURE = "Invalid username or password."
 
 
 def find_user_by_username(username: str) -> User | None:
+    if "\x00" in username:  # no username contains NUL, and PostgreSQL refuses it in a query
+        return None
     return db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 
 from ..audit.enums import ActionType
 from ..audit.service import log_user_action
@@ -14,7 +14,8 @@ from ..extensions import db
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, Role, RoleName, User, UserStatus
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{2,63}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: No control characters (PostgreSQL cannot even store NUL in a string).
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 PASSWORD_MAX = 256
 
 
@@ -134,6 +135,8 @@ def get_user(user_id: int) -> User:
 
 def _user_query(search: str = ""):
     query = select(User).order_by(User.username)
+    if "\x00" in search:  # no stored value can contain NUL, and PostgreSQL refuses it in a query
+        return query.where(false())
     if search:
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

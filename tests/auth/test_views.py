@@ -139,3 +139,12 @@ def test_change_password_rejects_bad_input(client, auth, make_user):
         response = form_post(client, "/auth/password", data)
         assert response.status_code == 400
         assert message in response.data
+
+
+def test_a_nul_byte_in_the_username_is_a_failed_login_not_a_500(client, admin_id, audit_rows):
+    response = client.post("/auth/login",
+                           data={"username": "ad\x00min", "password": PASSWORD, "csrf_token": csrf_token(client)})
+    assert response.status_code == 401
+    assert b"Invalid username or password." in response.data
+    [failed] = audit_rows(action_type=ActionType.LOGIN_FAILED.value)
+    assert failed.event_metadata["reason"] == "unknown user"

@@ -98,6 +98,7 @@ def test_search_matches_username_email_and_name_case_insensitively(admin_client,
     ("under_", ["under_score"]),  # "_" is a literal, not "any one character"
     ("100%", ["hundred"]),  # "%" is a literal, not "anything"
     ("0\\", ["slash"]),  # a backslash neither breaks the query nor escapes anything
+    ("under\x00", []),  # a NUL byte matches nothing (and is no 500 on PostgreSQL)
 ])
 def test_search_treats_like_wildcards_literally(admin_client, make_user, query, expected):
     make_user("under_score")
@@ -139,6 +140,7 @@ def test_create_user(app, admin_client, admin_id, auth, audit_rows):
     ({"username": "bad name!"}, "Username must be 3 to 64 characters"),
     ({"email": ""}, "This field is required."),
     ({"email": "not-an-email"}, "Enter a valid email address."),
+    ({"email": "car\x00ol@example.com"}, "Enter a valid email address."),
     ({"email": "a" * 250 + "@example.com"}, "Field cannot be longer than 254 characters."),
     ({"full_name": "x" * 121}, "Field cannot be longer than 120 characters."),
     ({"password": "", "confirm": ""}, "This field is required."),
@@ -208,6 +210,7 @@ def test_edit_role_records_a_role_change(app, admin_client, make_user, audit_row
     ({"username": "ALICE"}, "The username 'ALICE' is already taken."),
     ({"email": "alice@example.com"}, "The email 'alice@example.com' is already in use."),
     ({"email": "x" * 255}, "Field cannot be longer than 254 characters."),
+    ({"email": "b\x00ob@example.com"}, "Enter a valid email address."),
     ({"full_name": "x" * 121}, "Field cannot be longer than 120 characters."),
     ({"role": "root"}, "Not a valid choice."),
 ])

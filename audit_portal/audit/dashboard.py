@@ -1,0 +1,93 @@
+"""The error dashboard's numbers: errors grouped by fingerprint (as Sentry does) and errors per day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, literal_column, select
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .enums import ErrorSeverity
+from .filters import AuditFilters, apply_filters
+from .models import AuditLog
+
+SEVERITY_ORDER = [ErrorSeverity.CRITICAL.value, ErrorSeverity.ERROR.value, ErrorSeverity.WARNING.value]
+
+
+@dataclass
+class ErrorGroup:
+    fingerprint: str | None
+    error_type: str | None
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    latest: AuditLog  #: the newest occurrence: its description, location and severity stand for the group
+
+
+def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
+    """Groups of matching error events, most recently seen first, and how many groups there are."""
+    grouped = apply_filters(
+        select(
+            AuditLog.fingerprint,
+            AuditLog.error_type,
+            func.count().label("occurrences"),
+            func.min(AuditLog.timestamp).label("first_seen"),
+            func.max(AuditLog.timestamp).label("last_seen"),
+            func.max(AuditLog.id).label("latest_id"),
+        ),
+        filters,
+    ).group_by(AuditLog.fingerprint, AuditLog.error_type)
+    total = db.session.scalar(select(func.count()).select_from(grouped.subquery()))
+    rows = db.session.execute(grouped.order_by(literal_column("last_seen").desc()).offset(skip).limit(limit)).all()
+    latest = {log.id: log for log in db.session.scalars(select(AuditLog).where(AuditLog.id.in_([r.latest_id for r in rows])))}
+    groups = [
+        ErrorGroup(r.fingerprint, r.error_type, r.occurrences, _aware(r.first_seen), _aware(r.last_seen), latest[r.latest_id])
+        for r in rows
+    ]
+    return groups, total
+
+
+def _aware(value):
+    # Aggregates bypass the column type on SQLite and come back as text or naive datetimes.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return AuditLog.timestamp.type.process_result_value(value, None)
+
+
+def _day(dialect: str):
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", AuditLog.timestamp), "YYYY-MM-DD")
+    return func.substr(AuditLog.timestamp, 1, 10)
+
+
+@dataclass
+class DailyCounts:
+    days: list[date]
+    #: severity -> counts per day, in the order of ``days``
+    series: dict[str, list[int]]
+
+    @property
+    def peak(self) -> int:
+        return max((sum(day) for day in zip(*self.series.values(), strict=True)), default=0)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(counts) for counts in self.series.values())
+
+
+def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts:
+    """Matching errors per UTC day and severity, over the filtered range (the last 30 days by default)."""
+    end = (filters.date_to or utcnow() + timedelta(seconds=1))
+    start = filters.date_from or (end - timedelta(days=default_days))
+    if (end - start).days > 366:
+        start = end - timedelta(days=366)
+    scoped = AuditFilters(**{**filters.__dict__, "date_from": start, "date_to": end})
+    day = _day(db.engine.dialect.name).label("day")
+    query = apply_filters(select(day, AuditLog.severity, func.count()), scoped).group_by(day, AuditLog.severity)
+    counts = {(row[0], row[1]): row[2] for row in db.session.execute(query)}
+    days = [start.date() + timedelta(days=i) for i in range((end - timedelta(microseconds=1)).date().toordinal()
+                                                           - start.date().toordinal() + 1)]
+    series = {sev: [counts.get((d.isoformat(), sev), 0) for d in days] for sev in SEVERITY_ORDER}
+    return DailyCounts(days, series)
