@@ -106,6 +106,7 @@ def register_hooks(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from .audit import chain_cli, export_cli  # noqa: F401  (add ``audit verify/purge/export`` to the group)
     from .audit.cli import audit_cli, demo_cli
     from .auth.cli import tokens_cli
     from .users.cli import users_cli

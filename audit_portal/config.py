@@ -45,6 +45,8 @@ class BaseConfig:
     AUDIT_REQUEST_METHODS = "POST,PUT,PATCH,DELETE"
     AUDIT_REQUEST_INCLUDE_PREFIXES = "/auth/,/admin/,/api/v1/audit-logs"
     AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/static/,/api/docs,/api/openapi.json,/favicon.ico"
+    #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
+    AUDIT_SEAL_INTERVAL = 5
     #: Largest spool file in bytes before new events are refused (with a warning).
     AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 
@@ -74,6 +76,8 @@ class TestingConfig(BaseConfig):
     PASSWORD_HASH_MEMORY_KIB = 64
     PASSWORD_HASH_TIME_COST = 1
     RATELIMIT_ENABLED = False
+    #: Tests seal explicitly, so that row counts stay predictable.
+    AUDIT_SEAL_INTERVAL = 0
 
 
 class ProductionConfig(BaseConfig):

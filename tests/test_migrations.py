@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, text
 
+from audit_portal import create_app
 from audit_portal.extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +44,20 @@ def flask(*args, database_url: str, data_dir: Path) -> subprocess.CompletedProce
 def test_upgrade_builds_exactly_the_models_schema(empty_database, tmp_path):
     result = flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
-    engine = create_engine(empty_database)
+    # The metadata autogenerate would see: every model the application imports.
+    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": empty_database,
+                      "AUDIT_DATA_DIR": str(tmp_path)})
     try:
-        with engine.connect() as connection:
+        with app.app_context(), db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True,
                                                                    "compare_server_default": True})
-            diff = compare_metadata(context, db.metadata)
+            diff = compare_metadata(context, app.extensions["migrate"].db.metadata)
             tables = set(inspect(connection).get_table_names())
             roles = dict(connection.execute(text("SELECT name, description FROM roles")).all())
     finally:
-        engine.dispose()
+        app.extensions["audit_writer"].close()
+        with app.app_context():
+            db.engine.dispose()
     assert diff == []
     assert {"alembic_version", "roles", "users", "audit_logs"} <= tables
     assert set(roles) == {"admin", "user"}

@@ -53,6 +53,8 @@ class ActionType(_StrEnum):
     ERROR_OCCURRED = "ERROR_OCCURRED"  #: an error was recorded by application code
     EXCEPTION_RAISED = "EXCEPTION_RAISED"  #: an unhandled exception reached the global handler
     RETENTION_PURGE = "RETENTION_PURGE"  #: old events were purged by the retention command
+    CHAIN_CHECKPOINT = "CHAIN_CHECKPOINT"  #: the hash chain's head was recorded (detects truncation and rewrites)
+    AUDIT_VERIFY = "AUDIT_VERIFY"  #: the hash chain was verified; metadata holds the result
     AUDIT_FAILURE = "AUDIT_FAILURE"  #: building an audit event failed; this minimal event stands in for it
 
 
@@ -114,6 +116,8 @@ _ACTION_CATEGORY = {
     ActionType.REQUEST: Category.REQUESTS,
     ActionType.EXPORT: Category.AUDIT,
     ActionType.RETENTION_PURGE: Category.AUDIT,
+    ActionType.CHAIN_CHECKPOINT: Category.AUDIT,
+    ActionType.AUDIT_VERIFY: Category.AUDIT,
     ActionType.AUDIT_FAILURE: Category.AUDIT,
 }
 _RESOURCE_CATEGORY = {

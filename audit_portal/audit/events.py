@@ -41,8 +41,11 @@ def multi_line(value: str | None, limit: int) -> str | None:
 
 
 def bound(text: str | None, limit: int) -> str | None:
+    """``text`` cut to at most ``limit`` characters, marked as truncated where the field has room for it."""
     if text is None or len(text) <= limit:
         return text
+    if limit < 4 * len(TRUNCATED):
+        return text[:limit]
     return text[: limit - len(TRUNCATED)] + TRUNCATED
 
 

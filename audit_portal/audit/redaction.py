@@ -27,7 +27,7 @@ _TEXT_KEY = (
 _TEXT_PAIR_RE = re.compile(
     r"""(?P<key>(?P<kq>["']?)(?<![A-Za-z0-9_\-])(?P<name>""" + _TEXT_KEY + r""")(?P=kq)\s*[:=]\s*)"""
     r"""(?:(?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q))[^\\\n])*)(?P<end>(?P=q)|)"""
-    r"""|(?P<bare>(?:(?:bearer|basic|digest|token)\s+)?[^\s"'&,;})\]]+))""",
+    r"""|(?P<bare>\[REDACTED\](?=[\s"'&,;})\]]|$)|(?:(?:bearer|basic|digest|token)\s+)?[^\s"'&,;})\]]+))""",
     re.IGNORECASE,
 )
 #: ``Bearer x`` anywhere; ``Basic x`` and ``Token x`` only when x looks like a credential (a digit, or long).

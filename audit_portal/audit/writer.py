@@ -115,6 +115,8 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._last_replay = 0.0
+        self._last_seal = time.monotonic()
+        self._seal_interval = app.config.get("AUDIT_SEAL_INTERVAL", 0)
         _WRITERS.add(self)
 
     # -- producer side (request threads) -------------------------------------------------------
@@ -167,6 +169,7 @@ class AuditWriter:
                 first = self._queue.get(timeout=REPLAY_INTERVAL_S)
             except queue.Empty:
                 self._maybe_replay()
+                self._maybe_seal()
                 continue
             if first is None:
                 self._queue.task_done()
@@ -190,6 +193,20 @@ class AuditWriter:
                     self._queue.task_done()
             if stop:
                 return
+            self._maybe_seal()
+
+    def _maybe_seal(self) -> None:
+        """Chain newly committed events into the hash chain every AUDIT_SEAL_INTERVAL seconds (0: never)."""
+        if not self._seal_interval or time.monotonic() - self._last_seal < self._seal_interval:
+            return
+        self._last_seal = time.monotonic()
+        from .chain import seal
+
+        try:
+            with self.app.app_context():
+                seal()
+        except Exception:  # noqa: BLE001 - sealing is retried at the next interval and by `flask audit verify`
+            log.warning("audit chain: background sealing failed; will retry", exc_info=True)
 
     def _drain_inline(self) -> None:
         batch = []

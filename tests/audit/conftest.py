@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from flask import Blueprint, abort, request
@@ -53,6 +54,20 @@ def make_test_blueprint() -> Blueprint:
     return bp
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "settings(**overrides): app settings for this test, applied before the app is built"
+    )
+
+
+@pytest.fixture
+def app_config(app_config, request):
+    """The root conftest's settings, plus those of the test's ``@pytest.mark.settings(...)``."""
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        app_config.update(marker.kwargs)
+    return app_config
+
+
 @pytest.fixture
 def app(app):
     """The app of the root conftest, plus the test-only routes (added before any request is made)."""
@@ -65,13 +80,18 @@ def writer(app):
     return app.extensions["audit_writer"]
 
 
-def spooled(app) -> list[dict]:
-    """The events waiting in the spool file."""
+@pytest.fixture
+def spooled(app):
+    """Return the events waiting in the spool file (in AUDIT_DATA_DIR)."""
     path = app.extensions["audit_writer"].spool.path
-    assert path.name == SPOOL_NAME
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert path.parent == Path(app.config["AUDIT_DATA_DIR"]) and path.name == SPOOL_NAME
+
+    def read() -> list[dict]:
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    return read
 
 
 @pytest.fixture

@@ -1,0 +1,309 @@
+"""Tamper evidence: a keyed hash chain over committed audit rows, sealed in the background.
+
+Each committed audit row gets one link in ``audit_chain``: ``HMAC-SHA256(AUDIT_HMAC_KEY, prev_hash +
+canonical(row))``. Sealing runs outside the request path (the background writer, ``flask audit verify``,
+``flask audit purge``), never updates an audit row, and is safe with several processes: links have a
+unique position and a unique row, and PostgreSQL sealers take an advisory lock. Periodic checkpoints of
+the chain head are written as CHAIN_CHECKPOINT events and to a file in ``AUDIT_DATA_DIR``, so a
+truncated tail or a chain recomputed without the key is detected by ``verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import Row, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .chain_models import AuditChainLink
+from .enums import ActionType, ResourceType, Status
+from .events import build_event
+from .models import EVENT_COLUMNS, AuditLog
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+SEAL_BATCH = 2000
+#: How far below the highest sealed id the sealer looks for rows that committed late.
+LATE_WINDOW = 20_000
+CHECKPOINT_EVERY = 1000
+CHECKPOINT_FILE = "chain-checkpoints.ndjson"
+_ADVISORY_LOCK = 7_317_001
+_table = AuditLog.__table__
+_chain = AuditChainLink.__table__
+
+
+def _key() -> bytes:
+    return current_app.config["AUDIT_HMAC_KEY"].encode()
+
+
+def canonical(row, user_id=None) -> bytes:
+    """A stable serialisation of an audit row (every column; ``user_id`` as it was when sealed)."""
+    data = {"id": row.id}
+    for name in EVENT_COLUMNS:
+        value = row._mapping[name] if isinstance(row, Row) else getattr(row, name)
+        if name == "user_id":
+            value = user_id
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat(timespec="microseconds")
+        data[name] = value
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def link_hash(prev_hash: str, row, user_id) -> str:
+    return hmac.new(_key(), prev_hash.encode() + b"|" + canonical(row, user_id), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class SealResult:
+    sealed: int = 0
+    late: int = 0
+    head_seq: int = 0
+
+
+def _rows(connection, query):
+    """Rows of ``audit_logs`` with timestamps as aware datetimes (the column type's own conversion)."""
+    return list(connection.execute(query))
+
+
+def seal(max_rows: int | None = None) -> SealResult:
+    """Chain every committed, unsealed audit row. Returns how many were sealed (and how many were late)."""
+    result = SealResult()
+    while True:
+        try:
+            batch = _seal_batch(result)
+        except IntegrityError:
+            log.info("audit chain: another sealer won the race; retrying")
+            continue
+        if batch == 0 or (max_rows is not None and result.sealed >= max_rows):
+            break
+    if result.late:
+        log.warning("audit chain: %d events committed late (after newer events were sealed); chained now",
+                    result.late)
+    maybe_checkpoint()
+    return result
+
+
+def _seal_batch(result: SealResult) -> int:
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
+        head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
+        seq, prev = (head.seq, head.link_hash) if head else (0, GENESIS)
+        top = conn.scalar(select(func.max(_chain.c.audit_log_id))) or 0
+        unsealed = select(_table).outerjoin(_chain, _chain.c.audit_log_id == _table.c.id).where(_chain.c.seq.is_(None))
+        late = _rows(conn, unsealed.where(_table.c.id < top, _table.c.id > top - LATE_WINDOW).order_by(_table.c.id))
+        fresh = _rows(conn, select(_table).where(_table.c.id > top).order_by(_table.c.id).limit(SEAL_BATCH))
+        links = []
+        for row, is_late in [(r, True) for r in late] + [(r, False) for r in fresh]:
+            seq += 1
+            digest = link_hash(prev, row, row.user_id)
+            links.append({"seq": seq, "audit_log_id": row.id, "user_id": row.user_id, "prev_hash": prev,
+                          "link_hash": digest, "sealed_at": utcnow(), "late": is_late})
+            prev = digest
+        if links:
+            conn.execute(insert(_chain), links)
+        result.sealed += len(links)
+        result.late += len(late)
+        result.head_seq = seq
+        return len(links)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def _checkpoint_path() -> Path:
+    return Path(current_app.config["AUDIT_DATA_DIR"]) / CHECKPOINT_FILE
+
+
+def read_checkpoints() -> list[dict]:
+    path = _checkpoint_path()
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def maybe_checkpoint(force: bool = False) -> dict | None:
+    """Record the chain head when it moved on by CHECKPOINT_EVERY links (or ``force``)."""
+    head = db.session.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
+    db.session.rollback()
+    if head is None:
+        return None
+    checkpoints = read_checkpoints()
+    last_seq = checkpoints[-1]["seq"] if checkpoints else 0
+    if not force and head.seq - last_seq < CHECKPOINT_EVERY:
+        return None
+    if head.seq == last_seq:
+        return checkpoints[-1]
+    point = {"seq": head.seq, "hash": head.link_hash, "at": utcnow().isoformat()}
+    path = _checkpoint_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(point) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    event = build_event(ActionType.CHAIN_CHECKPOINT, ResourceType.AUDIT_LOG, str(head.seq),
+                        f"Audit chain checkpoint at link {head.seq}", timestamp=utcnow(),
+                        metadata={"seq": head.seq, "hash": head.link_hash})
+    with db.engine.begin() as conn:
+        conn.execute(insert(_table), [event])
+    return point
+
+
+# -- verification ----------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    late: int = 0
+    head_seq: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checked": self.checked, "late": self.late, "head_seq": self.head_seq,
+                "problems": self.problems[:20], "problem_count": len(self.problems)}
+
+
+def _anchor(first_seq: int, first_prev: str) -> str | None:
+    """Where the chain may start: genesis, or the cut a retention purge recorded."""
+    if first_seq == 1:
+        return GENESIS
+    purges = db.session.scalars(select(AuditLog).where(AuditLog.action_type == ActionType.RETENTION_PURGE.value))
+    for purge in purges:
+        cut = (purge.event_metadata or {}).get("chain_cut") or {}
+        if cut.get("seq") == first_seq - 1 and cut.get("hash") == first_prev:
+            return first_prev
+    return None
+
+
+def verify(progress=None, batch: int = 5000) -> VerifyResult:
+    """Walk the chain and report the first problems: changed, deleted, reordered or unsealed events,
+    a chain that does not start where it should, and a tail shorter than the last checkpoint."""
+    result = VerifyResult()
+    first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
+    expected_prev = None
+    expected_seq = None
+    if first is not None:
+        expected_prev = _anchor(first.seq, first.prev_hash)
+        if expected_prev is None:
+            result.problems.append(f"The chain starts at link {first.seq} without a retention purge that cut it "
+                                   "there: earlier events were deleted.")
+            expected_prev = first.prev_hash
+        expected_seq = first.seq
+    deleted_users = None
+    last_seq = (expected_seq or 1) - 1
+    while True:
+        query = (select(_chain, _table).outerjoin(_table, _table.c.id == _chain.c.audit_log_id)
+                 .where(_chain.c.seq > last_seq).order_by(_chain.c.seq).limit(batch))
+        rows = db.session.execute(query).all()
+        if not rows:
+            break
+        for row in rows:
+            m = row._mapping
+            link_seq, link_prev, link_digest = m[_chain.c.seq], m[_chain.c.prev_hash], m[_chain.c.link_hash]
+            if link_seq != expected_seq:
+                result.problems.append(f"Links {expected_seq} to {link_seq - 1} are missing from the chain.")
+            if link_prev != expected_prev:
+                result.problems.append(f"Link {link_seq} does not follow link {link_seq - 1}: the chain was "
+                                       "reordered or rewritten.")
+            audit_id = m[_chain.c.audit_log_id]
+            if m[_table.c.id] is None:
+                result.problems.append(f"Event {audit_id} (link {link_seq}) was deleted.")
+            else:
+                stored_user = m[_table.c.user_id]
+                sealed_user = m[_chain.c.user_id]
+                if stored_user != sealed_user:
+                    if deleted_users is None:
+                        deleted_users = _deleted_user_check()
+                    if not (stored_user is None and deleted_users(sealed_user)):
+                        result.problems.append(f"Event {audit_id} (link {link_seq}): its user was changed.")
+                recomputed = link_hash(link_prev, _RowView(m), sealed_user)
+                if not hmac.compare_digest(recomputed, link_digest):
+                    result.problems.append(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
+            if m[_chain.c.late]:
+                result.late += 1
+            expected_prev, expected_seq = link_digest, link_seq + 1
+            result.checked += 1
+            last_seq = link_seq
+        if progress:
+            progress(len(rows))
+    result.head_seq = last_seq
+    _check_checkpoints(result)
+    _check_unsealed(result)
+    return result
+
+
+class _RowView:
+    """Attribute access to the audit columns of a joined row."""
+
+    def __init__(self, mapping):
+        self._m = mapping
+
+    def __getattr__(self, name):
+        try:
+            return self._m[_table.c[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _deleted_user_check():
+    from ..users.models import User
+
+    existing = set(db.session.scalars(select(User.id)))
+    return lambda user_id: user_id is not None and user_id not in existing
+
+
+def _check_checkpoints(result: VerifyResult) -> None:
+    for point in read_checkpoints():
+        if point["seq"] > result.head_seq:
+            result.problems.append(f"The chain ends at link {result.head_seq}, but a checkpoint recorded link "
+                                   f"{point['seq']} at {point['at']}: events at the end were deleted.")
+            break
+        stored = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == point["seq"]))
+        if stored is not None and stored != point["hash"]:
+            result.problems.append(f"Link {point['seq']} differs from its checkpoint of {point['at']}: the chain "
+                                   "was recomputed.")
+            break
+
+
+def _check_unsealed(result: VerifyResult) -> None:
+    top = db.session.scalar(select(func.max(_chain.c.audit_log_id))) or 0
+    unsealed = db.session.scalar(
+        select(func.count()).select_from(_table.outerjoin(_chain, _chain.c.audit_log_id == _table.c.id))
+        .where(_chain.c.seq.is_(None), _table.c.id < top)
+    )
+    if unsealed:
+        result.problems.append(f"{unsealed} event(s) below the chain's head are not in the chain: they were "
+                               "inserted outside the application.")
+
+
+def record_verification(result: VerifyResult, actor=None) -> None:
+    """Store the outcome as an AUDIT_VERIFY event (the UI shows the latest)."""
+    from .service import log_audit
+
+    log_audit(actor.id if actor else None, ActionType.AUDIT_VERIFY, ResourceType.AUDIT_LOG, None,
+              f"Audit chain verified: {'intact' if result.ok else 'PROBLEMS FOUND'} ({result.checked:,} events)",
+              result.as_dict(), status=Status.SUCCESS if result.ok else Status.FAILURE,
+              username=actor.username if actor else None, transactional=True)
+    db.session.commit()

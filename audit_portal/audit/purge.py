@@ -1,0 +1,89 @@
+"""Retention: delete old events in bounded batches, keeping the hash chain verifiable.
+
+Only sealed events are purged, and only a prefix of the chain: the purge cuts the chain at a link and
+records that cut (position and hash) in its RETENTION_PURGE event, where ``verify`` finds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, text
+
+from ..extensions import db
+from ..timeutil import utcnow
+from .chain import seal
+from .chain_models import AuditChainLink
+from .enums import ActionType, ResourceType
+from .models import AuditLog
+from .service import log_audit
+
+PURGE_BATCH = 5000
+_chain = AuditChainLink.__table__
+_table = AuditLog.__table__
+
+
+@dataclass
+class PurgePlan:
+    cutoff: datetime
+    cut_seq: int  #: links 1..cut_seq (and their events) go
+    count: int
+    first_timestamp: datetime | None
+    last_timestamp: datetime | None
+    cut_hash: str | None
+
+
+def plan_purge(older_than_days: int) -> PurgePlan:
+    """What a purge would delete: the longest run of the chain, from its start, of events older than the cutoff."""
+    seal()
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    first_young = db.session.scalar(
+        select(func.min(_chain.c.seq)).select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id))
+        .where(_table.c.timestamp >= cutoff)
+    )
+    head = db.session.scalar(select(func.max(_chain.c.seq))) or 0
+    start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
+    cut_seq = (first_young - 1) if first_young is not None else head
+    if cut_seq < start:
+        return PurgePlan(cutoff, cut_seq, 0, None, None, None)
+    span = (select(func.count(), func.min(_table.c.timestamp), func.max(_table.c.timestamp))
+            .select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id)).where(_chain.c.seq <= cut_seq))
+    count, first, last = db.session.execute(span).one()
+    cut_hash = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == cut_seq))
+    ts = AuditLog.timestamp.type
+    return PurgePlan(cutoff, cut_seq, count, ts.process_result_value(_dt(first), None),
+                     ts.process_result_value(_dt(last), None), cut_hash)
+
+
+def _dt(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
+    """Delete the planned events and their links in batches of PURGE_BATCH; record RETENTION_PURGE."""
+    if plan.count == 0:
+        return 0
+    deleted = 0
+    start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
+    db.session.rollback()
+    while start <= plan.cut_seq:
+        end = min(start + PURGE_BATCH - 1, plan.cut_seq)
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+            ids = select(_chain.c.audit_log_id).where(_chain.c.seq.between(start, end))
+            deleted += conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
+            conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
+        if progress:
+            progress(end - start + 1)
+        start = end + 1
+    log_audit(actor.id if actor else None, ActionType.RETENTION_PURGE, ResourceType.AUDIT_LOG, None,
+              f"Retention purge deleted {deleted:,} events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC",
+              {"cutoff": plan.cutoff.isoformat(), "count": deleted,
+               "range": {"from": plan.first_timestamp.isoformat() if plan.first_timestamp else None,
+                         "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None},
+               "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash}},
+              transactional=True)
+    db.session.commit()
+    return deleted
