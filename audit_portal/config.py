@@ -34,10 +34,16 @@ class BaseConfig:
     TRUSTED_PROXY_COUNT = 0
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    #: Failed logins allowed per username and per client IP (Flask-Limiter syntax; ';' separates limits).
+    LOGIN_LIMIT_PER_USERNAME = "5 per minute;30 per hour"
+    LOGIN_LIMIT_PER_IP = "20 per minute;200 per hour"
 
     AUDIT_ENABLED = True
     AUDIT_HMAC_KEY = "dev-insecure-audit-hmac-key-change-me-000"
     AUDIT_EXPORT_MAX_ROWS = 1_000_000
+    #: Lists count matching events exactly up to this many; past it they report "N+" (a lower bound).
+    AUDIT_COUNT_LIMIT = 10_000
     AUDIT_RETENTION_DAYS = 365
     #: Where the event spool lives; empty means the instance folder.
     AUDIT_DATA_DIR = ""

@@ -38,4 +38,5 @@ class EnvelopeApi(Api):
 
 
 api = EnvelopeApi()
+#: No default limits: only the routes that ask for one (the login form) are limited.
 limiter = Limiter(key_func=lambda: "global", default_limits=[])

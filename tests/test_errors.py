@@ -2,6 +2,7 @@
 
 import pytest
 from flask import abort
+from sqlalchemy.exc import OperationalError
 
 ENVELOPE_KEYS = {"success", "message", "code", "status", "errors"}
 SECRET_DETAIL = "internal-detail-7f3a"
@@ -19,6 +20,10 @@ def forbidden():
     abort(403)
 
 
+def database_gone():
+    raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+
 @pytest.fixture
 def app(app):
     """The app with test-only routes that fail, added before its first request."""
@@ -26,6 +31,7 @@ def app(app):
         app.add_url_rule(f"{prefix}/test-boom", f"test_boom{prefix}", boom)
         app.add_url_rule(f"{prefix}/test-meltdown", f"test_meltdown{prefix}", meltdown)
         app.add_url_rule(f"{prefix}/test-forbidden", f"test_forbidden{prefix}", forbidden)
+        app.add_url_rule(f"{prefix}/test-database-gone", f"test_database_gone{prefix}", database_gone)
     return app
 
 
@@ -137,3 +143,15 @@ def test_an_exception_of_a_logged_in_user_names_them(admin_client, admin_id, aud
     assert admin_client.get("/test-boom").status_code == 500
     [event] = audit_rows(action_type="EXCEPTION_RAISED")
     assert (event.user_id, event.username) == (admin_id, "admin")
+
+
+@pytest.mark.parametrize(("path", "json"), [("/test-database-gone", False), ("/api/v1/test-database-gone", True)])
+def test_a_lost_database_is_a_503_not_a_500(client, audit_rows, path, json):
+    response = client.get(path)
+    if json:
+        body = assert_envelope(response, 503, "Service Unavailable")
+        assert "database is unavailable" in body["message"]
+    else:
+        assert "The database is unavailable" in assert_html(response, 503, "Service Unavailable")
+    [event] = audit_rows(action_type="EXCEPTION_RAISED")
+    assert event.status_code == 503 and event.error_type == "sqlalchemy.exc.OperationalError"

@@ -7,10 +7,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from ..rest import envelope, ok, require_admin
+from ..rest import abort_invalid, envelope, ok, require_admin
 from .enums import Status
 from .exporter import ExportTooLarge, prepare_export
 from .filters import AuditFilters
+from .paging import BadCursor, fetch_page
 from .repository import AuditLogRepository
 from .schemas import (
     MAX_INT64,
@@ -35,9 +36,13 @@ ItemEnvelope = envelope(AuditLogSchema, "AuditLogEnvelope")
 ERRORS = {401: "Not authenticated", 403: "Not an admin", 404: "No such object", 422: "A parameter is not valid"}
 
 
-def _page(filters: AuditFilters, skip: int, limit: int) -> dict:
-    repo = AuditLogRepository()
-    return {"items": repo.get_all(filters, skip, limit), "total": repo.count(filters), "skip": skip, "limit": limit}
+def _page(filters: AuditFilters, args: dict, scope: str) -> dict:
+    try:
+        page = fetch_page(filters, args["skip"], args["limit"], args["cursor"], scope)
+    except BadCursor as exc:
+        abort_invalid("cursor", str(exc))
+    return {"items": page.items, "total": page.total, "total_is_exact": page.total_is_exact, "skip": args["skip"],
+            "limit": args["limit"], "next_cursor": page.next_cursor}
 
 
 def documented_errors(*codes: int):
@@ -68,7 +73,7 @@ class AuditLogList(MethodView):
           "http://127.0.0.1:5000/api/v1/audit-logs/?action_type=login_failed&date_from=2026-01-01&limit=100"
         ```
         """
-        return ok(_page(args["filters"], args["skip"], args["limit"]))
+        return ok(_page(args["filters"], args, "list"))
 
 
 
@@ -90,7 +95,7 @@ class AuditErrorList(MethodView):
         ```
         """
         filters = AuditFilters(**{**args["filters"].__dict__, "status": Status.ERROR.value})
-        return ok(_page(filters, args["skip"], args["limit"]))
+        return ok(_page(filters, args, "errors"))
 
 
 

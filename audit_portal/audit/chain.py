@@ -79,10 +79,16 @@ def _rows(connection, query):
 def seal(max_rows: int | None = None) -> SealResult:
     """Chain every committed, unsealed audit row. Returns how many were sealed (and how many were late)."""
     result = SealResult()
+    races = 0
     while True:
         try:
             batch = _seal_batch(result)
         except IntegrityError:
+            # Cannot happen while sealers serialise (advisory lock, BEGIN IMMEDIATE); bounded, so that a
+            # constraint violation of another kind never turns into an endless loop.
+            races += 1
+            if races > 5:
+                raise
             log.info("audit chain: another sealer won the race; retrying")
             continue
         if batch == 0 or (max_rows is not None and result.sealed >= max_rows):
@@ -94,12 +100,46 @@ def seal(max_rows: int | None = None) -> SealResult:
     return result
 
 
+def _lock_chain(conn) -> None:
+    """Serialise sealers: one at a time reads the head and appends to it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
+    elif conn.dialect.name == "sqlite":
+        # A deferred transaction that reads the head and then writes fails with SQLITE_BUSY when another
+        # process sealed in between (no busy wait applies to that upgrade); take the write lock first.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _head(conn) -> tuple[int, str]:
+    """The last link (position, hash). An empty chain continues from the latest retention purge's cut, if
+    one emptied it, so that positions keep counting and the cut stays the anchor ``verify`` expects."""
+    head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
+    if head is not None:
+        return head.seq, head.link_hash
+    cut = latest_purge_cut(conn)
+    return (cut["seq"], cut["hash"]) if cut else (0, GENESIS)
+
+
+def purge_cuts(conn) -> list[dict]:
+    """The chain cuts (``{"seq", "hash"}``) recorded by RETENTION_PURGE events still in the log."""
+    rows = conn.execute(select(_table.c["metadata"]).where(_table.c.action_type == ActionType.RETENTION_PURGE.value))
+    cuts = []
+    for (metadata,) in rows:
+        cut = (metadata or {}).get("chain_cut") if isinstance(metadata, dict) else None
+        if isinstance(cut, dict) and isinstance(cut.get("seq"), int) and cut.get("hash"):
+            cuts.append(cut)
+    return cuts
+
+
+def latest_purge_cut(conn) -> dict | None:
+    cuts = purge_cuts(conn)
+    return max(cuts, key=lambda c: c["seq"]) if cuts else None
+
+
 def _seal_batch(result: SealResult) -> int:
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
-        head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
-        seq, prev = (head.seq, head.link_hash) if head else (0, GENESIS)
+        _lock_chain(conn)
+        seq, prev = _head(conn)
         top = conn.scalar(select(func.max(_chain.c.audit_log_id))) or 0
         unsealed = select(_table).outerjoin(_chain, _chain.c.audit_log_id == _table.c.id).where(_chain.c.seq.is_(None))
         late = _rows(conn, unsealed.where(_table.c.id < top, _table.c.id > top - LATE_WINDOW).order_by(_table.c.id))
@@ -141,8 +181,9 @@ def read_checkpoints() -> list[dict]:
 
 def maybe_checkpoint(force: bool = False) -> dict | None:
     """Record the chain head when it moved on by CHECKPOINT_EVERY links (or ``force``)."""
-    head = db.session.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
-    db.session.rollback()
+    # Its own connection: rolling back the caller's session here would throw away the caller's work.
+    with db.engine.connect() as conn:
+        head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
     if head is None:
         return None
     checkpoints = read_checkpoints()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .dashboard import DailyCounts
@@ -9,7 +10,7 @@ from .enums import SEVERITY_COLOURS, ErrorSeverity
 
 #: Fill colours for the severities (the legend repeats them in words).
 FILLS = {"red": "#dc3545", "orange": "#fd7e14", "yellow": "#ffc107"}
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 900, 220, 40, 28, 10
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 1200, 200, 48, 26, 10
 
 
 @dataclass
@@ -20,6 +21,18 @@ class Bar:
     height: float
     fill: str
     title: str
+    severity: str
+    count: int
+
+
+def axis_scale(peak: int, intervals: int = 4) -> tuple[int, int]:
+    """(axis maximum, tick step): a round step (1, 2 or 5 times a power of ten), at most ``intervals`` steps."""
+    if peak <= 0:
+        return 1, 1
+    rough = peak / intervals
+    magnitude = 10 ** math.floor(math.log10(rough)) if rough >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= rough)
+    return math.ceil(peak / step) * step, step
 
 
 def stacked_bars(data: DailyCounts) -> dict:
@@ -27,7 +40,7 @@ def stacked_bars(data: DailyCounts) -> dict:
     n = max(len(data.days), 1)
     plot_w, plot_h = WIDTH - LEFT - 10, HEIGHT - BOTTOM - TOP
     step = plot_w / n
-    peak = max(data.peak, 1)
+    peak, tick_step = axis_scale(data.peak)
     bars: list[Bar] = []
     for i, day in enumerate(data.days):
         y = TOP + plot_h
@@ -39,10 +52,10 @@ def stacked_bars(data: DailyCounts) -> dict:
             y -= h
             colour = SEVERITY_COLOURS[ErrorSeverity(severity)]
             bars.append(Bar(LEFT + i * step + step * 0.1, y, step * 0.8, h, FILLS[colour],
-                            f"{day.isoformat()}: {count} {severity}"))
+                            f"{day.isoformat()}: {count} {severity}", severity, count))
     every = max(1, n // 10)
     labels = [(LEFT + i * step + step / 2, day.strftime("%b %d")) for i, day in enumerate(data.days) if i % every == 0]
-    ticks = [(TOP + plot_h - plot_h * v / peak, v) for v in sorted({0, peak // 2, peak})]
+    ticks = [(TOP + plot_h - plot_h * v / peak, v) for v in range(0, peak + 1, tick_step)]
+    legend = [(severity, FILLS[SEVERITY_COLOURS[ErrorSeverity(severity)]]) for severity in data.series]
     return {"width": WIDTH, "height": HEIGHT, "left": LEFT, "top": TOP, "plot_h": plot_h, "bars": bars,
-            "labels": labels, "ticks": ticks, "total": data.total, "legend": [(s, FILLS[SEVERITY_COLOURS[ErrorSeverity(s)]])
-                                                                            for s in data.series]}
+            "labels": labels, "ticks": ticks, "total": data.total, "days": len(data.days), "legend": legend}

@@ -26,9 +26,10 @@ class ErrorGroup:
     latest: AuditLog  #: the newest occurrence: its description, location and severity stand for the group
 
 
-def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
-    """Groups of matching error events, most recently seen first, and how many groups there are."""
-    grouped = apply_filters(
+def _grouped_errors(filters: AuditFilters):
+    """Only error events with a fingerprint (those the exception handler and ``log_error`` record) form
+    groups: a failed request's own ERROR row (no stack trace) would count each crash twice."""
+    return apply_filters(
         select(
             AuditLog.fingerprint,
             AuditLog.error_type,
@@ -38,7 +39,12 @@ def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple
             func.max(AuditLog.id).label("latest_id"),
         ),
         filters,
-    ).group_by(AuditLog.fingerprint, AuditLog.error_type)
+    ).where(AuditLog.fingerprint.is_not(None)).group_by(AuditLog.fingerprint, AuditLog.error_type)
+
+
+def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
+    """Groups of matching error events, most recently seen first, and how many groups there are."""
+    grouped = _grouped_errors(filters)
     total = db.session.scalar(select(func.count()).select_from(grouped.subquery()))
     rows = db.session.execute(grouped.order_by(literal_column("last_seen").desc()).offset(skip).limit(limit)).all()
     latest = {log.id: log for log in db.session.scalars(select(AuditLog).where(AuditLog.id.in_([r.latest_id for r in rows])))}
@@ -47,6 +53,18 @@ def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple
         for r in rows
     ]
     return groups, total
+
+
+def error_group(filters: AuditFilters) -> ErrorGroup | None:
+    """The one group ``filters.fingerprint`` names (within the other filters), or None when nothing matches."""
+    groups, _ = error_groups(filters, 0, 1)
+    return groups[0] if groups else None
+
+
+def errors_without_fingerprint(filters: AuditFilters) -> int:
+    """Matching ERROR events that belong to no group: failed requests' own rows, audit failures."""
+    query = apply_filters(select(func.count()).select_from(AuditLog), filters)
+    return db.session.scalar(query.where(AuditLog.fingerprint.is_(None)))
 
 
 def _aware(value):
@@ -85,7 +103,8 @@ def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts
         start = end - timedelta(days=366)
     scoped = AuditFilters(**{**filters.__dict__, "date_from": start, "date_to": end})
     day = _day(db.engine.dialect.name).label("day")
-    query = apply_filters(select(day, AuditLog.severity, func.count()), scoped).group_by(day, AuditLog.severity)
+    query = (apply_filters(select(day, AuditLog.severity, func.count()), scoped)
+             .where(AuditLog.fingerprint.is_not(None)).group_by(day, AuditLog.severity))
     counts = {(row[0], row[1]): row[2] for row in db.session.execute(query)}
     days = [start.date() + timedelta(days=i) for i in range((end - timedelta(microseconds=1)).date().toordinal()
                                                            - start.date().toordinal() + 1)]

@@ -105,15 +105,24 @@ def _limit_field(maximum: int):
 
 
 class AuditLogQueryArgsSchema(AuditLogFilterSchema):
-    """Filters plus paging, for ``GET /api/v1/audit-logs/``. Loads to ``{"filters", "skip", "limit"}``."""
+    """Filters plus paging, for ``GET /api/v1/audit-logs/``. Loads to ``{"filters", "skip", "limit", "cursor"}``."""
 
     skip = _skip_field()
     limit = _limit_field(500)
+    cursor = fields.String(validate=validate.Length(min=1, max=500),
+                           metadata={"description": "The `next_cursor` of the previous page: keyset paging that "
+                                                    "stays fast and stable while events arrive. Use the same "
+                                                    "filters; `skip` must then be 0."})
+
+    @validates_schema
+    def _cursor_or_skip(self, data, **kwargs):
+        if data.get("cursor") and data.get("skip"):
+            raise ValidationError("Give either skip or cursor, not both.", field_name="cursor")
 
     @post_load
     def _to_filters(self, data, **kwargs):
-        skip, limit = data.pop("skip"), data.pop("limit")
-        return {"filters": AuditFilters(**data), "skip": skip, "limit": limit}
+        paging = {"skip": data.pop("skip"), "limit": data.pop("limit"), "cursor": data.pop("cursor", None)}
+        return {"filters": AuditFilters(**data), **paging}
 
 
 class AuditErrorQueryArgsSchema(AuditLogQueryArgsSchema):
@@ -206,6 +215,11 @@ class AuditLogListResponseSchema(Schema):
     """One page of events."""
 
     items = fields.List(fields.Nested(AuditLogSchema), metadata={"description": "Events, newest first."})
-    total = fields.Integer(metadata={"description": "How many events match the filters."})
+    total = fields.Integer(metadata={"description": "How many events match the filters (a lower bound when "
+                                                    "total_is_exact is false)."})
+    total_is_exact = fields.Boolean(metadata={"description": "False when more than AUDIT_COUNT_LIMIT events match: "
+                                                             "counting stopped there."})
     skip = fields.Integer(metadata={"description": "Offset of this page."})
     limit = fields.Integer(metadata={"description": "Page size."})
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as `cursor` for the next page; "
+                                                                          "null on the last page."})

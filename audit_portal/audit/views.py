@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import abort, render_template, request
+from marshmallow import ValidationError
 
 from ..auth.decorators import admin_required
+from ..extensions import db
 from . import bp
 from .api import download_response
 from .charts import stacked_bars
-from .dashboard import error_groups, errors_per_day
+from .dashboard import error_group, error_groups, errors_per_day, errors_without_fingerprint
 from .enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from .exporter import ExportTooLarge, prepare_export
 from .filters import AuditFilters
@@ -23,16 +27,16 @@ FILTER_CHOICES = {
     "category": Category.values(),
     "severity": ErrorSeverity.values(),
 }
+#: How many events of the same request the detail page lists.
+SAME_REQUEST_MAX = 20
 
 
-def _parse_filters() -> tuple[AuditFilters, dict, dict]:
+def _parse_filters(extra: tuple[str, ...] = ()) -> tuple[AuditFilters, dict, dict]:
     """Filters from the query string: (parsed filters, the raw values to refill the form, errors).
 
-    Empty form fields mean "any"; a parameter the viewer does not know is an error, not ignored."""
-    from marshmallow import ValidationError
-
-    known = set(AuditFilters.names()) | {"skip", "limit", "format"}
-    errors = {k: ["Unknown parameter."] for k in request.args if k not in known}
+    Empty form fields mean "any"; a parameter the page does not know is an error, not ignored."""
+    known = [*AuditFilters.names(), "skip", "limit", *extra]
+    errors = {k: [f"Unknown parameter; the parameters are: {', '.join(known)}."] for k in request.args if k not in known}
     raw = {k: v for k, v in request.args.items() if k in AuditFilters.names() and v.strip() != ""}
     try:
         filters = AuditLogFilterSchema().load(raw)
@@ -45,7 +49,7 @@ def _paging(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int, di
     errors = {}
     try:
         skip = int(request.args.get("skip") or 0)
-        if skip < 0:
+        if not 0 <= skip < 2**63:
             raise ValueError
     except ValueError:
         skip, errors["skip"] = 0, ["Must be a whole number, 0 or more."]
@@ -58,32 +62,42 @@ def _paging(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int, di
     return skip, limit, errors
 
 
-def _render_list(template: str, filters: AuditFilters, raw: dict, errors: dict, default_limit=50, max_limit=200,
-                 **context):
-    skip, limit, paging_errors = _paging(default_limit, max_limit)
+def _page_context(raw: dict, errors: dict, skip: int, limit: int, filters: AuditFilters) -> dict:
+    """What every list page's filter bar, filter chips and pager need."""
+    from ..users.models import User
+
+    user = db.session.get(User, filters.user_id) if filters.user_id else None
+    return dict(raw=raw, errors=errors, skip=skip, limit=limit, choices=FILTER_CHOICES, page_sizes=PAGE_SIZES,
+                user_names={filters.user_id: user.username} if user else {})
+
+
+def _render_list(filters: AuditFilters, raw: dict, errors: dict, status: int | None = None, **context):
+    skip, limit, paging_errors = _paging()
     errors = {**errors, **paging_errors}
     repo = AuditLogRepository()
     items = [] if errors else repo.get_all(filters, skip, limit)
     total = 0 if errors else repo.count(filters)
-    status = context.pop("status", None) or (422 if errors else 200)
-    return render_template(template, items=items, total=total, skip=skip, limit=limit, raw=raw, errors=errors,
-                           choices=FILTER_CHOICES, page_sizes=PAGE_SIZES, **context), status
+    return render_template("audit/list.html", items=items, total=total, **_page_context(raw, errors, skip, limit, filters),
+                           **context), status or (422 if errors else 200)
 
 
 @bp.get("/")
 @admin_required
 def list_logs():
     filters, raw, errors = _parse_filters()
-    return _render_list("audit/list.html", filters, raw, errors)
+    return _render_list(filters, raw, errors)
 
 
 @bp.get("/<int:log_id>")
 @admin_required
 def show_log(log_id: int):
-    log = AuditLogRepository().get_by_id(log_id) if log_id < 2**63 else None
+    repo = AuditLogRepository()
+    log = repo.get_by_id(log_id) if log_id < 2**63 else None
     if log is None:
         abort(404, description=f"There is no audit event with id {log_id}.")
-    return render_template("audit/detail.html", log=log)
+    same_request = repo.get_all(AuditFilters(request_id=log.request_id), 0, SAME_REQUEST_MAX) if log.request_id else []
+    occurrences = repo.count(AuditFilters(fingerprint=log.fingerprint)) if log.fingerprint else 0
+    return render_template("audit/detail.html", log=log, same_request=same_request, occurrences=occurrences)
 
 
 @bp.get("/errors")
@@ -91,34 +105,38 @@ def show_log(log_id: int):
 def errors():
     """Errors grouped by fingerprint with a chart; with ``fingerprint=`` the occurrences of one group."""
     filters, raw, errors = _parse_filters()
-    filters = AuditFilters(**{**filters.__dict__, "status": Status.ERROR.value})
+    filters = replace(filters, status=Status.ERROR.value)
     skip, limit, paging_errors = _paging(50, 200)
     errors = {**errors, **paging_errors}
+    context = _page_context(raw, errors, skip, limit, filters)
     if errors:
-        return render_template("audit/errors.html", groups=[], total=0, items=[], skip=skip, limit=limit, raw=raw,
-                               errors=errors, chart=None, choices=FILTER_CHOICES, page_sizes=PAGE_SIZES), 422
+        return render_template("audit/errors.html", groups=[], group=None, items=[], total=0, chart=None,
+                               unfingerprinted=0, **context), 422
     chart = stacked_bars(errors_per_day(filters))
     if filters.fingerprint:
-        return _render_list("audit/errors.html", filters, raw, errors, chart=chart, groups=None)
+        group = error_group(filters)
+        items = AuditLogRepository().get_all(filters, skip, limit)
+        return render_template("audit/errors.html", groups=None, group=group, items=items,
+                               total=group.count if group else 0, chart=chart, unfingerprinted=0, **context)
     groups, total = error_groups(filters, skip, limit)
-    return render_template("audit/errors.html", groups=groups, total=total, items=[], skip=skip, limit=limit, raw=raw,
-                           errors=errors, chart=chart, choices=FILTER_CHOICES, page_sizes=PAGE_SIZES)
+    return render_template("audit/errors.html", groups=groups, group=None, items=[], total=total, chart=chart,
+                           unfingerprinted=errors_without_fingerprint(filters), **context)
 
 
 @bp.get("/export")
 @admin_required
 def export():
     """The viewer's Export buttons: the same filters, the whole filtered set, as a download."""
-    filters, raw, errors = _parse_filters()
+    filters, raw, errors = _parse_filters(extra=("format",))
     fmt = request.args.get("format", "csv")
     try:
         ExportFormat.parse(fmt)
     except ValueError as exc:
         errors["format"] = [str(exc)]
     if errors:
-        return _render_list("audit/list.html", filters, raw, errors)
+        return _render_list(filters, raw, errors)
     try:
         export = prepare_export(filters, fmt, channel="ui")
     except ExportTooLarge as exc:
-        return _render_list("audit/list.html", filters, raw, {}, export_error=str(exc), status=422)
+        return _render_list(filters, raw, {}, status=422, export_error=str(exc))
     return download_response(export)

@@ -10,6 +10,7 @@ from ..users.services import ServiceError
 from . import bp
 from .forms import LoginForm, PasswordChangeForm
 from .services import LoginFailed, authenticate, change_own_password, end_session
+from .throttle import login_limits
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -23,6 +24,7 @@ def _safe_next(target: str | None) -> str | None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@login_limits
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))

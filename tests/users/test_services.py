@@ -125,6 +125,20 @@ def test_with_two_active_admins_either_can_be_demoted_or_removed(make_user, admi
     assert_refused("role", "last active administrator", services.change_role, admin, admin, "user")
 
 
+def test_admins_who_cannot_log_in_can_go_while_one_active_admin_remains(make_user, admin_id, ctx):
+    parked_id = make_user("parked", role="admin", status="suspended")
+    make_user("sleepy", role="admin", is_active=False)
+    make_user("pending", role="admin", status="pending")
+    admin = user("admin")
+    services.delete_user(admin, user("parked"))
+    services.change_role(admin, user("sleepy"), "user")
+    services.change_status(admin, user("pending"), "suspended")
+    db.session.commit()
+    assert db.session.get(User, parked_id) is None
+    assert user("sleepy").role.name == "user"
+    assert user("pending").status == "suspended"
+
+
 def test_an_unknown_role_or_status_names_the_allowed_values(make_user, admin_id, ctx):
     make_user("bob")
     assert_refused("role", "Unknown role 'root'; allowed: admin, user.", create, role="root")

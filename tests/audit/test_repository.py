@@ -1,0 +1,332 @@
+"""AuditLogRepository on a large dataset: every filter alone and combined, paging, counts, the default
+order and the streaming iterator, each checked against the same question answered in Python.
+
+The 10,000-event dataset is built once per module (read-only), in a database of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from audit_portal import create_app
+from audit_portal.audit.enums import ActionType, ResourceType, Status
+from audit_portal.audit.events import build_event
+from audit_portal.audit.filters import AuditFilters
+from audit_portal.audit.models import AuditLog
+from audit_portal.audit.repository import AuditLogRepository
+from audit_portal.audit.schemas import AuditLogFilterSchema
+from audit_portal.audit.seed import generate
+from audit_portal.audit.writer import insert_ignoring_duplicates
+from audit_portal.extensions import db
+from audit_portal.users import services as user_services
+from tests.conftest import PASSWORD
+
+SEEDED = 10_000
+#: A day outside the seed's window (the last 30 days), holding hand-made boundary events.
+DAY = datetime(2020, 2, 29, tzinfo=UTC)
+SEARCHABLE = [
+    "Progress 100% reached", "Progress 1000 reached", "Saved file_a.txt", "Saved fileXa.txt",
+    "Copied C:\\temp\\new", "Copied C:temp", "Logged In From Mars",
+]
+COLUMNS = ("id", "event_id", "timestamp", "user_id", "action_type", "resource_type", "status", "category", "severity",
+           "error_type", "description")
+
+
+@dataclass
+class Dataset:
+    app: object
+    rows: list  # every stored row (the columns above), as the oracle's input
+    users: dict[str, int]
+
+    def expected(self, filters: AuditFilters) -> list[int]:
+        """The ids ``filters`` should select, newest first, computed in Python."""
+        matching = [row for row in self.rows if _matches(row, filters)]
+        matching.sort(key=lambda row: (row.timestamp, row.id), reverse=True)
+        return [row.id for row in matching]
+
+
+def _matches(row, f: AuditFilters) -> bool:
+    if f.date_from is not None and row.timestamp < f.date_from:
+        return False
+    if f.date_to is not None and row.timestamp >= f.date_to:
+        return False
+    for name in ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type"):
+        if getattr(f, name) is not None and getattr(row, name) != getattr(f, name):
+            return False
+    return not f.search or f.search.lower() in row.description.lower()
+
+
+def _crafted_events(users: dict[str, int]) -> list[dict]:
+    def event(when, description, **fields):
+        return build_event(ActionType.UPDATE, ResourceType.SETTING, "crafted", description, timestamp=when,
+                           user_id=users["carol"], username="carol", **fields)
+
+    tick = timedelta(microseconds=1)
+    boundaries = [
+        event(DAY - tick, "just before the day"),
+        event(DAY, "first moment of the day"),
+        event(DAY + timedelta(days=1) - tick, "last moment of the day"),
+        event(DAY + timedelta(days=1), "first moment of the next day"),
+    ]
+    ties = [event(DAY - timedelta(days=30), f"same moment {i}") for i in range(3)]
+    searchable = [event(DAY - timedelta(days=10, minutes=i), text_) for i, text_ in enumerate(SEARCHABLE)]
+    return boundaries + ties + searchable
+
+
+def _database_url(postgres_url, tmp_path_factory):
+    if not postgres_url:
+        return f"sqlite:///{tmp_path_factory.mktemp('repository') / 'audit.db'}", None
+    url = make_url(postgres_url)
+    name = f"{url.database}_repo"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="module")
+def dataset(postgres_url, tmp_path_factory):
+    url, drop = _database_url(postgres_url, tmp_path_factory)
+    app = create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url,
+                      "AUDIT_DATA_DIR": str(tmp_path_factory.mktemp("repository-data")),
+                      "SECRET_KEY": "test-secret-key-that-is-long-enough-000000"})
+    with app.app_context():
+        db.create_all()
+        user_services.ensure_default_roles()
+        users = {}
+        for name in ("alice", "bob", "carol"):
+            users[name] = user_services.create_user(None, username=name, email=f"{name}@example.com",
+                                                    password=PASSWORD).id
+        db.session.commit()
+        events = list(generate(SEEDED, [(uid, name) for name, uid in users.items()] + [(None, None)], seed=20260301))
+        with db.engine.begin() as connection:
+            insert_ignoring_duplicates(connection, events + _crafted_events(users))
+        rows = db.session.execute(select(*(getattr(AuditLog, c) for c in COLUMNS))).all()
+        db.session.remove()
+    yield Dataset(app, rows, users)
+    app.extensions["audit_writer"].close()
+    with app.app_context():
+        db.engine.dispose()
+    if drop:
+        drop()
+
+
+@pytest.fixture
+def repo(dataset):
+    with dataset.app.app_context():
+        yield AuditLogRepository()
+        db.session.remove()
+
+
+def _load(dataset: Dataset, params: dict) -> AuditFilters:
+    """Filters as every endpoint parses them; ``user:<name>`` stands for that user's id."""
+    params = {k: (dataset.users[v[5:]] if isinstance(v, str) and v.startswith("user:") else v) for k, v in params.items()}
+    return AuditLogFilterSchema().load(params)
+
+
+def _ids(logs) -> list[int]:
+    return [log.id for log in logs]
+
+
+def test_the_dataset_is_large(dataset, repo):
+    assert repo.count() == len(dataset.rows) > SEEDED
+
+
+def test_default_order_is_newest_first_then_highest_id(dataset, repo):
+    assert _ids(repo.get_all(limit=500)) == dataset.expected(AuditFilters())[:500]
+
+
+def test_events_at_the_same_moment_are_ordered_by_id_descending(dataset, repo):
+    moment = DAY - timedelta(days=30)
+    filters = AuditFilters(date_from=moment, date_to=moment + timedelta(microseconds=1))
+    ties = repo.get_all(filters)
+    assert [log.description for log in ties] == ["same moment 2", "same moment 1", "same moment 0"]
+    assert _ids(ties) == sorted(_ids(ties), reverse=True)
+
+
+SINGLE_FILTERS = [
+    {"user_id": "user:alice"},
+    {"action_type": "login"},
+    {"action_type": "PASSWORD_CHANGE"},
+    {"resource_type": "user"},
+    {"status": "FAILURE"},
+    {"status": "error"},
+    {"category": "security"},
+    {"category": "AUTHENTICATION"},
+    {"severity": "critical"},
+    {"severity": "WARNING"},
+    {"error_type": "ZeroDivisionError"},
+    {"search": "LOGGED IN"},
+    {"search": "answered 500"},
+]
+
+
+@pytest.mark.parametrize("params", SINGLE_FILTERS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_each_filter_alone(dataset, repo, params):
+    filters = _load(dataset, params)
+    expected = dataset.expected(filters)
+    assert 0 < len(expected) < len(dataset.rows), "the filter should select some rows, not all"
+    assert repo.count(filters) == len(expected)
+    assert _ids(repo.get_all(filters, 0, len(dataset.rows))) == expected
+
+
+COMBINED_FILTERS = [
+    {"action_type": "LOGIN", "user_id": "user:bob"},
+    {"severity": "WARNING", "action_type": "EXCEPTION_RAISED", "user_id": "user:alice"},
+    {"action_type": "UPDATE", "search": "on user-1", "user_id": "user:carol"},
+    {"category": "requests", "status": "FAILURE", "user_id": "user:bob"},
+    {"error_type": "ZeroDivisionError", "action_type": "ERROR_OCCURRED", "user_id": "user:alice"},
+    {"resource_type": "SETTING", "action_type": "CREATE", "user_id": "user:bob"},
+    {"search": "bob", "status": "FAILURE"},
+]
+
+
+@pytest.mark.parametrize("params", COMBINED_FILTERS, ids=lambda p: "-".join(p))
+def test_filters_combined(dataset, repo, params):
+    filters = _load(dataset, params)
+    expected = dataset.expected(filters)
+    assert expected
+    for name in params:  # each filter takes its part: dropping it selects more
+        looser = dataset.expected(_load(dataset, {k: v for k, v in params.items() if k != name}))
+        assert len(looser) > len(expected), f"{name} does not narrow the result"
+    assert repo.count(filters) == len(expected)
+    assert _ids(repo.get_all(filters, 0, len(dataset.rows))) == expected
+
+
+def test_a_date_range_combined_with_other_filters(dataset, repo):
+    newest = max(row.timestamp for row in dataset.rows)
+    week_ago = (newest - timedelta(days=7)).date().isoformat()
+    two_days_ago = (newest - timedelta(days=2)).isoformat()
+    others = {"status": "SUCCESS", "category": "authentication"}
+    filters = _load(dataset, {"date_from": week_ago, "date_to": two_days_ago, **others})
+    expected = dataset.expected(filters)
+    assert 0 < len(expected) < len(dataset.expected(_load(dataset, others)))
+    assert repo.count(filters) == len(expected)
+    assert _ids(repo.get_all(filters, 0, len(dataset.rows))) == expected
+
+
+def test_no_match_is_an_empty_page_and_a_zero_count(dataset, repo):
+    filters = _load(dataset, {"action_type": "LOGIN", "status": "ERROR"})
+    assert repo.get_all(filters) == [] and repo.count(filters) == 0
+
+
+# -- dates -----------------------------------------------------------------------------------
+
+
+def _descriptions(repo, dataset, params) -> list[str]:
+    return [log.description for log in repo.get_all(_load(dataset, params), 0, 100)]
+
+
+def test_a_date_alone_means_that_whole_utc_day(dataset, repo):
+    day = DAY.date().isoformat()
+    assert _descriptions(repo, dataset, {"date_from": day, "date_to": day}) == [
+        "last moment of the day", "first moment of the day"]
+
+
+def test_date_from_and_date_to_each_alone(dataset, repo):
+    day = DAY.date().isoformat()
+    until = _load(dataset, {"date_to": day})
+    assert [log.description for log in repo.get_all(until, 0, 3)] == [
+        "last moment of the day", "first moment of the day", "just before the day"]
+    assert repo.count(until) == len(dataset.expected(until))
+    since = _load(dataset, {"date_from": day})
+    newest_first = repo.get_all(since, 0, len(dataset.rows))
+    assert [log.description for log in newest_first[-3:]] == [
+        "first moment of the next day", "last moment of the day", "first moment of the day"]
+    assert repo.count(since) == len(newest_first) == len(dataset.expected(since))
+
+
+def test_datetimes_with_an_offset_are_compared_in_utc(dataset, repo):
+    # 01:00 at +01:00 is midnight UTC: the first moment of the day is included, the one before is not.
+    params = {"date_from": "2020-02-29T01:00:00+01:00", "date_to": "2020-02-29T12:00:00Z"}
+    assert _descriptions(repo, dataset, params) == ["first moment of the day"]
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("search", "found"),
+    [
+        ("100%", ["Progress 100% reached"]),
+        ("file_a", ["Saved file_a.txt"]),
+        ("C:\\temp", ["Copied C:\\temp\\new"]),
+        ("\\", ["Copied C:\\temp\\new"]),
+        ("logged in from MARS", ["Logged In From Mars"]),
+        ("%", ["Progress 100% reached"]),
+        ("_", ["Saved file_a.txt"]),
+    ],
+)
+def test_search_is_case_insensitive_and_takes_wildcards_literally(dataset, repo, search, found):
+    filters = _load(dataset, {"search": search, "user_id": "user:carol", "resource_type": "SETTING"})
+    assert [log.description for log in repo.get_all(filters)] == found
+    assert repo.count(filters) == len(found)
+
+
+# -- paging ----------------------------------------------------------------------------------
+
+
+def test_pages_cover_every_row_once_in_order(dataset, repo):
+    expected = dataset.expected(AuditFilters())
+    pages = [_ids(repo.get_all(AuditFilters(), skip, 1000)) for skip in range(0, len(expected), 1000)]
+    assert [len(page) for page in pages[:-1]] == [1000] * (len(pages) - 1)
+    assert 0 < len(pages[-1]) <= 1000
+    assert [i for page in pages for i in page] == expected
+
+
+def test_skip_and_limit_on_a_filtered_result(dataset, repo):
+    filters = _load(dataset, {"status": "FAILURE"})
+    expected = dataset.expected(filters)
+    assert _ids(repo.get_all(filters, 10, 25)) == expected[10:35]
+    assert _ids(repo.get_all(filters, len(expected) - 3, 50)) == expected[-3:]
+    assert repo.get_all(filters, len(expected), 50) == []
+    assert _ids(repo.get_all(filters, 7, 1)) == [expected[7]]
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [{}, {"category": "errors"}, {"user_id": "user:bob", "status": "SUCCESS"}])
+def test_iter_all_streams_the_same_rows_as_get_all(dataset, repo, params):
+    filters = _load(dataset, params)
+    streamed = [log.id for log in repo.iter_all(filters, batch_size=500)]
+    assert streamed == _ids(repo.get_all(filters, 0, len(dataset.rows))) == dataset.expected(filters)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def test_create_and_get_by_id(app):
+    with app.app_context():
+        repo = AuditLogRepository()
+        event = build_event(ActionType.CREATE, ResourceType.DATA_UPLOAD, 7, "Uploaded report.csv",
+                            timestamp=datetime.now(UTC), status=Status.SUCCESS, metadata={"rows": 12})
+        created = repo.create(event)
+        db.session.commit()
+        found = repo.get_by_id(created.id)
+        assert (found.event_id, found.description, found.event_metadata) == (event["event_id"], "Uploaded report.csv",
+                                                                             {"rows": 12})
+        assert repo.get_by_id(created.id + 1000) is None
+
+
+def test_recent_for_user_lists_what_the_user_did_newest_first(app, admin_id, make_user):
+    bob_id = make_user("bob")
+    with app.app_context():
+        for i in range(3):
+            for user_id in (admin_id, bob_id):
+                AuditLogRepository().create(build_event(ActionType.READ, ResourceType.SETTING, i, f"read {i}",
+                                                        timestamp=datetime.now(UTC), user_id=user_id))
+        db.session.commit()
+        recent = AuditLogRepository().recent_for_user(admin_id, limit=2)
+        assert [(log.user_id, log.description) for log in recent] == [(admin_id, "read 2"), (admin_id, "read 1")]
