@@ -209,6 +209,9 @@ def maybe_checkpoint(force: bool = False) -> dict | None:
 
 # -- verification ----------------------------------------------------------------------------
 
+#: How many problems a verification keeps (and the UI shows); the count covers them all.
+MAX_PROBLEMS = 100
+
 
 @dataclass
 class VerifyResult:
@@ -216,24 +219,32 @@ class VerifyResult:
     late: int = 0
     head_seq: int = 0
     problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    #: Ids of the events that were chained late (the first 20), so that an auditor can look at them.
+    late_events: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problem_count
+
+    def problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "checked": self.checked, "late": self.late, "head_seq": self.head_seq,
-                "problems": self.problems[:20], "problem_count": len(self.problems)}
+        return {"ok": self.ok, "checked": self.checked, "late": self.late, "late_events": self.late_events,
+                "head_seq": self.head_seq, "problems": self.problems[:20], "problem_count": self.problem_count}
 
 
 def _anchor(first_seq: int, first_prev: str) -> str | None:
     """Where the chain may start: genesis, or the cut a retention purge recorded."""
     if first_seq == 1:
         return GENESIS
-    purges = db.session.scalars(select(AuditLog).where(AuditLog.action_type == ActionType.RETENTION_PURGE.value))
-    for purge in purges:
-        cut = (purge.event_metadata or {}).get("chain_cut") or {}
-        if cut.get("seq") == first_seq - 1 and cut.get("hash") == first_prev:
+    with db.engine.connect() as conn:
+        cuts = purge_cuts(conn)
+    for cut in cuts:
+        if cut["seq"] == first_seq - 1 and cut["hash"] == first_prev:
             return first_prev
     return None
 
@@ -248,12 +259,18 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
     if first is not None:
         expected_prev = _anchor(first.seq, first.prev_hash)
         if expected_prev is None:
-            result.problems.append(f"The chain starts at link {first.seq} without a retention purge that cut it "
-                                   "there: earlier events were deleted.")
+            result.problem(f"The chain starts at link {first.seq} without a retention purge that cut it "
+                           "there: earlier events were deleted.")
             expected_prev = first.prev_hash
         expected_seq = first.seq
+        last_seq = first.seq - 1
+    else:
+        # Empty: nothing sealed yet, or a retention purge removed every link (the chain goes on from its cut).
+        with db.engine.connect() as conn:
+            cut = latest_purge_cut(conn)
+        last_seq = cut["seq"] if cut else 0
     deleted_users = None
-    last_seq = (expected_seq or 1) - 1
+    previous_event = None
     while True:
         query = (select(_chain, _table).outerjoin(_table, _table.c.id == _chain.c.audit_log_id)
                  .where(_chain.c.seq > last_seq).order_by(_chain.c.seq).limit(batch))
@@ -263,14 +280,17 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
         for row in rows:
             m = row._mapping
             link_seq, link_prev, link_digest = m[_chain.c.seq], m[_chain.c.prev_hash], m[_chain.c.link_hash]
-            if link_seq != expected_seq:
-                result.problems.append(f"Links {expected_seq} to {link_seq - 1} are missing from the chain.")
-            if link_prev != expected_prev:
-                result.problems.append(f"Link {link_seq} does not follow link {link_seq - 1}: the chain was "
-                                       "reordered or rewritten.")
             audit_id = m[_chain.c.audit_log_id]
+            if link_seq != expected_seq:
+                span = f"Link {expected_seq} is" if link_seq - expected_seq == 1 else \
+                    f"Links {expected_seq} to {link_seq - 1} are"
+                result.problem(f"{span} missing from the chain (after event {previous_event}, before event "
+                               f"{audit_id}): events were deleted.")
+            elif link_prev != expected_prev:
+                result.problem(f"Link {link_seq} (event {audit_id}) does not follow link {link_seq - 1}: the chain "
+                               "was reordered or rewritten.")
             if m[_table.c.id] is None:
-                result.problems.append(f"Event {audit_id} (link {link_seq}) was deleted.")
+                result.problem(f"Event {audit_id} (link {link_seq}) was deleted.")
             else:
                 stored_user = m[_table.c.user_id]
                 sealed_user = m[_chain.c.user_id]
@@ -278,13 +298,16 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
                     if deleted_users is None:
                         deleted_users = _deleted_user_check()
                     if not (stored_user is None and deleted_users(sealed_user)):
-                        result.problems.append(f"Event {audit_id} (link {link_seq}): its user was changed.")
+                        result.problem(f"Event {audit_id} (link {link_seq}): its user was changed.")
                 recomputed = link_hash(link_prev, _RowView(m), sealed_user)
                 if not hmac.compare_digest(recomputed, link_digest):
-                    result.problems.append(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
+                    result.problem(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
             if m[_chain.c.late]:
                 result.late += 1
+                if len(result.late_events) < 20:
+                    result.late_events.append(audit_id)
             expected_prev, expected_seq = link_digest, link_seq + 1
+            previous_event = audit_id
             result.checked += 1
             last_seq = link_seq
         if progress:
@@ -315,28 +338,49 @@ def _deleted_user_check():
     return lambda user_id: user_id is not None and user_id not in existing
 
 
+def _recorded_checkpoints() -> list[tuple[str, dict]]:
+    """Checkpoints from the file (outside the database) and from CHAIN_CHECKPOINT events (in it)."""
+    points = [("checkpoint file", p) for p in read_checkpoints() if isinstance(p, dict)]
+    events = db.session.execute(select(_table.c.id, _table.c["metadata"], _table.c.timestamp)
+                                .where(_table.c.action_type == ActionType.CHAIN_CHECKPOINT.value)
+                                .order_by(_table.c.id)).all()
+    for event_id, metadata, at in events:
+        if isinstance(metadata, dict) and isinstance(metadata.get("seq"), int):
+            points.append((f"checkpoint event {event_id}", {"seq": metadata["seq"], "hash": metadata.get("hash"),
+                                                           "at": at.isoformat() if at else "?"}))
+    return points
+
+
 def _check_checkpoints(result: VerifyResult) -> None:
-    for point in read_checkpoints():
-        if point["seq"] > result.head_seq:
-            result.problems.append(f"The chain ends at link {result.head_seq}, but a checkpoint recorded link "
-                                   f"{point['seq']} at {point['at']}: events at the end were deleted.")
-            break
-        stored = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == point["seq"]))
-        if stored is not None and stored != point["hash"]:
-            result.problems.append(f"Link {point['seq']} differs from its checkpoint of {point['at']}: the chain "
-                                   "was recomputed.")
-            break
+    truncated = rewritten = False
+    for source, point in _recorded_checkpoints():
+        seq = point.get("seq")
+        if not isinstance(seq, int):
+            continue
+        if seq > result.head_seq:
+            if not truncated:
+                result.problem(f"The chain ends at link {result.head_seq}, but the {source} recorded link {seq} "
+                               f"at {point.get('at')}: events at the end were deleted.")
+            truncated = True
+            continue
+        stored = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == seq))
+        if stored is not None and stored != point.get("hash"):
+            if not rewritten:
+                result.problem(f"Link {seq} differs from the {source} of {point.get('at')}: the chain was "
+                               "recomputed.")
+            rewritten = True
 
 
 def _check_unsealed(result: VerifyResult) -> None:
     top = db.session.scalar(select(func.max(_chain.c.audit_log_id))) or 0
-    unsealed = db.session.scalar(
-        select(func.count()).select_from(_table.outerjoin(_chain, _chain.c.audit_log_id == _table.c.id))
-        .where(_chain.c.seq.is_(None), _table.c.id < top)
-    )
-    if unsealed:
-        result.problems.append(f"{unsealed} event(s) below the chain's head are not in the chain: they were "
-                               "inserted outside the application.")
+    unsealed = (select(_table.c.id).select_from(_table.outerjoin(_chain, _chain.c.audit_log_id == _table.c.id))
+                .where(_chain.c.seq.is_(None), _table.c.id < top))
+    count = db.session.scalar(select(func.count()).select_from(unsealed.subquery()))
+    if count:
+        ids = list(db.session.scalars(unsealed.order_by(_table.c.id).limit(10)))
+        more = f" and {count - len(ids)} more" if count > len(ids) else ""
+        result.problem(f"{count} event(s) below the chain's head are not in the chain (events "
+                       f"{', '.join(map(str, ids))}{more}): they were inserted outside the application.")
 
 
 def record_verification(result: VerifyResult, actor=None) -> None:

@@ -26,12 +26,19 @@ def verify_command():
     with click.progressbar(length=total, label="Verifying the audit chain", file=sys.stderr) as bar:
         result = verify(progress=bar.update)
     record_verification(result)
+    if result.late:
+        click.echo(f"Note: {result.late:,} event(s) committed late (after newer events had been sealed) and were "
+                   f"chained at the end: events {', '.join(map(str, result.late_events))}"
+                   + (" and more" if result.late > len(result.late_events) else "")
+                   + ". A slow transaction explains one; check any you do not expect.")
     if result.ok:
         click.echo(f"OK: the audit chain is intact ({result.checked:,} events, head at link {result.head_seq}).")
         return
-    click.echo(f"FAILED: {len(result.problems)} problem(s) in the audit chain:", err=True)
+    click.echo(f"FAILED: {result.problem_count:,} problem(s) in the audit chain:", err=True)
     for problem in result.problems[:20]:
         click.echo(f"  - {problem}", err=True)
+    if result.problem_count > 20:
+        click.echo(f"  ... and {result.problem_count - 20:,} more.", err=True)
     sys.exit(1)
 
 

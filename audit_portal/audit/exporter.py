@@ -9,14 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy import String, Text, cast, func, select, type_coerce
 
+from ..extensions import db
 from ..timeutil import utcnow
 from .enums import ActionType, ExportFormat, ResourceType
-from .filters import AuditFilters
+from .filters import AuditFilters, apply_filters
+from .models import AuditLog
 from .repository import AuditLogRepository
 from .schemas import AuditLogSchema
 from .service import log_audit
@@ -66,35 +69,64 @@ def _csv_cell(value):
     return neutralise(str(value))
 
 
-def csv_row(log) -> list:
-    return [_csv_cell(log.event_metadata if col == "metadata" else getattr(log, col)) for col in CSV_COLUMNS]
+def _csv_select(filters: AuditFilters, dialect: str):
+    """The CSV columns, with the database formatting timestamps and JSON as text (much cheaper than
+    building Python datetimes and dicts only to turn them back into text)."""
+    table = AuditLog.__table__
+    columns = []
+    for name in CSV_COLUMNS:
+        column = table.c[name]
+        if name == "timestamp":
+            if dialect == "postgresql":
+                text = func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+            else:  # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+                text = func.replace(type_coerce(column, String), " ", "T") + "+00:00"
+            column = type_coerce(text, String).label(name)
+        elif name == "metadata":
+            column = type_coerce(cast(column, Text), String).label(name)
+        columns.append(column)
+    query = apply_filters(select(*columns), filters).order_by(AuditLog.timestamp.desc(), AuditLog.id.desc())
+    return query.execution_options(stream_results=True, yield_per=2000)
 
 
-def _csv_chunks(rows: Iterable) -> Iterator[str]:
+def _csv_chunks(filters: AuditFilters) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for i, log in enumerate(rows, 1):
-        writer.writerow(csv_row(log))
-        if i % 500 == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    result = db.session.execute(_csv_select(filters, db.engine.dialect.name))
+    try:
+        for i, row in enumerate(result, 1):
+            writer.writerow([_csv_cell(value) for value in row])
+            if i % 1000 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    finally:
+        result.close()
+        db.session.rollback()  # release the connection at once, also when the client went away halfway
 
 
-def _json_chunks(rows: Iterable) -> Iterator[str]:
+def _items(filters: AuditFilters) -> Iterator[dict]:
+    try:
+        for log in AuditLogRepository().iter_all(filters):
+            yield _item_schema.dump(log)
+    finally:
+        db.session.rollback()  # release the connection at once, also when the client went away halfway
+
+
+def _json_chunks(filters: AuditFilters) -> Iterator[str]:
     yield "["
     first = True
-    for log in rows:
-        yield ("" if first else ",") + "\n" + json.dumps(_item_schema.dump(log), ensure_ascii=False)
+    for item in _items(filters):
+        yield ("" if first else ",") + "\n" + json.dumps(item, ensure_ascii=False)
         first = False
     yield "\n]\n"
 
 
-def _ndjson_chunks(rows: Iterable) -> Iterator[str]:
-    for log in rows:
-        yield json.dumps(_item_schema.dump(log), ensure_ascii=False) + "\n"
+def _ndjson_chunks(filters: AuditFilters) -> Iterator[str]:
+    for item in _items(filters):
+        yield json.dumps(item, ensure_ascii=False) + "\n"
 
 
 _WRITERS = {ExportFormat.CSV: _csv_chunks, ExportFormat.JSON: _json_chunks, ExportFormat.NDJSON: _ndjson_chunks}
@@ -111,7 +143,7 @@ class Export:
     media_type: str
 
     def chunks(self) -> Iterator[str]:
-        return _WRITERS[self.format](AuditLogRepository().iter_all(self.filters))
+        return _WRITERS[self.format](self.filters)
 
 
 def export_filename(filters: AuditFilters, fmt: ExportFormat) -> str:

@@ -45,5 +45,5 @@ def run_verification():
     if result.ok:
         flash(f"The audit chain is intact ({result.checked:,} events checked).", "success")
     else:
-        flash(f"Verification found {len(result.problems)} problem(s): {result.problems[0]}", "danger")
+        flash(f"Verification found {result.problem_count:,} problem(s): {result.problems[0]}", "danger")
     return redirect(url_for("audit.integrity"))

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 
 from ..extensions import db
 from ..timeutil import utcnow
 from .chain import seal
 from .chain_models import AuditChainLink
 from .enums import ActionType, ResourceType
+from .events import build_event
 from .models import AuditLog
-from .service import log_audit
 
 PURGE_BATCH = 5000
 _chain = AuditChainLink.__table__
@@ -61,7 +61,11 @@ def _dt(value):
 
 
 def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
-    """Delete the planned events and their links in batches of PURGE_BATCH; record RETENTION_PURGE."""
+    """Delete the planned events and their links in batches of PURGE_BATCH; record RETENTION_PURGE.
+
+    The RETENTION_PURGE event commits in the same transaction as the last batch: there is no moment at
+    which the chain has lost its start without the cut that explains it (a sealer that finds the chain
+    empty continues from that cut)."""
     if plan.count == 0:
         return 0
     deleted = 0
@@ -75,15 +79,21 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
             ids = select(_chain.c.audit_log_id).where(_chain.c.seq.between(start, end))
             deleted += conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
             conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
+            if end == plan.cut_seq:
+                conn.execute(insert(_table), [_purge_event(plan, deleted, actor)])
         if progress:
             progress(end - start + 1)
         start = end + 1
-    log_audit(actor.id if actor else None, ActionType.RETENTION_PURGE, ResourceType.AUDIT_LOG, None,
-              f"Retention purge deleted {deleted:,} events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC",
-              {"cutoff": plan.cutoff.isoformat(), "count": deleted,
-               "range": {"from": plan.first_timestamp.isoformat() if plan.first_timestamp else None,
-                         "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None},
-               "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash}},
-              transactional=True)
-    db.session.commit()
     return deleted
+
+
+def _purge_event(plan: PurgePlan, deleted: int, actor) -> dict:
+    return build_event(
+        ActionType.RETENTION_PURGE, ResourceType.AUDIT_LOG, None,
+        f"Retention purge deleted {deleted:,} events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC",
+        timestamp=utcnow(), user_id=actor.id if actor else None, username=actor.username if actor else None,
+        metadata={"cutoff": plan.cutoff.isoformat(), "count": deleted,
+                  "range": {"from": plan.first_timestamp.isoformat() if plan.first_timestamp else None,
+                            "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None},
+                  "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash}},
+    )

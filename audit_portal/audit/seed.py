@@ -130,7 +130,10 @@ def _error(index: int, action: ActionType | None = None):
     return scenario
 
 
-#: (weight, scenario). Every action type, status and severity has at least one scenario.
+#: Action types the seed never fakes: they carry the integrity state (the hash chain's checkpoints and the
+#: latest verification result), which demo events would falsify.
+NOT_SEEDED = frozenset({ActionType.CHAIN_CHECKPOINT, ActionType.AUDIT_VERIFY})
+#: (weight, scenario). Every other action type, every status and every severity has at least one scenario.
 SCENARIOS = [
     (0.30, _request),
     (0.15, _session(ActionType.LOGIN, "{user} logged in")),

@@ -4,10 +4,10 @@ Revision ID: 0004_audit_chain
 Revises: 0003_api_tokens
 Create Date: 2026-11-27
 
-UPDATE and DELETE on audit_logs are refused, except:
+UPDATE, DELETE and TRUNCATE on audit_logs are refused, except:
 - DELETE inside a transaction that ran ``SET LOCAL audit_portal.purge = 'on'`` (the retention purge);
 - an UPDATE that only sets user_id to NULL (the ON DELETE SET NULL of a deleted user).
-audit_chain accepts INSERT only, and DELETE only from the retention purge.
+audit_chain accepts INSERT only, and DELETE only from the retention purge (no TRUNCATE either).
 """
 import sqlalchemy as sa
 from alembic import op
@@ -20,11 +20,14 @@ depends_on = None
 TRIGGERS = """
 CREATE OR REPLACE FUNCTION audit_logs_append_only() RETURNS trigger AS $$
 BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION '% is append-only: TRUNCATE refused', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF TG_OP = 'DELETE' THEN
         IF current_setting('audit_portal.purge', true) = 'on' THEN
             RETURN OLD;
         END IF;
-        RAISE EXCEPTION 'audit_logs is append-only: DELETE refused (only the retention purge may delete)'
+        RAISE EXCEPTION '% is append-only: DELETE refused (only the retention purge may delete)', TG_TABLE_NAME
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF TG_TABLE_NAME = 'audit_logs' AND NEW.user_id IS NULL AND OLD.user_id IS NOT NULL
@@ -39,6 +42,11 @@ CREATE TRIGGER audit_logs_append_only BEFORE UPDATE OR DELETE ON audit_logs
     FOR EACH ROW EXECUTE FUNCTION audit_logs_append_only();
 CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
     FOR EACH ROW EXECUTE FUNCTION audit_logs_append_only();
+-- Row triggers do not fire on TRUNCATE, which would empty either table in one statement.
+CREATE TRIGGER audit_logs_no_truncate BEFORE TRUNCATE ON audit_logs
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only();
+CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only();
 """
 
 
@@ -61,6 +69,8 @@ def upgrade():
 
 def downgrade():
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS audit_chain_no_truncate ON audit_chain")
+        op.execute("DROP TRIGGER IF EXISTS audit_logs_no_truncate ON audit_logs")
         op.execute("DROP TRIGGER IF EXISTS audit_chain_append_only ON audit_chain")
         op.execute("DROP TRIGGER IF EXISTS audit_logs_append_only ON audit_logs")
         op.execute("DROP FUNCTION IF EXISTS audit_logs_append_only()")

@@ -1,0 +1,472 @@
+"""The admin pages of the audit log (viewer, detail, error dashboard, HTML export) through the test client."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from datetime import timedelta
+
+import pytest
+
+from audit_portal.audit.enums import ActionType, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.events import build_event
+from audit_portal.audit.models import AuditLog
+from audit_portal.audit.writer import insert_ignoring_duplicates
+from audit_portal.extensions import db
+from audit_portal.timeutil import utcnow
+
+VIEWER = "/admin/audit-logs/"
+ERRORS = "/admin/audit-logs/errors"
+EXPORT = "/admin/audit-logs/export"
+XSS = "<script>alert(1)</script>"
+XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+DESCRIPTION_RE = re.compile(r'class="col-description" data-label="Description">([^<]*)')
+STACK = ('Traceback (most recent call last):\n  File "/srv/app/audit_portal/reports.py", line 12, in total\n'
+         "    return a / b\nZeroDivisionError: division by zero\n")
+
+
+def insert_events(app, events) -> dict[str, int]:
+    """Insert events; return their ids by description."""
+    with app.app_context(), db.engine.begin() as conn:
+        insert_ignoring_duplicates(conn, events)
+    with app.app_context():
+        rows = db.session.execute(db.select(AuditLog.description, AuditLog.id)).all()
+        return {description: log_id for description, log_id in rows}
+
+
+def event(description, action=ActionType.UPDATE, resource=ResourceType.USER, minutes_ago=0, **fields):
+    return build_event(action, resource, fields.pop("resource_id", None), description,
+                       timestamp=utcnow() - timedelta(minutes=minutes_ago), **fields)
+
+
+def error_event(description, error_type="ZeroDivisionError", severity=ErrorSeverity.ERROR, fingerprint="f" * 32,
+                minutes_ago=0, **fields):
+    return event(description, ActionType.EXCEPTION_RAISED, ResourceType.SYSTEM, minutes_ago, status=Status.ERROR,
+                 severity=severity, error_type=error_type, fingerprint=fingerprint, stack_trace=STACK,
+                 metadata={"location": "audit_portal/reports.py:total"}, **fields)
+
+
+def descriptions(response) -> list[str]:
+    """The descriptions in the page's event table, top to bottom (HTML entities decoded)."""
+    return [html.unescape(d).strip() for d in DESCRIPTION_RE.findall(response.get_data(as_text=True))]
+
+
+def page_text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+@pytest.fixture
+def alice_id(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def sample(app, admin_id, alice_id):
+    """One event of each kind the filters tell apart (descriptions start with "zz-")."""
+    return insert_events(app, [
+        event("zz-login", ActionType.LOGIN, ResourceType.SESSION, 5, user_id=alice_id, username="alice",
+              request_id_="req-aaaa-0001"),
+        event("zz-fail", ActionType.LOGIN_FAILED, ResourceType.SESSION, 6, status=Status.FAILURE),
+        event("zz-update", ActionType.UPDATE, ResourceType.USER, 7, user_id=admin_id, username="admin",
+              resource_id=alice_id, metadata={"old": {"email": "a@old.example"}, "new": {"email": "a@new.example"}},
+              request_id_="req-aaaa-0001"),
+        error_event("zz-critical", "SystemError", ErrorSeverity.CRITICAL, "c" * 32, minutes_ago=8),
+        error_event("zz-warning", "ValidationError", ErrorSeverity.WARNING, "w" * 32, minutes_ago=9),
+        event("zz-old-delete", ActionType.DELETE, ResourceType.DATA_UPLOAD, 3 * 24 * 60),
+    ])
+
+
+ALL_SAMPLE = {"zz-login", "zz-fail", "zz-update", "zz-critical", "zz-warning", "zz-old-delete"}
+
+
+def sample_shown(response) -> set[str]:
+    return set(descriptions(response)) & ALL_SAMPLE
+
+
+# -- the viewer -----------------------------------------------------------------------------------
+
+
+def test_viewer_lists_events_newest_first_with_labelled_badges(admin_client, sample):
+    response = admin_client.get(VIEWER)
+    assert response.status_code == 200
+    shown = [d for d in descriptions(response) if d in ALL_SAMPLE]
+    assert shown == ["zz-login", "zz-fail", "zz-update", "zz-critical", "zz-warning", "zz-old-delete"]
+    body = page_text(response)
+    assert "Time (UTC)" in body and "5 minutes ago" in body
+    assert re.search(r'class="badge badge-status badge-status-red"[^>]*>FAILURE<', body)
+    assert re.search(r'class="badge badge-status badge-status-green"[^>]*>SUCCESS<', body)
+    assert re.search(r'badge-severity-red"[^>]*><span class="visually-hidden">Severity </span>CRITICAL<', body)
+    assert f'href="/admin/audit-logs/?user_id={_id(body, "alice")}"' in body
+    assert f'href="/admin/audit-logs/{sample["zz-fail"]}"' in body
+
+
+def _id(body, username):
+    return re.search(rf'href="/admin/audit-logs/\?user_id=(\d+)" title="All events by {username}"', body).group(1)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("action_type=login_failed", {"zz-fail"}),
+    ("action_type=EXCEPTION_RAISED&severity=critical", {"zz-critical"}),
+    ("resource_type=session", {"zz-login", "zz-fail"}),
+    ("status=failure", {"zz-fail"}),
+    ("status=ERROR", {"zz-critical", "zz-warning"}),
+    ("category=authentication", {"zz-login", "zz-fail"}),
+    ("category=DATA", {"zz-old-delete"}),
+    ("severity=WARNING", {"zz-warning"}),
+    ("error_type=SystemError", {"zz-critical"}),
+    ("search=ZZ-UP", {"zz-update"}),
+    ("search=zz-&date_to={two_days_ago}", {"zz-old-delete"}),
+    ("search=zz-&date_from={two_days_ago}", ALL_SAMPLE - {"zz-old-delete"}),
+    ("date_from={today}&date_to={today}&search=zz-", ALL_SAMPLE - {"zz-old-delete"}),
+    ("fingerprint=" + "w" * 32, {"zz-warning"}),
+    ("request_id=req-aaaa-0001", {"zz-login", "zz-update"}),
+    ("user_id={alice}", {"zz-login"}),
+    ("user_id={alice}&status=FAILURE", set()),
+])
+def test_every_filter_from_the_query_string(admin_client, sample, alice_id, query, expected):
+    now = utcnow()
+    url = VIEWER + "?" + query.format(two_days_ago=(now - timedelta(days=2)).date().isoformat(),
+                                      today=now.date().isoformat(), alice=alice_id)
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert sample_shown(response) == expected
+
+
+def test_filters_refill_the_form_and_show_as_removable_chips(admin_client, sample, alice_id):
+    body = page_text(admin_client.get(f"{VIEWER}?status=failure&search=zz&user_id={alice_id}&request_id=req-aaaa-0001"))
+    assert '<option value="FAILURE" selected>' in body
+    assert re.search(r'id="f-search"\s+name="search" value="zz"', body)
+    chips = body[body.index('data-testid="active-filters"'):]
+    assert "User:</span> <span class=\"filter-chip-value\">alice (#" in chips
+    assert "Request:</span> <span class=\"filter-chip-value\">req-aaaa-0001" in chips
+    # Removing one filter keeps the others.
+    assert f'href="/admin/audit-logs/?search=zz&amp;user_id={alice_id}&amp;request_id=req-aaaa-0001"' in chips
+    # A filter the bar has no field for (the request id) is carried by a hidden input.
+    assert '<input type="hidden" name="request_id" value="req-aaaa-0001">' in body
+
+
+@pytest.mark.parametrize("query, parameter, allowed", [
+    ("status=nope", "status", "SUCCESS, FAILURE, ERROR"),
+    ("action_type=LOGON", "action_type", "LOGIN, LOGOUT, LOGIN_FAILED"),
+    ("resource_type=FILE", "resource_type", "USER, ROLE, SESSION"),
+    ("category=misc", "category", "authentication, user_management"),
+    ("severity=FATAL", "severity", "WARNING, ERROR, CRITICAL"),
+    ("date_from=yesterday", "date_from", "ISO 8601"),
+    ("date_from=2026-02-01&date_to=2026-01-01", "date_from", "before date_to"),
+    ("user_id=abc", "user_id", "integer"),
+    ("limit=0", "limit", "from 1 to 200"),
+    ("limit=201", "limit", "from 1 to 200"),
+    ("skip=-1", "skip", "0 or more"),
+    ("sort=timestamp", "sort", "the parameters are: date_from, date_to, user_id"),
+])
+def test_a_bad_filter_is_a_422_page_naming_the_parameter_and_the_allowed_values(admin_client, query, parameter,
+                                                                                   allowed):
+    response = admin_client.get(f"{VIEWER}?{query}")
+    assert response.status_code == 422
+    body = page_text(response)
+    alert = body[body.index('data-testid="filter-errors"'):]
+    alert = alert[:alert.index("</div>")]
+    assert f"<strong>{parameter}</strong>" in alert
+    assert html.escape(allowed, quote=True) in alert
+    assert 'data-testid="audit-table"' not in body
+    assert 'aria-invalid="true"' in body or parameter in {"sort", "skip"}
+
+
+def test_paging_links_keep_the_filters(app, admin_client):
+    insert_events(app, [event(f"page-{i:02d}", status=Status.FAILURE, minutes_ago=i) for i in range(23)]
+                  + [event("not-a-failure", minutes_ago=1)])
+    first = admin_client.get(f"{VIEWER}?status=FAILURE&search=page-&limit=10")
+    body = page_text(first)
+    assert descriptions(first) == [f"page-{i:02d}" for i in range(10)]
+    assert "1–10 of 23 events · page 1 of 3" in body
+    assert 'href="/admin/audit-logs/?status=FAILURE&amp;search=page-&amp;skip=10&amp;limit=10" rel="next"' in body
+    assert 'href="/admin/audit-logs/?status=FAILURE&amp;search=page-&amp;skip=20&amp;limit=10">Last' in body
+    assert '<span class="page-link" aria-disabled="true">‹ Previous</span>' in body
+
+    second = admin_client.get(f"{VIEWER}?status=FAILURE&search=page-&skip=10&limit=10")
+    assert descriptions(second) == [f"page-{i:02d}" for i in range(10, 20)]
+    assert "11–20 of 23 events · page 2 of 3" in page_text(second)
+    assert 'href="/admin/audit-logs/?status=FAILURE&amp;search=page-&amp;skip=0&amp;limit=10" rel="prev"' in page_text(second)
+
+    last = admin_client.get(f"{VIEWER}?status=FAILURE&search=page-&skip=20&limit=10")
+    assert descriptions(last) == ["page-20", "page-21", "page-22"]
+    assert '<span class="page-link" aria-disabled="true">Next ›</span>' in page_text(last)
+
+
+@pytest.mark.parametrize("limit", [25, 50, 100, 200])
+def test_page_sizes(app, admin_client, limit):
+    insert_events(app, [event(f"size-{i:03d}", minutes_ago=i) for i in range(210)])
+    response = admin_client.get(f"{VIEWER}?search=size-&limit={limit}")
+    assert len(descriptions(response)) == limit
+    assert f'<option value="{limit}" selected>' in page_text(response)
+
+
+def test_default_page_size_is_50(app, admin_client):
+    insert_events(app, [event(f"size-{i:03d}", minutes_ago=i) for i in range(60)])
+    assert len(descriptions(admin_client.get(f"{VIEWER}?search=size-"))) == 50
+
+
+def test_empty_result_says_so_and_offers_to_clear_the_filters(admin_client, sample):
+    response = admin_client.get(f"{VIEWER}?search=no-such-event")
+    assert response.status_code == 200
+    body = page_text(response)
+    assert "No events match these filters" in body
+    assert '<a href="/admin/audit-logs/">Clear the filters</a>' in body
+    assert 'data-testid="audit-table"' not in body
+
+
+def test_export_buttons_carry_the_filters(admin_client, sample):
+    body = page_text(admin_client.get(f"{VIEWER}?status=FAILURE&search=zz"))
+    assert 'href="/admin/audit-logs/export?status=FAILURE&amp;search=zz&amp;format=csv"' in body
+    assert 'href="/admin/audit-logs/export?status=FAILURE&amp;search=zz&amp;format=json"' in body
+
+
+# -- the detail page ------------------------------------------------------------------------------
+
+
+def test_detail_shows_every_field_and_a_before_after_table(app, admin_client, sample, alice_id):
+    response = admin_client.get(f"{VIEWER}{sample['zz-update']}")
+    assert response.status_code == 200
+    body = page_text(response)
+    with app.app_context():
+        log = db.session.get(AuditLog, sample["zz-update"])
+        for value in (log.event_id, log.timestamp.strftime("%Y-%m-%d %H:%M:%S"), "UPDATE", "user_management",
+                      f"USER #{alice_id}", "zz-update", "req-aaaa-0001"):
+            assert value in body
+    changes = body[body.index('data-testid="changes"'):]
+    changes = changes[:changes.index("</table>")]
+    assert re.search(r"email</th>\s*<td class=\"change-old\">a@old.example</td>\s*<td class=\"change-new\">a@new.example",
+                     changes)
+    # Links to the other events of the same request and of the same user.
+    assert 'href="/admin/audit-logs/?request_id=req-aaaa-0001"' in body
+    assert re.search(r'href="/admin/audit-logs/\?user_id=\d+" data-testid="same-user"', body)
+    assert {"zz-login", "zz-update"} <= set(descriptions(response))  # the same request's events, listed
+
+
+def test_detail_of_an_error_shows_its_stack_trace_and_its_group(admin_client, sample):
+    body = page_text(admin_client.get(f"{VIEWER}{sample['zz-critical']}"))
+    trace = body[body.index('data-testid="stack-trace"'):]
+    assert trace.index("ZeroDivisionError: division by zero") < trace.index("</pre>")
+    assert "SystemError" in body and 'data-severity="CRITICAL"' in body
+    assert f'href="/admin/audit-logs/errors?fingerprint={"c" * 32}" data-testid="error-group">1 occurrence' in body
+    assert "audit_portal/reports.py:total" in body
+
+
+def test_detail_of_a_request_event_shows_the_request(app, admin_client):
+    ids = insert_events(app, [event("GET /x answered 404", ActionType.REQUEST, ResourceType.REQUEST,
+                                    status=Status.FAILURE, http_method="GET", path="/x?page=2", status_code=404,
+                                    duration_ms=12, ip_address="192.0.2.7", user_agent_="curl/8.5.0")])
+    body = page_text(admin_client.get(f"{VIEWER}{ids['GET /x answered 404']}"))
+    assert "GET /x?page=2 → 404 in 12 ms" in body
+    assert "192.0.2.7" in body and "curl/8.5.0" in body
+    assert "anonymous" in body
+
+
+@pytest.mark.parametrize("log_id", ["999999", "9223372036854775808"])
+def test_detail_of_an_unknown_event_is_404(admin_client, log_id):
+    response = admin_client.get(f"{VIEWER}{log_id}")
+    assert response.status_code == 404
+    assert "There is no audit event with id" in page_text(response) or log_id.startswith("92")
+
+
+# -- the error dashboard --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def errors_sample(app):
+    """Two groups: ZeroDivisionError x3 (oldest 3 days ago), KeyError x1 (CRITICAL); and a failed request's
+    own ERROR row, which belongs to no group."""
+    return insert_events(app, [
+        error_event("zde-1", minutes_ago=3 * 24 * 60),
+        error_event("zde-2", minutes_ago=60),
+        error_event("zde-3", minutes_ago=5),
+        error_event("ke-1", "KeyError", ErrorSeverity.CRITICAL, "k" * 32, minutes_ago=30),
+        event("POST /x answered 500", ActionType.REQUEST, ResourceType.REQUEST, 5, status=Status.ERROR,
+              http_method="POST", path="/x", status_code=500),
+    ])
+
+
+def _group_rows(body: str) -> dict[str, str]:
+    """fingerprint -> that row's HTML in the groups table."""
+    table = body[body.index('data-testid="error-groups"'):body.index("</table>", body.index('data-testid="error-groups"'))]
+    return {m.group(1): m.group(2) for m in re.finditer(r'<tr data-fingerprint="(\w+)"(.*?)</tr>', table, re.S)}
+
+
+def test_dashboard_groups_errors_by_fingerprint_with_counts_and_first_and_last_seen(app, admin_client, errors_sample):
+    response = admin_client.get(ERRORS)
+    assert response.status_code == 200
+    body = page_text(response)
+    rows = _group_rows(body)
+    assert list(rows) == ["f" * 32, "k" * 32]  # most recently seen first
+    zde = rows["f" * 32]
+    assert "ZeroDivisionError" in zde and 'data-testid="group-count">3<' in zde
+    with app.app_context():
+        first, last = (db.session.get(AuditLog, errors_sample[d]).timestamp for d in ("zde-1", "zde-3"))
+    assert zde.index(first.strftime("%Y-%m-%d %H:%M:%S")) < zde.index(last.strftime("%Y-%m-%d %H:%M:%S"))
+    assert "3 days ago" in zde and "5 minutes ago" in zde
+    assert 'data-severity="CRITICAL"' in rows["k" * 32] and 'data-testid="group-count">1<' in rows["k" * 32]
+    assert "POST /x answered 500" not in body
+    assert "1 other ERROR event without a stack trace" in body
+
+
+def test_a_group_link_shows_its_occurrences(admin_client, errors_sample):
+    body = page_text(admin_client.get(ERRORS))
+    link = re.search(r'href="(/admin/audit-logs/errors\?fingerprint=f{32})"', body).group(1)
+    response = admin_client.get(link)
+    assert response.status_code == 200
+    assert descriptions(response) == ["zde-3", "zde-2", "zde-1"]
+    group_page = page_text(response)
+    assert "<strong>3</strong> occurrences" in group_page
+    assert 'data-total="3"' in group_page
+
+
+def test_dashboard_filters_by_severity_and_error_type(admin_client, errors_sample):
+    critical = page_text(admin_client.get(f"{ERRORS}?severity=critical"))
+    assert list(_group_rows(critical)) == ["k" * 32]
+    assert 'data-total="1"' in critical
+    by_type = page_text(admin_client.get(f"{ERRORS}?error_type=ZeroDivisionError"))
+    assert list(_group_rows(by_type)) == ["f" * 32]
+    none = admin_client.get(f"{ERRORS}?severity=WARNING")
+    assert "No errors match these filters" in page_text(none)
+    assert 'data-testid="chart-empty"' in page_text(none)
+
+
+def test_dashboard_chart_is_an_svg_with_the_right_total(admin_client, errors_sample):
+    body = page_text(admin_client.get(ERRORS))
+    chart = body[body.index('data-testid="error-chart"'):body.index("</figure>")]
+    assert 'data-total="4"' in chart and "4 errors in 31 days" in chart
+    assert "<svg" in chart and 'role="img"' in chart
+    counts = [int(n) for n in re.findall(r'<rect [^>]*data-count="(\d+)"', chart)]
+    assert sum(counts) == 4
+    assert re.search(r'<rect [^>]*fill="#dc3545" data-severity="CRITICAL" data-count="1"', chart)
+
+
+@pytest.mark.parametrize("limit, status", [(1, 200), (200, 200), (201, 422), (0, 422)])
+def test_dashboard_page_size_is_at_most_200(admin_client, errors_sample, limit, status):
+    response = admin_client.get(f"{ERRORS}?limit={limit}")
+    assert response.status_code == status
+    if status == 200:
+        assert len(_group_rows(page_text(response))) == min(limit, 2)
+    else:
+        assert "<strong>limit</strong>: Must be a whole number from 1 to 200." in page_text(response)
+
+
+def test_dashboard_bad_filter_is_422(admin_client):
+    response = admin_client.get(f"{ERRORS}?severity=fatal")
+    assert response.status_code == 422
+    assert "WARNING, ERROR, CRITICAL" in page_text(response)
+
+
+# -- the HTML export ------------------------------------------------------------------------------
+
+
+def test_export_downloads_exactly_the_filtered_set(admin_client, sample):
+    response = admin_client.get(f"{EXPORT}?format=csv&search=zz-&status=ERROR")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers["Content-Disposition"].startswith("attachment; filename=")
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["description"] for r in rows] == ["zz-critical", "zz-warning"]
+    assert {r["status"] for r in rows} == {"ERROR"}
+
+
+def test_export_json_uses_the_same_filters(admin_client, sample):
+    response = admin_client.get(f"{EXPORT}?format=json&search=zz-&action_type=login")
+    assert [item["description"] for item in response.json] == ["zz-login"]
+
+
+def test_export_over_the_limit_answers_the_viewer_with_a_message(app, admin_client, sample):
+    app.config["AUDIT_EXPORT_MAX_ROWS"] = 3
+    response = admin_client.get(f"{EXPORT}?format=csv&search=zz-")
+    assert response.status_code == 422
+    assert response.headers["Content-Type"].startswith("text/html")
+    body = page_text(response)
+    message = body[body.index('data-testid="export-error"'):]
+    assert "6 events match these filters, more than the export limit of 3" in message[:message.index("</div>")]
+    assert 'data-testid="audit-table"' in body  # the viewer, with the filtered events, is still there
+    assert sample_shown(response) == ALL_SAMPLE
+
+
+@pytest.mark.parametrize("query, parameter", [("format=xml", "format"), ("format=csv&status=nope", "status"),
+                                              ("format=csv&foo=1", "foo")])
+def test_export_with_bad_parameters_is_422(admin_client, query, parameter):
+    response = admin_client.get(f"{EXPORT}?{query}")
+    assert response.status_code == 422
+    assert f"<strong>{parameter}</strong>" in page_text(response)
+
+
+def test_export_is_recorded(admin_client, sample, audit_rows):
+    admin_client.get(f"{EXPORT}?format=csv&search=zz-login")
+    [export] = audit_rows(action_type="EXPORT")
+    assert export.is_sensitive and export.event_metadata["channel"] == "ui"
+    assert export.event_metadata["filters"] == {"search": "zz-login"} and export.event_metadata["row_count"] == 1
+
+
+# -- access ---------------------------------------------------------------------------------------
+
+
+PAGES = [VIEWER, f"{VIEWER}1", ERRORS, f"{ERRORS}?fingerprint={'f' * 32}", f"{EXPORT}?format=csv"]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_anonymous_users_go_to_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth/login?next=")
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_non_admins_get_403_and_the_refusal_is_audited(client, auth, alice_id, audit_rows, url):
+    auth.login("alice")
+    response = client.get(url)
+    assert response.status_code == 403
+    assert "This page is for administrators only." in page_text(response)
+    [denied] = audit_rows(action_type="PERMISSION_DENIED")
+    assert denied.username == "alice" and denied.status == "FAILURE"
+    assert url.split("?")[0] in denied.description
+
+
+def test_viewing_the_pages_is_recorded_as_request_events(admin_client, sample, audit_rows):
+    admin_client.get(f"{VIEWER}?status=FAILURE")
+    admin_client.get(f"{VIEWER}{sample['zz-fail']}")
+    admin_client.get(ERRORS)
+    paths = [row.path for row in audit_rows(action_type="REQUEST", http_method="GET", username="admin")]
+    assert paths[-3:] == [f"{VIEWER}?status=FAILURE", f"{VIEWER}{sample['zz-fail']}", ERRORS]
+
+
+def test_the_user_page_shows_recent_events_and_links_to_the_viewer(admin_client, sample, alice_id):
+    body = page_text(admin_client.get(f"/admin/users/{alice_id}"))
+    assert "zz-login" in body
+    assert f'href="/admin/audit-logs/?user_id={alice_id}"' in body
+
+
+def test_navigation_reaches_the_viewer_the_dashboard_and_users(admin_client):
+    body = page_text(admin_client.get(VIEWER))
+    nav = body[body.index('aria-label="Main navigation"'):body.index("</nav>")]
+    for href in ('href="/admin/audit-logs/"', 'href="/admin/audit-logs/errors"', 'href="/admin/users/"'):
+        assert href in nav
+
+
+# -- escaping -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile(app):
+    """An error event whose every free-text field carries a script tag."""
+    return insert_events(app, [
+        event(XSS, ActionType.EXCEPTION_RAISED, ResourceType.SYSTEM, status=Status.ERROR, severity=ErrorSeverity.ERROR,
+              error_type=XSS, fingerprint="x" * 32, stack_trace=XSS, username=XSS, user_agent_=XSS, path=f"/{XSS}",
+              http_method="GET", status_code=500, request_id_="req-xss-0001",
+              metadata={"location": XSS, "old": {"name": XSS}, "new": {"name": "ok"}, XSS: [XSS]}),
+    ])[XSS]
+
+
+@pytest.mark.parametrize("url", [VIEWER, "{detail}", ERRORS, f"{ERRORS}?fingerprint={'x' * 32}",
+                                 f"{VIEWER}?search={XSS}"])
+def test_text_from_events_is_escaped(admin_client, hostile, url):
+    body = page_text(admin_client.get(url.format(detail=f"{VIEWER}{hostile}")))
+    assert XSS_ESCAPED in body
+    assert XSS not in body
+    assert "<script>" not in body.replace('<script src="', "")
