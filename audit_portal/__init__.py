@@ -65,12 +65,13 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from .audit.writer import AuditWriter, install_sigterm_flush
-    from .database import configure_sqlite
+    from .database import configure_sqlite, include_object
     from .extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
     configure_sqlite(app)
-    migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True)
+    migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True,
+                    include_object=include_object)
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

@@ -21,3 +21,10 @@ def configure_sqlite(app: Flask) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic autogenerate: ignore indexes that only migrations create (see ``DATABASE_ONLY_INDEXES``)."""
+    from .audit.models import DATABASE_ONLY_INDEXES
+
+    return not (type_ == "index" and name in DATABASE_ONLY_INDEXES)

@@ -70,8 +70,10 @@ EDIT_PATH_RE = re.compile(r"^/admin/users/\d+/edit$")
 ACCESS_LINE_RE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ')
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
-FULL = {"pairs": 15, "seconds": 6, "warmup": 2, "users": 8, "events": 5000}
-QUICK = {"pairs": 3, "seconds": 3, "warmup": 1, "users": 3, "events": 1000}
+#: Short runs, many pairs: the load of the machine's other tenants comes in bursts of a few seconds, so the
+#: two runs of a pair are more likely to see the same conditions when they are short.
+FULL = {"pairs": 24, "seconds": 3, "warmup": 2, "users": 8, "events": 5000}
+QUICK = {"pairs": 4, "seconds": 2, "warmup": 1, "users": 3, "events": 1000}
 
 
 class BenchError(RuntimeError):
@@ -99,7 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, help=f"demo events seeded before the run "
                                                    f"(default {FULL['events']}, --quick {QUICK['events']})")
     parser.add_argument("--connections", type=int, default=8, help="wrk -c")
-    parser.add_argument("--pause", type=float, default=0.5,
+    parser.add_argument("--pause", type=float, default=0.3,
                         help="seconds of rest between two wrk runs (lets the audit writer finish its batch)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (without database name) where the throwaway database is made")
@@ -382,11 +384,74 @@ def run_wrk(port: int, path: str, script: Path, seconds: int, connections: int, 
     return WrkResult(data["requests"], data["duration_us"] / 1e6, errors)
 
 
+# -- CPU accounting ------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (index 0 is the state), or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads included (the audit writer thread too)."""
+    fields = _proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else None
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _proc_stat(int(entry))
+            if fields and int(fields[1]) == parent:
+                children.append(int(entry))
+    return children
+
+
+class CpuMeter:
+    """CPU seconds spent by a server's gunicorn workers plus the PostgreSQL backends of the benchmark database.
+
+    Only one server is loaded at a time, so the backends' CPU belongs to the server under load. The
+    machine's other load changes how fast things run, much less how much CPU one request needs: this is
+    the steadier measure when the machine is busy (throughput ratio ~= CPU ratio when the CPU is the limit).
+    """
+
+    def __init__(self, server_url: str, db_name: str):
+        self.db_name = db_name
+        self.connection = pg_connect(f"{server_url}/postgres")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def snapshot(self, server: Server) -> dict[str, dict[int, float]]:
+        """{"app": {pid: cpu seconds} of the gunicorn workers, "db": the same for the database's backends}."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.db_name,))
+            backends = [row[0] for row in cursor.fetchall()]
+        groups = {"app": child_pids(server.process.pid), "db": backends}
+        return {name: {pid: cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None}
+                for name, pids in groups.items()}
+
+    @staticmethod
+    def used(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds used between two snapshots per group (a process started in between counts from its start)."""
+        return {name: sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after[name].items()) for name in after}
+
+
 # -- statistics and accounting -------------------------------------------------------------------
 
+#: Events written by background tasks rather than by requests (the hash-chain sealer): listed, not compared.
+BACKGROUND_KINDS = {"CHAIN_CHECKPOINT"}
 
-def summarise(ratios: list[float]) -> dict:
-    ordered = sorted(ratios)
+
+def summarise(values: list[float]) -> dict:
+    ordered = sorted(values)
     quartiles = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
     return {"median": statistics.median(ordered), "q1": quartiles[0], "q3": quartiles[2],
             "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
@@ -446,87 +511,128 @@ def setup_database(args, database_url: str, env: dict) -> list[tuple[int, str, s
                                "ORDER BY id")
 
 
-def measure(args, servers: dict[str, Server], scenarios: dict[str, tuple[str, dict[str, Path]]]) -> dict:
-    ratios: dict[str, list[float]] = {name: [] for name in scenarios}
-    rps: dict[str, dict[str, list[float]]] = {name: {"on": [], "off": []} for name in scenarios}
+@dataclass
+class Run:
+    rps: float
+    app_ms_per_request: float  # CPU of the gunicorn workers (request threads and the audit writer thread)
+    db_ms_per_request: float  # CPU of the PostgreSQL backends
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.app_ms_per_request + self.db_ms_per_request
+
+
+def measure(args, servers: dict[str, Server], scenarios: dict[str, tuple[str, dict[str, Path]]],
+            meter: CpuMeter) -> dict:
+    runs: dict[str, dict[str, list[Run]]] = {name: {"on": [], "off": []} for name in scenarios}
     errors: Counter = Counter()
     run_id = secrets.token_hex(3)
     counter = 0
 
-    def one(scenario: str, side: str, seconds: int) -> WrkResult:
+    def one(scenario: str, side: str, seconds: int) -> Run:
         nonlocal counter
         counter += 1
         path, scripts = scenarios[scenario]
-        result = run_wrk(servers[side].port, path, scripts[side], seconds, args.connections,
-                         f"{run_id}{counter}")
+        before = meter.snapshot(servers[side])
+        result = run_wrk(servers[side].port, path, scripts[side], seconds, args.connections, f"{run_id}{counter}")
+        time.sleep(args.pause)  # the writer's last batch is part of this run's cost, not the next one's
+        cpu = meter.used(before, meter.snapshot(servers[side]))
         for kind, count in result.errors.items():
             errors[f"{side} {scenario} {kind}"] += count
-        time.sleep(args.pause)
-        return result
+        per_request = {name: 1000 * seconds / result.requests if result.requests else float("nan")
+                       for name, seconds in cpu.items()}
+        return Run(result.rps, per_request["app"], per_request["db"])
 
     print(f"* warm-up: {args.warmup} s per server and scenario")
     for scenario in scenarios:
         for side in ("on", "off"):
             one(scenario, side, args.warmup)
 
-    total = args.pairs * len(scenarios) * 2 * (args.seconds + args.pause)
+    total = args.pairs * len(scenarios) * 2 * (args.seconds + args.pause + 0.1)
     print(f"* measuring: {args.pairs} pairs x {len(scenarios)} scenarios x 2 servers x {args.seconds} s "
           f"(about {total / 60:.1f} min)")
     for pair in range(args.pairs):
         order = ("on", "off") if pair % 2 == 0 else ("off", "on")
         cells = []
         for scenario in scenarios:
-            results = {side: one(scenario, side, args.seconds) for side in order}
-            ratio = results["on"].rps / results["off"].rps if results["off"].rps else float("nan")
-            ratios[scenario].append(ratio)
+            pair_runs = {side: one(scenario, side, args.seconds) for side in order}
             for side in ("on", "off"):
-                rps[scenario][side].append(results[side].rps)
-            cells.append(f"{scenario} on {results['on'].rps:7.1f} off {results['off'].rps:7.1f} "
-                         f"ratio {ratio:5.3f}")
+                runs[scenario][side].append(pair_runs[side])
+            on, off = pair_runs["on"], pair_runs["off"]
+            cells.append(f"{scenario} req/s on {on.rps:6.1f} off {off.rps:6.1f} = {on.rps / off.rps:5.3f}, "
+                         f"CPU ms/req on {on.cpu_ms_per_request:5.2f} off {off.cpu_ms_per_request:5.2f}")
         print(f"  pair {pair + 1:2d}/{args.pairs} ({'-'.join(order)}): " + " | ".join(cells), flush=True)
-    return {"ratios": ratios, "rps": rps, "errors": errors}
+    return {"runs": runs, "errors": errors}
+
+
+LABELS = {"get": f"GET {GET_PATH} (admin page)", "post": "POST /admin/users/<id>/edit"}
 
 
 def report(args, results: dict, accounting: dict) -> dict:
     print()
     print(f"Request overhead of auditing: {args.pairs} pairs, wrk -t1 -c{args.connections} -d{args.seconds}s, "
-          f"gunicorn 2 sync workers, PostgreSQL, {os.cpu_count()} CPUs")
-    header = f"{'scenario':<36} {'on/off median':>13} {'IQR':>13} {'min-max':>13} {'on req/s':>9} {'off req/s':>9}"
+          f"gunicorn 2 sync workers, PostgreSQL on loopback, {os.cpu_count()} CPUs")
+    header = (f"{'scenario':<33} {'ratio median':>12} {'IQR':>13} {'min-max':>13} {'on req/s':>9} "
+              f"{'off req/s':>9} | {'CPU ratio':>9} {'IQR':>13} {'ms/req on':>9} {'off':>5}")
     print(header)
     print("-" * len(header))
     summary = {}
-    labels = {"get": f"GET {GET_PATH} (admin page)", "post": "POST /admin/users/<id>/edit"}
-    for scenario, ratios in results["ratios"].items():
-        stats = summarise(ratios)
-        on = statistics.median(results["rps"][scenario]["on"])
-        off = statistics.median(results["rps"][scenario]["off"])
-        summary[scenario] = {**stats, "rps_on_median": on, "rps_off_median": off, "ratios": ratios,
-                             "rps_on": results["rps"][scenario]["on"], "rps_off": results["rps"][scenario]["off"]}
-        print(f"{labels[scenario]:<36} {stats['median']:>13.3f} {stats['q1']:>6.3f}-{stats['q3']:<6.3f} "
-              f"{stats['min']:>6.3f}-{stats['max']:<6.3f} {on:>9.1f} {off:>9.1f}")
-    print("(ratio = on req/s / off req/s of the same pair; target >= 0.90; req/s are medians over the pairs)")
+    for scenario, sides in results["runs"].items():
+        on_rps = [r.rps for r in sides["on"]]
+        off_rps = [r.rps for r in sides["off"]]
+        on_cpu = [r.cpu_ms_per_request for r in sides["on"]]
+        off_cpu = [r.cpu_ms_per_request for r in sides["off"]]
+        ratio = summarise([a / b for a, b in zip(on_rps, off_rps, strict=True)])
+        cpu_ratio = summarise([b / a for a, b in zip(on_cpu, off_cpu, strict=True)])
+        summary[scenario] = {
+            "label": LABELS[scenario], "ratio": ratio, "rps_on_median": statistics.median(on_rps),
+            "rps_off_median": statistics.median(off_rps), "cpu_ratio": cpu_ratio,
+            "cpu_ms_on_median": statistics.median(on_cpu), "cpu_ms_off_median": statistics.median(off_cpu),
+            "rps_on": on_rps, "rps_off": off_rps, "cpu_ms_on": on_cpu, "cpu_ms_off": off_cpu,
+            "app_ms_on_median": statistics.median(r.app_ms_per_request for r in sides["on"]),
+            "app_ms_off_median": statistics.median(r.app_ms_per_request for r in sides["off"]),
+            "db_ms_on_median": statistics.median(r.db_ms_per_request for r in sides["on"]),
+            "db_ms_off_median": statistics.median(r.db_ms_per_request for r in sides["off"]),
+        }
+        item = summary[scenario]
+        print(f"{LABELS[scenario]:<33} {ratio['median']:>12.3f} {ratio['q1']:>6.3f}-{ratio['q3']:<6.3f} "
+              f"{ratio['min']:>6.3f}-{ratio['max']:<6.3f} {item['rps_on_median']:>9.1f} {item['rps_off_median']:>9.1f}"
+              f" | {cpu_ratio['median']:>9.3f} {cpu_ratio['q1']:>6.3f}-{cpu_ratio['q3']:<6.3f} "
+              f"{item['cpu_ms_on_median']:>9.2f} {item['cpu_ms_off_median']:>5.2f}")
+    print("ratio = on req/s / off req/s of the same pair (target >= 0.90); req/s are medians over the pairs.")
+    print("CPU ratio = off / on CPU per request (gunicorn workers + PostgreSQL backends) of the same pair.")
+    for scenario, item in summary.items():
+        print(f"  {LABELS[scenario]}: CPU ms/request, app on {item['app_ms_on_median']:.2f} off "
+              f"{item['app_ms_off_median']:.2f}, PostgreSQL on {item['db_ms_on_median']:.2f} off "
+              f"{item['db_ms_off_median']:.2f} (medians)")
     if results["errors"]:
         print(f"wrk errors: {dict(results['errors'])}")
+
+    expected, stored = accounting["expected"], accounting["stored"]
+    compared = sorted((set(expected) | set(stored)) - BACKGROUND_KINDS)
+    expected_total = sum(expected[k] for k in compared)
+    stored_total = sum(stored[k] for k in compared)
+    no_loss = all(expected[k] == stored[k] for k in compared)
     print()
-    print("Audit events written by the 'on' server (from its access log) vs rows added to audit_logs:")
-    for kind in sorted(set(accounting["expected"]) | set(accounting["stored"])):
-        print(f"  {kind:<16} expected {accounting['expected'].get(kind, 0):>8,}  "
-              f"stored {accounting['stored'].get(kind, 0):>8,}")
-    expected_total = sum(accounting["expected"].values())
-    stored_total = sum(accounting["stored"].values())
-    verdict = "no loss" if accounting["expected"] == accounting["stored"] else "MISMATCH"
-    print(f"  {'total':<16} expected {expected_total:>8,}  stored {stored_total:>8,}  -> {verdict}")
+    print("Audit events the 'on' server had to write (from its access log) vs rows added to audit_logs:")
+    for kind in compared:
+        print(f"  {kind:<16} expected {expected[kind]:>8,}  stored {stored[kind]:>8,}")
+    print(f"  {'total':<16} expected {expected_total:>8,}  stored {stored_total:>8,}  -> "
+          f"{'no loss' if no_loss else 'MISMATCH'}")
+    for kind in sorted(BACKGROUND_KINDS & set(stored)):
+        print(f"  (plus {stored[kind]:,} {kind} rows written by the background sealer, not by requests)")
     for name, bad in accounting["unexpected"].items():
         if bad:
             print(f"  WARNING: server '{name}' gave unexpected answers: {dict(bad)}")
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {k: getattr(args, k) for k in ("pairs", "seconds", "warmup", "users", "events", "connections")},
+        "settings": {k: getattr(args, k) for k in ("pairs", "seconds", "warmup", "pause", "users", "events",
+                                                   "connections")},
         "cpus": os.cpu_count(),
         "scenarios": summary,
-        "events": {"expected": dict(accounting["expected"]), "stored": dict(accounting["stored"]),
-                   "no_loss": verdict == "no loss"},
+        "events": {"expected": dict(expected), "stored": dict(stored), "expected_total": expected_total,
+                   "stored_total": stored_total, "no_loss": no_loss},
         "wrk_errors": dict(results["errors"]),
     }
 
@@ -573,7 +679,11 @@ def main(argv=None) -> int:
             scenarios["get"] = (GET_PATH, {s: write_get_script(tmp, servers[s]) for s in servers})
         if args.only in (None, "post"):
             scenarios["post"] = ("/", {s: write_post_script(tmp, servers[s], users) for s in servers})
-        results = measure(args, servers, scenarios)
+        meter = CpuMeter(args.pg_url, args.db_name)
+        try:
+            results = measure(args, servers, scenarios, meter)
+        finally:
+            meter.close()
 
         print("* stopping the servers (queued audit events are written at worker exit)")
         for server in servers.values():

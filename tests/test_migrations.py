@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, text
 
 from audit_portal import create_app
+from audit_portal.database import include_object
 from audit_portal.extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,8 @@ def test_upgrade_builds_exactly_the_models_schema(empty_database, tmp_path):
     try:
         with app.app_context(), db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                                   "compare_server_default": True})
+                                                                   "compare_server_default": True,
+                                                                   "include_object": include_object})
             diff = compare_metadata(context, app.extensions["migrate"].db.metadata)
             tables = set(inspect(connection).get_table_names())
             roles = dict(connection.execute(text("SELECT name, description FROM roles")).all())

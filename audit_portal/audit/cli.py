@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..users.models import User
+from .bulk import copy_events, drop_secondary_indexes, rebuild_indexes
 from .seed import generate
 from .writer import insert_ignoring_duplicates
 
@@ -16,6 +17,8 @@ demo_cli = AppGroup("demo", help="Demo data.")
 audit_cli = AppGroup("audit", help="Audit log maintenance.")
 
 SEED_BATCH = 5000
+#: From this many events on, a PostgreSQL seed drops the secondary indexes and rebuilds them afterwards.
+REBUILD_INDEXES_FROM = 500_000
 
 
 @demo_cli.command("seed")
@@ -28,23 +31,39 @@ def seed_command(count: int, days: int, yes: bool):
         click.confirm(f"Insert {count:,} demo events into the PRODUCTION audit log?", abort=True)
     users = [(u.id, u.username) for u in db.session.scalars(select(User).limit(50))]
     users += [(None, None)] if not users else []
+    db.session.commit()
     rows = generate(count, users, days=days, demo=True)
+    postgres = db.engine.dialect.name == "postgresql"
+    saved_indexes = []
+    if postgres and count >= REBUILD_INDEXES_FROM:
+        with db.engine.begin() as connection:
+            saved_indexes = drop_secondary_indexes(connection)
+        click.echo(f"Dropped {len(saved_indexes)} secondary indexes for the load; they are rebuilt at the end.")
     written = 0
-    with click.progressbar(length=count, label="Seeding audit events") as bar:
-        batch = []
-        for event in rows:
-            batch.append(event)
-            if len(batch) >= SEED_BATCH:
-                written += _write(batch)
+    try:
+        with click.progressbar(length=count, label="Seeding audit events") as bar:
+            batch = []
+            for event in rows:
+                batch.append(event)
+                if len(batch) >= SEED_BATCH:
+                    written += _write(batch, postgres)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                written += _write(batch, postgres)
                 bar.update(len(batch))
-                batch = []
-        if batch:
-            written += _write(batch)
-            bar.update(len(batch))
+    finally:
+        if saved_indexes:
+            click.echo("Rebuilding indexes...")
+            with db.engine.begin() as connection:
+                rebuild_indexes(connection, saved_indexes)
     click.echo(f"Inserted {written:,} demo events.")
 
 
-def _write(batch: list[dict]) -> int:
+def _write(batch: list[dict], postgres: bool) -> int:
     with db.engine.begin() as connection:
-        insert_ignoring_duplicates(connection, batch)
+        if postgres:
+            copy_events(connection, batch)
+        else:
+            insert_ignoring_duplicates(connection, batch)
     return len(batch)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from flask import abort, render_template, request
 from marshmallow import ValidationError
 
 from ..auth.decorators import admin_required
 from ..extensions import db
+from ..timeutil import utcnow
 from . import bp
 from .api import download_response
 from .charts import stacked_bars
@@ -29,6 +31,9 @@ FILTER_CHOICES = {
 }
 #: How many events of the same request the detail page lists.
 SAME_REQUEST_MAX = 20
+#: One-click date ranges offered under the filter bar (they set ``date_from``).
+QUICK_RANGES = (("last hour", timedelta(hours=1)), ("24 hours", timedelta(days=1)), ("7 days", timedelta(days=7)),
+                ("30 days", timedelta(days=30)))
 
 
 def _parse_filters(extra: tuple[str, ...] = ()) -> tuple[AuditFilters, dict, dict]:
@@ -67,8 +72,10 @@ def _page_context(raw: dict, errors: dict, skip: int, limit: int, filters: Audit
     from ..users.models import User
 
     user = db.session.get(User, filters.user_id) if filters.user_id else None
+    now = utcnow()
+    quick_ranges = [(label, (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
     return dict(raw=raw, errors=errors, skip=skip, limit=limit, choices=FILTER_CHOICES, page_sizes=PAGE_SIZES,
-                user_names={filters.user_id: user.username} if user else {})
+                user_names={filters.user_id: user.username} if user else {}, quick_ranges=quick_ranges)
 
 
 def _render_list(filters: AuditFilters, raw: dict, errors: dict, status: int | None = None, **context):

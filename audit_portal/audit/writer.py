@@ -219,7 +219,7 @@ class AuditWriter:
 
         try:
             with self.app.app_context():
-                seal()
+                seal(max_rows=10_000)  # bounded: the writer thread must get back to its queue
         except Exception:  # noqa: BLE001 - sealing is retried at the next interval and by `flask audit verify`
             log.warning("audit chain: background sealing failed; will retry", exc_info=True)
 

@@ -213,12 +213,13 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def screenshot():
-    """``screenshot(page, name)`` saves a full-page PNG as SCREENSHOT_DIR/name.png and returns its path."""
+    """``screenshot(page, name)`` saves a full-page PNG as SCREENSHOT_DIR/name.png and returns its path
+    (``full_page=False``: only what the window shows, for long pages)."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
 
-    def take(page, name: str) -> Path:
+    def take(page, name: str, full_page: bool = True) -> Path:
         path = SCREENSHOT_DIR / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take
