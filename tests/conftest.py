@@ -50,13 +50,16 @@ def postgres_url():
         yield None
         return
     base_url = make_url(normalise_database_url(base))
-    name = f"{base_url.database or 'test'}_ap_{_worker()}"
+    # The run's own pid in the name: two runs on one server (two developers, CI) never share a database.
+    name = f"{base_url.database or 'test'}_ap_{_worker()}_{os.getppid() if _worker() != 'main' else os.getpid()}"
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
     yield base_url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture

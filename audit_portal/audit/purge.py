@@ -65,7 +65,8 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
 
     The RETENTION_PURGE event commits in the same transaction as the last batch: there is no moment at
     which the chain has lost its start without the cut that explains it (a sealer that finds the chain
-    empty continues from that cut)."""
+    empty continues from that cut). A purge interrupted before its last batch leaves a chain whose start
+    ``verify`` reports; running the purge again completes it and records the cut."""
     if plan.count == 0:
         return 0
     deleted = 0
@@ -77,10 +78,18 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
             ids = select(_chain.c.audit_log_id).where(_chain.c.seq.between(start, end))
-            deleted += conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
-            conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
             if end == plan.cut_seq:
-                conn.execute(insert(_table), [_purge_event(plan, deleted, actor)])
+                # The event goes in before the last rows go out: on SQLite an id is reused once the rows
+                # with the highest ids are deleted, and a purge of everything must not hand out id 1 again.
+                expected = conn.scalar(select(func.count()).select_from(_table).where(_table.c.id.in_(ids)))
+                conn.execute(insert(_table), [_purge_event(plan, deleted + expected, actor)])
+                batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
+                if batch != expected:  # someone else deleted rows meanwhile: roll back rather than misreport
+                    raise RuntimeError("audit rows changed during the retention purge; run it again")
+            else:
+                batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
+            deleted += batch
+            conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
         if progress:
             progress(end - start + 1)
         start = end + 1

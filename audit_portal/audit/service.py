@@ -98,15 +98,16 @@ def log_audit(
     event = _build(action_type, resource_type, resource_id, description, fields)
     if transactional:
         # If this insert fails, the caller's change cannot commit either: its transaction fails as a whole.
-        db.session.execute(insert(AuditLog.__table__).values(**event))
+        # The row as parameters of one cached statement: ``.values(**event)`` would build and compile a new
+        # statement for every event (about three times the CPU).
+        db.session.execute(insert(AuditLog.__table__), event)
         return event["event_id"]
-    writer = current_app.extensions["audit_writer"]
     try:
-        writer.submit(event)
+        current_app.extensions["audit_writer"].submit(event)
     except Exception:  # noqa: BLE001
         log.exception("audit: could not queue event %s; spooling it for replay", event["event_id"])
         try:
-            writer.spool.append([event])
+            current_app.extensions["audit_writer"].spool.append([event])
         except Exception:  # noqa: BLE001 - nowhere left to keep it: say so loudly, never fail the caller
             log.critical("audit: event %s is lost: %r", event["event_id"], event, exc_info=True)
     return event["event_id"]

@@ -60,6 +60,10 @@ def ensure_admin_command():
     cfg = current_app.config
     ensure_default_roles()
     username, password = cfg["ADMIN_USERNAME"], cfg["ADMIN_PASSWORD"]
+    if bool(username) != bool(password):
+        missing = "ADMIN_PASSWORD" if username else "ADMIN_USERNAME"
+        raise click.UsageError(f"ADMIN_USERNAME and ADMIN_PASSWORD go together: set {missing} too, or neither "
+                               "(then an 'admin' account with a generated password is created).")
     if username and password:
         existing = db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
         if existing is None:

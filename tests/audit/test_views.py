@@ -411,6 +411,8 @@ def test_export_is_recorded(admin_client, sample, audit_rows):
     [export] = audit_rows(action_type="EXPORT")
     assert export.is_sensitive and export.event_metadata["channel"] == "ui"
     assert export.event_metadata["filters"] == {"search": "zz-login"} and export.event_metadata["row_count"] == 1
+    listed = page_text(admin_client.get(f"{VIEWER}?action_type=EXPORT"))
+    assert 'title="Sensitive action: passwords, tokens, exports">sensitive</span>' in listed
 
 
 # -- access ---------------------------------------------------------------------------------------

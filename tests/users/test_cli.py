@@ -177,3 +177,10 @@ def test_ensure_admin_matches_the_username_ignoring_case(env_runner):
     assert result.exit_code == 0, result.output
     assert "Administrator admin already exists." in result.output
     assert user_count(runner.app) == 1
+
+
+def test_ensure_admin_needs_username_and_password_together(app, runner):
+    app.config.update(ADMIN_USERNAME="boss", ADMIN_PASSWORD="")
+    result = runner.invoke(args=["users", "ensure-admin"])
+    assert result.exit_code == 2
+    assert "set ADMIN_PASSWORD too" in result.output

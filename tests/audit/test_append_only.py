@@ -1,0 +1,165 @@
+"""Append-only storage: no route edits or deletes an event, and on PostgreSQL the triggers created by the
+migrations refuse UPDATE, DELETE and TRUNCATE on the audit tables, except the retention purge and the
+ON DELETE SET NULL of a deleted user."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from audit_portal import create_app
+from audit_portal.audit.enums import ActionType
+from audit_portal.extensions import db
+from audit_portal.users import services as user_services
+from audit_portal.users.models import User
+
+from .chain_support import CHAIN, LOGS, count_rows, record_events, row, seal, tamper
+
+EDITING_METHODS = {"PUT", "PATCH", "DELETE"}
+AUDIT_PREFIXES = ("/api/v1/audit-logs", "/admin/audit-logs")
+
+
+# -- no route edits an event (every database) --------------------------------------------------
+
+
+def test_no_route_under_the_audit_log_accepts_put_patch_or_delete(app):
+    rules = [r for r in app.url_map.iter_rules() if r.rule.startswith(AUDIT_PREFIXES)]
+    assert len(rules) >= 8, [r.rule for r in rules]  # the viewer, detail, errors, export, API, integrity
+    assert [(r.rule, sorted(r.methods & EDITING_METHODS)) for r in rules if r.methods & EDITING_METHODS] == []
+    # The only state-changing route there runs a verification; it writes a new event and edits none.
+    assert sorted(r.rule for r in rules if "POST" in r.methods) == ["/admin/audit-logs/integrity/verify"]
+
+
+def test_an_admin_cannot_edit_or_delete_an_event_through_the_api(app, admin_client):
+    [audit_id] = record_events(app, 1)
+    before = row(app, audit_id)
+    for method in ("put", "patch", "delete"):
+        for url in (f"/api/v1/audit-logs/{audit_id}", f"/admin/audit-logs/{audit_id}"):
+            response = getattr(admin_client, method)(url, json={"description": "edited"})
+            assert response.status_code == 405, (method, url, response.status_code)
+    assert row(app, audit_id) == before
+
+
+# -- PostgreSQL: the migrations' triggers ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def migrated_app(postgres_url, tmp_path_factory):
+    """An app on a fresh PostgreSQL database built by the real migrations (`flask db upgrade`)."""
+    if not postgres_url:
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
+    base = make_url(postgres_url)
+    name = f"{base.database}_migrated"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+                      "SQLALCHEMY_DATABASE_URI": base.set(database=name).render_as_string(hide_password=False),
+                      "AUDIT_DATA_DIR": str(tmp_path_factory.mktemp("migrated-audit-data"))})
+    upgrade = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert upgrade.exit_code == 0, upgrade.output
+    yield app
+    app.extensions["audit_writer"].close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def app_sql(app, *statements, purge: bool = False):
+    """Run statements on the application's own connection, in one transaction."""
+    with app.app_context(), db.engine.begin() as conn:
+        if purge:
+            conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+        return [conn.execute(text(s)) for s in statements][-1].rowcount
+
+
+@pytest.mark.postgres_only
+class TestPostgresTriggers:
+    def test_update_of_an_event_is_refused(self, migrated_app):
+        [audit_id] = record_events(migrated_app, 1)
+        before = row(migrated_app, audit_id)
+        with pytest.raises(DBAPIError, match="audit_logs is append-only: UPDATE refused"):
+            app_sql(migrated_app, f"UPDATE audit_logs SET description = 'edited' WHERE id = {audit_id}")
+        # Nulling the user together with another change is not a user deletion: refused as well.
+        with pytest.raises(DBAPIError, match="UPDATE refused"):
+            app_sql(migrated_app, f"UPDATE audit_logs SET user_id = NULL, status = 'FAILURE' WHERE id = {audit_id}")
+        assert row(migrated_app, audit_id) == before
+
+    def test_delete_and_truncate_are_refused(self, migrated_app):
+        [audit_id] = record_events(migrated_app, 1)
+        with pytest.raises(DBAPIError, match="audit_logs is append-only: DELETE refused"):
+            app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {audit_id}")
+        with pytest.raises(DBAPIError, match="audit_logs is append-only: TRUNCATE refused"):
+            app_sql(migrated_app, "TRUNCATE audit_logs")
+        assert count_rows(migrated_app, LOGS, LOGS.c.id == audit_id) == 1
+
+    def test_delete_is_allowed_only_inside_a_purge_transaction(self, migrated_app):
+        first, second = record_events(migrated_app, 2)
+        assert app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {first}", purge=True) == 1
+        # SET LOCAL ends with its transaction: the next one on a pooled connection is refused again.
+        with pytest.raises(DBAPIError, match="DELETE refused"):
+            app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {second}")
+        assert count_rows(migrated_app, LOGS, LOGS.c.id.in_([first, second])) == 1
+
+    def test_the_chain_table_refuses_update_delete_and_truncate(self, migrated_app):
+        record_events(migrated_app, 2)
+        assert seal(migrated_app).sealed >= 2  # INSERT is how sealing works: allowed
+        with pytest.raises(DBAPIError, match="audit_chain is append-only: UPDATE refused"):
+            app_sql(migrated_app, "UPDATE audit_chain SET link_hash = repeat('0', 64)")
+        with pytest.raises(DBAPIError, match="audit_chain is append-only: DELETE refused"):
+            app_sql(migrated_app, "DELETE FROM audit_chain")
+        with pytest.raises(DBAPIError, match="audit_chain is append-only: TRUNCATE refused"):
+            app_sql(migrated_app, "TRUNCATE audit_chain")
+
+    def test_deleting_a_user_still_works_and_verifies(self, migrated_app):
+        with migrated_app.app_context():
+            boss = user_services.create_user(None, username="boss", email="boss@example.com",
+                                             password="s3cure-Passw0rd!", role="admin")
+            carol = user_services.create_user(None, username="carol", email="carol@example.com",
+                                              password="s3cure-Passw0rd!", role="user")
+            db.session.commit()
+            boss_id, carol_id = boss.id, carol.id
+        ids = record_events(migrated_app, 2, user_id=carol_id)
+        seal(migrated_app)
+        with migrated_app.app_context():
+            user_services.delete_user(db.session.get(User, boss_id), db.session.get(User, carol_id))
+            db.session.commit()
+        assert [row(migrated_app, i)["user_id"] for i in ids] == [None, None]
+        assert [row(migrated_app, i)["username"] for i in ids] == ["carol", "carol"]
+        result = migrated_app.test_cli_runner().invoke(args=["audit", "verify"])
+        assert result.exit_code == 0, result.output
+
+    def test_purge_and_verify_work_through_the_triggers(self, migrated_app):
+        old = record_events(migrated_app, 3, days_ago=4000, label="ancient")
+        runner = migrated_app.test_cli_runner()
+        # Everything recorded by earlier tests in this module is recent, and chained before these: make the
+        # purge reach them by purging the prefix up to now.
+        purged = runner.invoke(args=["audit", "purge", "--older-than-days", "0", "--yes"])
+        assert purged.exit_code == 0, purged.output
+        assert count_rows(migrated_app, LOGS, LOGS.c.id.in_(old)) == 0
+        assert count_rows(migrated_app, LOGS, LOGS.c.action_type == ActionType.RETENTION_PURGE.value) >= 1
+        verified = runner.invoke(args=["audit", "verify"])
+        assert verified.exit_code == 0, verified.output
+
+    def test_a_superuser_who_switches_the_triggers_off_is_still_caught_by_verify(self, migrated_app):
+        [audit_id] = record_events(migrated_app, 1)
+        seal(migrated_app)
+        original = row(migrated_app, audit_id)["description"]
+        tamper(migrated_app, f"UPDATE audit_logs SET description = 'edited' WHERE id = {audit_id}")
+        assert row(migrated_app, audit_id)["description"] == "edited"
+        try:
+            result = migrated_app.test_cli_runner().invoke(args=["audit", "verify"])
+        finally:  # the other tests of this module share the database
+            tamper(migrated_app, f"UPDATE audit_logs SET description = '{original}' WHERE id = {audit_id}")
+        assert result.exit_code == 1, result.output
+        assert f"Event {audit_id}" in result.output and "was changed" in result.output
+        with migrated_app.app_context(), db.engine.connect() as conn:
+            assert conn.scalar(select(CHAIN.c.seq).where(CHAIN.c.audit_log_id == audit_id)) is not None
