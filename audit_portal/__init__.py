@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -41,11 +42,26 @@ def configure(app: Flask, overrides: dict) -> None:
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         url = app.config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "audit_portal.db")
         app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
-    else:
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     app.config["AUDIT_DATA_DIR"] = app.config["AUDIT_DATA_DIR"] or app.instance_path
+
+
+#: Seconds a new PostgreSQL connection may take (libpq ``connect_timeout``). Without it a database host that
+#: stops answering (a black-holed connection) would hold a request until the worker is killed, not a 503.
+POSTGRES_CONNECT_TIMEOUT_S = 5
+
+
+def engine_options(url: str) -> dict:
+    """Engine options per backend. SQLite waits for a lock instead of failing at once. PostgreSQL checks a
+    pooled connection before handing it out (``pool_pre_ping``: after an outage or a server restart the dead
+    connections are replaced, not used) and bounds the time a new connection may take (unless the URL
+    sets ``connect_timeout`` itself)."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    options: dict = {"pool_pre_ping": True}
+    if "connect_timeout=" not in url:
+        options["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+    return options
 
 
 def normalise_database_url(url: str) -> str:
@@ -69,6 +85,8 @@ def register_extensions(app: Flask) -> None:
     from .extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse order).
+    app.teardown_appcontext(release_session)
     configure_sqlite(app)
     migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True,
                     include_object=include_object)
@@ -77,6 +95,22 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     app.extensions["audit_writer"] = AuditWriter(app)
     install_sigterm_flush()
+
+
+def release_session(exc: BaseException | None = None) -> None:
+    """End the request's database session without ever raising. When the connection was lost during the
+    request (a database outage), the rollback that closing the session does cannot reach the server and
+    raises; left alone, that error would escape from the teardown and turn the request's answer (a 503
+    page) into a 500. The session is then closed by invalidating its connection (the pool replaces it)."""
+    from .extensions import db
+
+    try:
+        db.session.remove()
+    except Exception:  # noqa: BLE001 - the connection is gone: nothing to roll back on the server
+        logging.getLogger(__name__).warning("database connection lost during the request; its session is discarded")
+        with contextlib.suppress(Exception):
+            db.session.invalidate()
+        db.session.registry.clear()
 
 
 def register_blueprints(app: Flask) -> None:

@@ -111,6 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--only", choices=["get", "post"], help="measure one scenario only")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (server logs)")
+    parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end (to inspect it)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     for name, default in base.items():
@@ -561,6 +562,7 @@ def measure(args, servers: dict[str, Server], scenarios: dict[str, tuple[str, di
     total = args.pairs * len(scenarios) * 2 * (args.seconds + args.pause + 0.1)
     print(f"* measuring: {args.pairs} pairs x {len(scenarios)} scenarios x 2 servers x {args.seconds} s "
           f"(about {total / 60:.1f} min)")
+    load_before = os.getloadavg()[0]
     for pair in range(args.pairs):
         order = ("on", "off") if pair % 2 == 0 else ("off", "on")
         cells = []
@@ -572,7 +574,7 @@ def measure(args, servers: dict[str, Server], scenarios: dict[str, tuple[str, di
             cells.append(f"{scenario} req/s on {on.rps:6.1f} off {off.rps:6.1f} = {on.rps / off.rps:5.3f}, "
                          f"CPU ms/req on {on.cpu_ms_per_request:5.2f} off {off.cpu_ms_per_request:5.2f}")
         print(f"  pair {pair + 1:2d}/{args.pairs} ({'-'.join(order)}): " + " | ".join(cells), flush=True)
-    return {"runs": runs, "errors": errors}
+    return {"runs": runs, "errors": errors, "load": (load_before, os.getloadavg()[0])}
 
 
 LABELS = {"get": f"GET {GET_PATH} (admin page)", "post": "POST /admin/users/<id>/edit"}
@@ -581,7 +583,8 @@ LABELS = {"get": f"GET {GET_PATH} (admin page)", "post": "POST /admin/users/<id>
 def report(args, results: dict, accounting: dict) -> dict:
     print()
     print(f"Request overhead of auditing: {args.pairs} pairs, wrk -t1 -c{args.connections} -d{args.seconds}s, "
-          f"gunicorn 2 sync workers, PostgreSQL on loopback, {os.cpu_count()} CPUs")
+          f"gunicorn 2 sync workers, PostgreSQL on loopback, {os.cpu_count()} CPUs, load average during the "
+          f"run {results['load'][0]:.1f} to {results['load'][1]:.1f} (1 min, at start and end)")
     header = (f"{'scenario':<33} {'ratio median':>12} {'IQR':>13} {'min-max':>13} {'on req/s':>9} "
               f"{'off req/s':>9} | {'CPU ratio':>9} {'IQR':>13} {'ms/req on':>9} {'off':>5}")
     print(header)
@@ -641,6 +644,7 @@ def report(args, results: dict, accounting: dict) -> dict:
         "settings": {k: getattr(args, k) for k in ("pairs", "seconds", "warmup", "pause", "users", "events",
                                                    "connections")},
         "cpus": os.cpu_count(),
+        "load_average_1min": results["load"],
         "scenarios": summary,
         "events": {"expected": dict(expected), "stored": dict(stored), "expected_total": expected_total,
                    "stored_total": stored_total, "no_loss": no_loss},
@@ -727,7 +731,9 @@ def main(argv=None) -> int:
                 server.stop()
             except Exception as exc:  # noqa: BLE001 - keep tearing down
                 print(f"could not stop gunicorn '{server.name}': {exc}", file=sys.stderr)
-        if database_made:
+        if database_made and args.keep_db:
+            print(f"database kept: {database_url}")
+        elif database_made:
             try:
                 drop_database(args.pg_url, args.db_name)
             except Exception as exc:  # noqa: BLE001

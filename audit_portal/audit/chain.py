@@ -105,9 +105,10 @@ def _lock_chain(conn) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
     elif conn.dialect.name == "sqlite":
-        # A deferred transaction that reads the head and then writes fails with SQLITE_BUSY when another
-        # process sealed in between (no busy wait applies to that upgrade); take the write lock first.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Take the write lock before reading the head (it waits out the busy timeout), so that two processes
+        # never hash the same rows and collide on the chain's unique positions, which seal() would retry.
+        if not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _head(conn) -> tuple[int, str]:

@@ -52,6 +52,7 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
     if older_than_days < retention:
         click.echo(f"Warning: {older_than_days} days is shorter than AUDIT_RETENTION_DAYS ({retention}).", err=True)
     plan = plan_purge(older_than_days)
+    db.session.rollback()  # no transaction stays open (holding a snapshot) while the operator reads the prompt
     if plan.count == 0:
         click.echo(f"Nothing to purge: no sealed events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC.")
         return

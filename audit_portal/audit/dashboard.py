@@ -37,6 +37,7 @@ def _grouped_errors(filters: AuditFilters):
             func.min(AuditLog.timestamp).label("first_seen"),
             func.max(AuditLog.timestamp).label("last_seen"),
             func.max(AuditLog.id).label("latest_id"),
+            func.count().over().label("groups"),  # the number of groups, from the same pass over the rows
         ),
         filters,
     ).where(AuditLog.fingerprint.is_not(None)).group_by(AuditLog.fingerprint, AuditLog.error_type)
@@ -45,8 +46,11 @@ def _grouped_errors(filters: AuditFilters):
 def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
     """Groups of matching error events, most recently seen first, and how many groups there are."""
     grouped = _grouped_errors(filters)
-    total = db.session.scalar(select(func.count()).select_from(grouped.subquery()))
     rows = db.session.execute(grouped.order_by(literal_column("last_seen").desc()).offset(skip).limit(limit)).all()
+    if rows:
+        total = rows[0].groups
+    else:  # past the last page: count on its own
+        total = db.session.scalar(select(func.count()).select_from(grouped.subquery())) if skip else 0
     latest = {log.id: log for log in db.session.scalars(select(AuditLog).where(AuditLog.id.in_([r.latest_id for r in rows])))}
     groups = [
         ErrorGroup(r.fingerprint, r.error_type, r.occurrences, _aware(r.first_seen), _aware(r.last_seen), latest[r.latest_id])
@@ -61,10 +65,12 @@ def error_group(filters: AuditFilters) -> ErrorGroup | None:
     return groups[0] if groups else None
 
 
-def errors_without_fingerprint(filters: AuditFilters) -> int:
-    """Matching ERROR events that belong to no group: failed requests' own rows, audit failures."""
-    query = apply_filters(select(func.count()).select_from(AuditLog), filters)
-    return db.session.scalar(query.where(AuditLog.fingerprint.is_(None)))
+def errors_without_fingerprint(filters: AuditFilters, bound: int = 1000) -> tuple[int, bool]:
+    """(count, exact): matching ERROR events that belong to no group (failed requests' own rows, audit
+    failures), counted up to ``bound`` so that a large log is not scanned for a footnote."""
+    ids = apply_filters(select(AuditLog.id), filters).where(AuditLog.fingerprint.is_(None)).limit(bound + 1)
+    count = db.session.scalar(select(func.count()).select_from(ids.subquery()))
+    return (count, True) if count <= bound else (bound, False)
 
 
 def _aware(value):

@@ -16,11 +16,12 @@ import functools
 import inspect
 import logging
 
-from flask import current_app, has_app_context, has_request_context
+from flask import current_app, has_app_context
 from sqlalchemy import insert
 
 from ..extensions import db
 from ..timeutil import utcnow
+from .context import current_actor
 from .enums import ActionType, ResourceType, Status
 from .errors_info import error_type_name, fingerprint, format_stack, innermost_app_frame
 from .events import build_event, request_fields
@@ -115,13 +116,12 @@ def log_audit(
 
 def _username_for(user_id: object) -> str | None:
     """The current name of user ``user_id`` (the logged-in user's without a query), or None."""
-    from flask_login import current_user
-
     from ..users.models import User
 
     try:
-        if has_request_context() and current_user and current_user.is_authenticated and current_user.id == user_id:
-            return current_user.username
+        actor_id, actor_name = current_actor()
+        if actor_id is not None and actor_id == user_id:
+            return actor_name
         if not isinstance(user_id, int) or isinstance(user_id, bool):
             return None
         with db.session.no_autoflush:

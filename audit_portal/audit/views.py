@@ -118,13 +118,13 @@ def errors():
     context = _page_context(raw, errors, skip, limit, filters)
     if errors:
         return render_template("audit/errors.html", groups=[], group=None, items=[], total=0, chart=None,
-                               unfingerprinted=0, **context), 422
+                               unfingerprinted=(0, True), **context), 422
     chart = stacked_bars(errors_per_day(filters))
     if filters.fingerprint:
         group = error_group(filters)
         items = AuditLogRepository().get_all(filters, skip, limit)
         return render_template("audit/errors.html", groups=None, group=group, items=items,
-                               total=group.count if group else 0, chart=chart, unfingerprinted=0, **context)
+                               total=group.count if group else 0, chart=chart, unfingerprinted=(0, True), **context)
     groups, total = error_groups(filters, skip, limit)
     return render_template("audit/errors.html", groups=groups, group=None, items=[], total=total, chart=chart,
                            unfingerprinted=errors_without_fingerprint(filters), **context)

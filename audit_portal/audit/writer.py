@@ -247,8 +247,13 @@ class AuditWriter:
     def _write(self, batch: list[dict]) -> None:
         try:
             self._store(batch)
-        except Exception:  # noqa: BLE001 - the database is down or refused: keep the events locally
-            log.exception("audit writer: database write failed; spooling %d events", len(batch))
+        except Exception as exc:  # noqa: BLE001 - the database is down or refused: keep the events locally
+            if database_unavailable(exc):
+                # Expected during an outage: one line per batch, not a traceback each.
+                log.warning("audit writer: database unavailable (%s: %s); spooling %d events",
+                            type(exc).__name__, str(exc).split("\n", 1)[0][:300], len(batch))
+            else:
+                log.exception("audit writer: database write failed; spooling %d events", len(batch))
             try:
                 self.spool.append(batch)
             except Exception:  # noqa: BLE001

@@ -7,6 +7,7 @@ from flask import current_app, request
 
 from ..audit.context import client_ip
 from ..audit.enums import ActionType, ResourceType, Status
+from ..audit.events import single_line
 from ..audit.service import log_audit
 from ..extensions import limiter
 
@@ -16,7 +17,9 @@ def _ip_key() -> str:
 
 
 def _username_key() -> str:
-    return "login-user:" + (request.form.get("username") or "").strip().lower()[:64]
+    # Control characters escaped: Flask-Limiter writes the key into the application log when the limit is
+    # hit, and a username with CR/LF must not forge a second log line there.
+    return "login-user:" + single_line((request.form.get("username") or "").strip().lower()[:64], 256)
 
 
 def _failed(response) -> bool:

@@ -4,10 +4,8 @@ ON DELETE SET NULL of a deleted user."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -73,12 +71,12 @@ def migrated_app(postgres_url, tmp_path_factory):
     admin.dispose()
 
 
-def app_sql(app, *statements, purge: bool = False):
-    """Run statements on the application's own connection, in one transaction."""
+def app_sql(app, statement: str, purge: bool = False, **params) -> int:
+    """Run one statement on the application's own connection, in its own transaction."""
     with app.app_context(), db.engine.begin() as conn:
         if purge:
             conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
-        return [conn.execute(text(s)) for s in statements][-1].rowcount
+        return conn.execute(text(statement), params).rowcount
 
 
 @pytest.mark.postgres_only
@@ -87,26 +85,27 @@ class TestPostgresTriggers:
         [audit_id] = record_events(migrated_app, 1)
         before = row(migrated_app, audit_id)
         with pytest.raises(DBAPIError, match="audit_logs is append-only: UPDATE refused"):
-            app_sql(migrated_app, f"UPDATE audit_logs SET description = 'edited' WHERE id = {audit_id}")
+            app_sql(migrated_app, "UPDATE audit_logs SET description = 'edited' WHERE id = :id", id=audit_id)
         # Nulling the user together with another change is not a user deletion: refused as well.
         with pytest.raises(DBAPIError, match="UPDATE refused"):
-            app_sql(migrated_app, f"UPDATE audit_logs SET user_id = NULL, status = 'FAILURE' WHERE id = {audit_id}")
+            app_sql(migrated_app, "UPDATE audit_logs SET user_id = NULL, status = 'FAILURE' WHERE id = :id",
+                    id=audit_id)
         assert row(migrated_app, audit_id) == before
 
     def test_delete_and_truncate_are_refused(self, migrated_app):
         [audit_id] = record_events(migrated_app, 1)
         with pytest.raises(DBAPIError, match="audit_logs is append-only: DELETE refused"):
-            app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {audit_id}")
+            app_sql(migrated_app, "DELETE FROM audit_logs WHERE id = :id", id=audit_id)
         with pytest.raises(DBAPIError, match="audit_logs is append-only: TRUNCATE refused"):
             app_sql(migrated_app, "TRUNCATE audit_logs")
         assert count_rows(migrated_app, LOGS, LOGS.c.id == audit_id) == 1
 
     def test_delete_is_allowed_only_inside_a_purge_transaction(self, migrated_app):
         first, second = record_events(migrated_app, 2)
-        assert app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {first}", purge=True) == 1
+        assert app_sql(migrated_app, "DELETE FROM audit_logs WHERE id = :id", purge=True, id=first) == 1
         # SET LOCAL ends with its transaction: the next one on a pooled connection is refused again.
         with pytest.raises(DBAPIError, match="DELETE refused"):
-            app_sql(migrated_app, f"DELETE FROM audit_logs WHERE id = {second}")
+            app_sql(migrated_app, "DELETE FROM audit_logs WHERE id = :id", id=second)
         assert count_rows(migrated_app, LOGS, LOGS.c.id.in_([first, second])) == 1
 
     def test_the_chain_table_refuses_update_delete_and_truncate(self, migrated_app):
@@ -153,12 +152,12 @@ class TestPostgresTriggers:
         [audit_id] = record_events(migrated_app, 1)
         seal(migrated_app)
         original = row(migrated_app, audit_id)["description"]
-        tamper(migrated_app, f"UPDATE audit_logs SET description = 'edited' WHERE id = {audit_id}")
+        tamper(migrated_app, update(LOGS).where(LOGS.c.id == audit_id).values(description="edited"))
         assert row(migrated_app, audit_id)["description"] == "edited"
         try:
             result = migrated_app.test_cli_runner().invoke(args=["audit", "verify"])
         finally:  # the other tests of this module share the database
-            tamper(migrated_app, f"UPDATE audit_logs SET description = '{original}' WHERE id = {audit_id}")
+            tamper(migrated_app, update(LOGS).where(LOGS.c.id == audit_id).values(description=original))
         assert result.exit_code == 1, result.output
         assert f"Event {audit_id}" in result.output and "was changed" in result.output
         with migrated_app.app_context(), db.engine.connect() as conn:

@@ -31,7 +31,7 @@ def test_reads_of_admin_and_auth_pages_are_recorded(admin_client, audit_rows):
 def test_health_checks_static_files_and_plain_reads_are_not_recorded(client, audit_rows):
     assert client.get("/healthz").status_code == 200
     client.post("/healthz")
-    client.get("/static/css/app.css")
+    client.get("/static/css/app.css").close()
     client.get("/_test/probe")
     client.get("/")
     assert _requests(audit_rows) == []

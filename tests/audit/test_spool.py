@@ -69,3 +69,27 @@ def test_a_full_spool_refuses_new_events_and_keeps_the_old(tmp_path):
     size = spool.pending_bytes()
     assert spool.append(_events(5)) == 0
     assert spool.pending_bytes() == size
+
+
+def test_every_append_and_every_replay_is_fsynced(tmp_path, monkeypatch):
+    import audit_portal.audit.spool as spool_module
+
+    synced: list[int] = []
+    real_fsync = spool_module.os.fsync
+    monkeypatch.setattr(spool_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.append(_events(2))
+    assert len(synced) == 1  # the events are on disk before append returns
+    spool.replay(lambda batch: None)
+    assert len(synced) == 2  # and so is the emptied spool
+
+
+def test_a_full_spool_says_so_in_the_log(tmp_path, caplog):
+    spool = Spool(tmp_path, max_bytes=1500)
+    spool.append(_events(2))
+    with caplog.at_level("WARNING", logger="audit_portal.audit.spool"):
+        assert spool.append(_events(5)) == 0
+    [record] = [r for r in caplog.records if r.name == "audit_portal.audit.spool"]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "is full" in message and "AUDIT_SPOOL_MAX_BYTES=1500" in message and "5 events dropped" in message

@@ -362,6 +362,15 @@ def test_dashboard_page_size_is_at_most_200(admin_client, errors_sample, limit, 
         assert "<strong>limit</strong>: Must be a whole number from 1 to 200." in page_text(response)
 
 
+def test_dashboard_pages_through_groups(admin_client, errors_sample):
+    first = page_text(admin_client.get(f"{ERRORS}?limit=1"))
+    assert list(_group_rows(first)) == ["f" * 32] and "1–1 of 2 groups" in first
+    second = page_text(admin_client.get(f"{ERRORS}?limit=1&skip=1"))
+    assert list(_group_rows(second)) == ["k" * 32] and "2–2 of 2 groups" in second
+    past = page_text(admin_client.get(f"{ERRORS}?limit=1&skip=5"))
+    assert "No errors match these filters on this page" in past
+
+
 def test_dashboard_bad_filter_is_422(admin_client):
     response = admin_client.get(f"{ERRORS}?severity=fatal")
     assert response.status_code == 422

@@ -148,14 +148,16 @@ def test_queued_events_are_written_when_the_process_exits(app, tmp_path, audit_r
 def test_queued_events_are_written_when_the_process_gets_sigterm(app, tmp_path, audit_rows, spooled):
     child = _child(app, tmp_path, "sigterm")
     try:
-        assert child.stdout.readline().strip() == "ready", child.stderr.read()
-        assert _request_paths(audit_rows) == []  # nothing written yet
-        child.send_signal(signal.SIGTERM)
-        child.wait(timeout=30)
+        ready = child.stdout.readline().strip()
+        if ready == "ready":
+            assert _request_paths(audit_rows) == []  # nothing written yet
+            child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
-            child.wait()
-    assert child.returncode == 128 + signal.SIGTERM, child.stderr.read()
+            child.communicate()
+    assert ready == "ready", err
+    assert child.returncode == 128 + signal.SIGTERM, err
     assert _request_paths(audit_rows) == EXPECTED
     assert spooled() == []
