@@ -18,6 +18,7 @@ from .dashboard import error_group, error_groups, errors_per_day, errors_without
 from .enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from .exporter import ExportTooLarge, prepare_export
 from .filters import AuditFilters
+from .paging import BadCursor, fetch_page
 from .repository import AuditLogRepository
 from .schemas import AuditLogFilterSchema
 
@@ -40,7 +41,7 @@ def _parse_filters(extra: tuple[str, ...] = ()) -> tuple[AuditFilters, dict, dic
     """Filters from the query string: (parsed filters, the raw values to refill the form, errors).
 
     Empty form fields mean "any"; a parameter the page does not know is an error, not ignored."""
-    known = [*AuditFilters.names(), "skip", "limit", *extra]
+    known = [*AuditFilters.names(), "skip", "limit", "cursor", *extra]
     errors = {k: [f"Unknown parameter; the parameters are: {', '.join(known)}."] for k in request.args if k not in known}
     raw = {k: v for k, v in request.args.items() if k in AuditFilters.names() and v.strip() != ""}
     try:
@@ -51,6 +52,8 @@ def _parse_filters(extra: tuple[str, ...] = ()) -> tuple[AuditFilters, dict, dic
 
 
 def _paging(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int, dict]:
+    """``skip`` and ``limit`` from the query string. With a ``cursor`` (the Next link), ``skip`` only numbers
+    the page for display; the rows come from the keyset position."""
     errors = {}
     try:
         skip = int(request.args.get("skip") or 0)
@@ -79,13 +82,21 @@ def _page_context(raw: dict, errors: dict, skip: int, limit: int, filters: Audit
 
 
 def _render_list(filters: AuditFilters, raw: dict, errors: dict, status: int | None = None, **context):
+    """The viewer: Next links carry a keyset cursor (fast at any depth); counts stop at AUDIT_COUNT_LIMIT."""
     skip, limit, paging_errors = _paging()
     errors = {**errors, **paging_errors}
-    repo = AuditLogRepository()
-    items = [] if errors else repo.get_all(filters, skip, limit)
-    total = 0 if errors else repo.count(filters)
-    return render_template("audit/list.html", items=items, total=total, **_page_context(raw, errors, skip, limit, filters),
-                           **context), status or (422 if errors else 200)
+    page = None
+    if not errors:
+        cursor = request.args.get("cursor") or None
+        try:
+            page = fetch_page(filters, 0 if cursor else skip, limit, cursor, scope="html")
+        except BadCursor as exc:
+            errors["cursor"] = [f"{exc} The link may be stale: start again from the first page."]
+    return render_template(
+        "audit/list.html", items=page.items if page else [], total=page.total if page else 0,
+        total_is_exact=page.total_is_exact if page else True, next_cursor=page.next_cursor if page else None,
+        **_page_context(raw, errors, skip, limit, filters), **context,
+    ), status or (422 if errors else 200)
 
 
 @bp.get("/")
