@@ -10,8 +10,10 @@ from alembic import context
 config = context.config
 
 # Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# This line sets up loggers basically. It must not disable the loggers that exist already: run in the
+# app's process (tests, an entry point that migrates then serves), that would silence the app's own
+# warnings, e.g. the audit writer's "database unavailable; spooling" and the spool's "full".
+fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

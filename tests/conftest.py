@@ -18,6 +18,8 @@ from audit_portal.audit.models import AuditLog
 from audit_portal.extensions import db
 from audit_portal.users import services as user_services
 
+pytest_plugins = ["tests.live_server"]
+
 PASSWORD = "s3cure-Passw0rd!"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 #: Where the browser tests save screenshots (gitignored); the SCREENSHOT_DIR environment variable moves it.

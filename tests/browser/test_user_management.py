@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Account
+from tests.live_server import Account
 
 pytestmark = pytest.mark.browser
 
