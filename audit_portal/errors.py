@@ -17,6 +17,8 @@ from .audit.service import log_error, log_permission_denied
 from .extensions import db, login_manager
 
 log = logging.getLogger(__name__)
+#: Seconds a client is told to wait (``Retry-After``) when the database is unavailable.
+DATABASE_RETRY_AFTER_S = 5
 
 
 def wants_json() -> bool:
@@ -99,8 +101,8 @@ def handle_exception(exc: Exception):
     log_error(exc, action_type=ActionType.EXCEPTION_RAISED, http_method=request.method, path=request.path,
               status_code=503 if down else 500)
     if down:
-        return render_error(ServiceUnavailable("The database is unavailable. Try again in a moment."),
-                            without_database=True)
+        return render_error(ServiceUnavailable("The database is unavailable. Try again in a moment.",
+                                               retry_after=DATABASE_RETRY_AFTER_S), without_database=True)
     return render_error(InternalServerError("An unexpected error occurred; it has been recorded."))
 
 

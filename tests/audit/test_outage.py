@@ -77,6 +77,7 @@ class Outcome:
     request_id: str | None
     content_type: str
     body: str = field(repr=False)
+    retry_after: str | None = None
 
 
 class Clients:
@@ -171,7 +172,8 @@ class Load:
                 outcome = Outcome(index, kind, phase, 500, None, "escaped", error)
             else:
                 outcome = Outcome(index, kind, phase, response.status_code, response.headers.get(REQUEST_ID_HEADER),
-                                  response.mimetype, response.get_data(as_text=True))
+                                  response.mimetype, response.get_data(as_text=True),
+                                  response.headers.get("Retry-After"))
             with self.lock:
                 self.outcomes.append(outcome)
 
@@ -251,6 +253,8 @@ def test_a_database_outage_under_load_loses_no_event_and_duplicates_none(app, ma
             else:
                 assert o.content_type == "text/html" and "The database is unavailable" in o.body, o
                 assert "Traceback" not in o.body
+            if o.kind != "healthz":
+                assert o.retry_after == "5", o
     assert sum(1 for o in outcomes if o.phase == "down" and o.status == 503) >= 40
     assert sum(1 for o in outcomes if o.phase == "back") >= 40  # service resumed without a restart
 
