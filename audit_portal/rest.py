@@ -7,6 +7,7 @@ from flask_login import current_user
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
+from .envelope import ErrorEnvelopeSchema
 from .extensions import api, csrf
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -34,6 +35,27 @@ def envelope(data_schema: type[Schema] | Schema | fields.Field, name: str) -> ty
             name=name,
         )
     return _ENVELOPES[name]
+
+
+#: What each documented error status means; every one answers the error envelope.
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid JSON",
+    401: "Not authenticated (no credentials, or an invalid or revoked token)",
+    403: "Not an admin",
+    404: "No such object",
+    422: "A parameter or a field of the body is not valid (the envelope's `errors` names it)",
+}
+
+
+def documented_errors(blp, *codes: int):
+    """Document the error envelope for each of ``codes`` on an endpoint of ``blp``."""
+
+    def decorate(view):
+        for code in codes:
+            view = blp.alt_response(code, schema=ErrorEnvelopeSchema, description=ERROR_DESCRIPTIONS[code])(view)
+        return view
+
+    return decorate
 
 
 def abort_invalid(field: str, message: str, code: int = 422):

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from ..rest import abort_invalid, envelope, ok, require_admin
+from ..rest import documented_errors as _documented_errors
 from .enums import Status
 from .exporter import ExportTooLarge, prepare_export
 from .filters import AuditFilters
@@ -33,7 +34,6 @@ blp.before_request(require_admin)
 SECURITY = [{"bearerAuth": []}, {"sessionCookie": []}]
 ListEnvelope = envelope(AuditLogListResponseSchema, "AuditLogListEnvelope")
 ItemEnvelope = envelope(AuditLogSchema, "AuditLogEnvelope")
-ERRORS = {401: "Not authenticated", 403: "Not an admin", 404: "No such object", 422: "A parameter is not valid"}
 
 
 def _page(filters: AuditFilters, args: dict, scope: str) -> dict:
@@ -47,13 +47,7 @@ def _page(filters: AuditFilters, args: dict, scope: str) -> dict:
 
 def documented_errors(*codes: int):
     """Document the error envelope for ``codes`` on an endpoint."""
-
-    def decorate(view):
-        for code in codes:
-            view = blp.alt_response(code, schema="Error", description=ERRORS.get(code, "Error"))(view)
-        return view
-
-    return decorate
+    return _documented_errors(blp, *codes)
 
 
 @blp.route("/")

@@ -57,6 +57,13 @@ class DateOrDateTime(fields.Field):
             raise ValidationError(f"Date out of range: {text[:40]!r}.") from None
 
 
+def no_nul(value: str) -> None:
+    """Refuse a NUL character: no stored text contains one (they are escaped on the way in), and PostgreSQL
+    refuses it in a query, so it could only ever fail."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL character (\\x00).")
+
+
 class AuditLogFilterSchema(Schema):
     """Filters accepted by every list and export endpoint and by the HTML viewer."""
 
@@ -74,14 +81,14 @@ class AuditLogFilterSchema(Schema):
     status = CaseInsensitiveEnum(Status, metadata={"description": "Only this outcome."})
     category = CaseInsensitiveEnum(Category, metadata={"description": "Only this category."})
     severity = CaseInsensitiveEnum(ErrorSeverity, metadata={"description": "Only errors of this severity."})
-    error_type = fields.String(validate=validate.Length(min=1, max=ERROR_TYPE_MAX),
+    error_type = fields.String(validate=[no_nul, validate.Length(min=1, max=ERROR_TYPE_MAX)],
                                metadata={"description": "Only errors of this exception type, e.g. ZeroDivisionError."})
-    search = fields.String(validate=validate.Length(min=1, max=200),
+    search = fields.String(validate=[no_nul, validate.Length(min=1, max=200)],
                            metadata={"description": "Case-insensitive text search in the description; "
                                                     "% and _ match themselves."})
-    fingerprint = fields.String(validate=validate.Length(equal=32),
+    fingerprint = fields.String(validate=[no_nul, validate.Length(equal=32)],
                                 metadata={"description": "Only occurrences of this error group."})
-    request_id = fields.String(validate=validate.Length(min=8, max=36),
+    request_id = fields.String(validate=[no_nul, validate.Length(min=8, max=36)],
                                metadata={"description": "Only events produced by this HTTP request."})
 
     @validates_schema

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from ..extensions import db
-from ..rest import abort_invalid, envelope, ok, require_admin, require_login
+from ..rest import abort_invalid, documented_errors, envelope, ok, require_admin, require_login
 from . import services
 from .schemas import (
     PasswordResetSchema,
@@ -54,6 +54,7 @@ def _apply(action):
 @blp.route("/")
 class UserList(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 401, 403, 422)
     @blp.arguments(UserQueryArgsSchema, location="query", unknown=RAISE)
     @blp.response(200, UserListEnvelope)
     def get(self, args):
@@ -69,6 +70,7 @@ class UserList(MethodView):
         return ok({"items": users, "total": total, "skip": args["skip"], "limit": args["limit"]})
 
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 400, 401, 403, 422)
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserEnvelope)
     def post(self, data):
@@ -87,12 +89,14 @@ class UserList(MethodView):
 @blp.route("/<int:user_id>")
 class UserItem(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 401, 403, 404)
     @blp.response(200, UserEnvelope)
     def get(self, user_id: int):
         """Get a user"""
         return ok(_user_or_404(user_id))
 
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 400, 401, 403, 404, 422)
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserEnvelope)
     def patch(self, data, user_id: int):
@@ -104,6 +108,7 @@ class UserItem(MethodView):
         return ok(_apply(lambda: services.update_user(current_user, user, **data)), "User updated.")
 
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 401, 403, 404, 422)
     @blp.response(200, UserEnvelope)
     def delete(self, user_id: int):
         """Delete a user
@@ -119,6 +124,7 @@ class UserItem(MethodView):
 @blp.route("/<int:user_id>/status")
 class UserStatus(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 400, 401, 403, 404, 422)
     @blp.arguments(StatusChangeSchema)
     @blp.response(200, UserEnvelope)
     def post(self, data, user_id: int):
@@ -130,6 +136,7 @@ class UserStatus(MethodView):
 @blp.route("/<int:user_id>/activate")
 class UserActivate(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 401, 403, 404)
     @blp.response(200, UserEnvelope)
     def post(self, user_id: int):
         """Activate a user's account"""
@@ -140,6 +147,7 @@ class UserActivate(MethodView):
 @blp.route("/<int:user_id>/deactivate")
 class UserDeactivate(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 401, 403, 404, 422)
     @blp.response(200, UserEnvelope)
     def post(self, user_id: int):
         """Deactivate a user's account (they can no longer log in)"""
@@ -150,6 +158,7 @@ class UserDeactivate(MethodView):
 @blp.route("/<int:user_id>/password")
 class UserPassword(MethodView):
     @blp.doc(security=SECURITY)
+    @documented_errors(blp, 400, 401, 403, 404, 422)
     @blp.arguments(PasswordResetSchema)
     @blp.response(200, UserEnvelope)
     def post(self, data, user_id: int):
@@ -161,6 +170,7 @@ class UserPassword(MethodView):
 @me_blp.route("")
 class Me(MethodView):
     @me_blp.doc(security=SECURITY)
+    @documented_errors(me_blp, 401)
     @me_blp.response(200, UserEnvelope)
     def get(self):
         """The authenticated user

@@ -3,7 +3,16 @@
 from marshmallow import RAISE, Schema, fields, validate
 
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
-from .services import PASSWORD_MAX
+from .services import PASSWORD_MAX, USERNAME_RE
+
+#: The rules the services enforce, documented (not enforced here: the services' messages are clearer).
+USERNAME_DOC = {"pattern": USERNAME_RE.pattern,
+                "description": "3 to 64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit. "
+                               "Unique, case-insensitively."}
+EMAIL_DOC = {"format": "email", "description": "Unique; stored in lower case."}
+PASSWORD_DOC = {"description": "At least PASSWORD_MIN_LENGTH characters (10 by default) with at least 4 different "
+                               "ones, not containing the username. Never returned."}
+FULL_NAME_DOC = {"description": "Printable characters (no control characters)."}
 
 ROLES = [r.value for r in RoleName]
 STATUSES = [s.value for s in UserStatus]
@@ -30,19 +39,20 @@ class UserSchema(Schema):
 
 
 class UserCreateSchema(_Strict):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=USERNAME_MAX))
-    email = fields.String(required=True, validate=validate.Length(min=1, max=EMAIL_MAX))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX))
-    full_name = fields.String(load_default="", validate=validate.Length(max=FULL_NAME_MAX))
+    username = fields.String(required=True, validate=validate.Length(min=1, max=USERNAME_MAX), metadata=USERNAME_DOC)
+    email = fields.String(required=True, validate=validate.Length(min=1, max=EMAIL_MAX), metadata=EMAIL_DOC)
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX),
+                             metadata=PASSWORD_DOC)
+    full_name = fields.String(load_default="", validate=validate.Length(max=FULL_NAME_MAX), metadata=FULL_NAME_DOC)
     role = fields.String(load_default=RoleName.USER.value, metadata={"enum": ROLES})
     status = fields.String(load_default=UserStatus.ACTIVE.value, metadata={"enum": STATUSES})
     is_active = fields.Boolean(load_default=True)
 
 
 class UserUpdateSchema(_Strict):
-    username = fields.String(validate=validate.Length(min=1, max=USERNAME_MAX))
-    email = fields.String(validate=validate.Length(min=1, max=EMAIL_MAX))
-    full_name = fields.String(validate=validate.Length(max=FULL_NAME_MAX))
+    username = fields.String(validate=validate.Length(min=1, max=USERNAME_MAX), metadata=USERNAME_DOC)
+    email = fields.String(validate=validate.Length(min=1, max=EMAIL_MAX), metadata=EMAIL_DOC)
+    full_name = fields.String(validate=validate.Length(max=FULL_NAME_MAX), metadata=FULL_NAME_DOC)
     role = fields.String(metadata={"enum": ROLES})
 
 
@@ -51,7 +61,8 @@ class StatusChangeSchema(_Strict):
 
 
 class PasswordResetSchema(_Strict):
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_MAX),
+                             metadata=PASSWORD_DOC)
 
 
 class UserQueryArgsSchema(_Strict):

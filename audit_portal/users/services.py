@@ -14,8 +14,10 @@ from ..extensions import db
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, Role, RoleName, User, UserStatus
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{2,63}$")
-#: No control characters (PostgreSQL cannot even store NUL in a string).
-EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+#: No control characters (PostgreSQL cannot even store NUL in a string) and no lone UTF-16 surrogates
+#: (a JSON body can carry "\ud800"; no database can store it).
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f\ud800-\udfff]+@[^@\s\x00-\x1f\x7f\ud800-\udfff]+"
+                      r"\.[^@\s\x00-\x1f\x7f\ud800-\udfff]+$")
 PASSWORD_MAX = 256
 
 
@@ -55,7 +57,7 @@ def check_email(email: str) -> str:
 
 def check_full_name(full_name: str | None) -> str:
     full_name = (full_name or "").strip()
-    if len(full_name) > FULL_NAME_MAX or any(ord(c) < 32 for c in full_name):
+    if len(full_name) > FULL_NAME_MAX or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in full_name):
         raise ServiceError("full_name", f"Full name must be at most {FULL_NAME_MAX} printable characters.")
     return full_name
 
@@ -70,6 +72,8 @@ def check_password_strength(password: str, username: str = "") -> None:
         raise ServiceError("password", "Password must not contain the username.")
     if len(set(password)) < 4:
         raise ServiceError("password", "Password is too simple: use more different characters.")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in password):  # only a JSON "\udXXX" escape can send one
+        raise ServiceError("password", "Password must be valid Unicode text (it has a lone surrogate).")
 
 
 def parse_status(status: str) -> UserStatus:
@@ -81,7 +85,10 @@ def parse_status(status: str) -> UserStatus:
 
 
 def get_role(name: str) -> Role:
-    role = db.session.scalar(select(Role).where(Role.name == str(name).strip().lower()))
+    name_ = str(name).strip().lower()
+    # Only a known name is looked up: anything else could only miss, and one with a NUL would make
+    # PostgreSQL fail the query.
+    role = db.session.scalar(select(Role).where(Role.name == name_)) if name_ in {r.value for r in RoleName} else None
     if role is None:
         allowed = ", ".join(r.value for r in RoleName)
         raise ServiceError("role", f"Unknown role {name!r}; allowed: {allowed}.")

@@ -140,6 +140,17 @@ def test_bad_input_is_a_4xx_envelope_naming_the_parameter(client, tokens, path, 
         assert field in body["message"]
 
 
+@pytest.mark.parametrize("endpoint", ["/api/v1/audit-logs/", "/api/v1/audit-logs/errors", "/api/v1/audit-logs/export"])
+@pytest.mark.parametrize("name, value", [("search", "a%00b"), ("error_type", "Zero%00Error"),
+                                         ("fingerprint", "0" * 31 + "%00"), ("request_id", "abcdefgh%00")])
+def test_a_nul_in_a_text_filter_is_a_422_naming_it(client, tokens, endpoint, name, value):
+    """Found by the fuzz run (tests/test_api_fuzz.py): on PostgreSQL, which refuses NUL in a query, e.g.
+    GET /api/v1/audit-logs/errors?fingerprint=...%00... was a 500."""
+    response = client.get(f"{endpoint}?{name}={value}", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422, response.json
+    assert name in response.json["errors"] and "NUL" in response.json["message"]
+
+
 def test_unknown_enum_message_lists_allowed_values(client, tokens):
     body = client.get("/api/v1/audit-logs/?status=maybe", headers=bearer(tokens["admin"])).json
     assert "SUCCESS, FAILURE, ERROR" in body["message"]
@@ -202,3 +213,39 @@ def test_openapi_and_docs_need_no_login(client):
     assert "bearerAuth" in spec.json["components"]["securitySchemes"]
     docs = client.get("/api/docs")
     assert docs.status_code == 200 and b"swagger-ui-bundle.js" in docs.data and b"cdn" not in docs.data.lower()
+
+
+def test_openapi_document_refs_resolve_and_error_statuses_are_documented(client):
+    """Every ``$ref`` points at a component that exists (the error responses once named a missing "Error"
+    schema), and each operation lists the error statuses it answers (the fuzz run checks them all)."""
+    doc = client.get("/api/openapi.json").json
+
+    def refs(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    for ref in set(refs(doc)):
+        target = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert part in target, f"unresolved $ref {ref}"
+            target = target[part]
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":  # the path's own parameters, not an operation
+                continue
+            codes = set(operation["responses"])
+            expected = {"401"} if path == "/api/v1/me" else {"401", "403"}
+            if "{" in path:
+                expected.add("404")
+            if "requestBody" in operation:
+                expected |= {"400", "422"}
+            assert expected <= codes, (method, path, codes)
+            errors = [operation["responses"][code] for code in expected]
+            assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+                       for r in errors), (method, path)

@@ -110,4 +110,6 @@ def test_the_docs_paging_and_export_script_runs(live_app, tmp_path):
     count = int(re.search(r"^(\d+) events$", result.stdout, re.M).group(1))
     assert count > 0
     exported = list(csv.DictReader(io.StringIO((tmp_path / "audit-export.csv").read_text(encoding="utf-8"))))
-    assert abs(len(exported) - count) <= 2  # the script's own requests may add events in between
+    # The export runs after the paging; the script's own requests (and the server's background writer)
+    # may have added a few events in between, never removed one.
+    assert count <= len(exported) <= count + 20

@@ -1,5 +1,7 @@
 """The users API: the same services as the HTML pages, so every change is audited the same way."""
 
+import json
+
 import pytest
 
 from tests.api_helpers import bearer, make_token
@@ -88,6 +90,24 @@ def test_json_body_of_the_wrong_shape(client, admin_token):
                            data="{not json")
     assert response.status_code in (400, 422)
     assert response.json["success"] is False
+
+
+@pytest.mark.parametrize("field, value", [
+    ("password", "long-enough-pass\ud800"), ("email", "dave\ud800@example.com"), ("full_name", "Dave \udfff"),
+    ("role", "\x00"),
+])
+def test_text_no_database_can_store_is_a_422_not_a_500(client, admin_token, bob_id, field, value):
+    """JSON can escape a lone surrogate ("\\ud800") or a NUL ("\\u0000"): hashing or storing a lone surrogate
+    was a 500 on every database, and looking up the role "\\u0000" a 500 on PostgreSQL."""
+    h = {**bearer(admin_token), "Content-Type": "application/json"}
+    fields = {"username": "dave", "email": "dave@example.com", "password": "long-enough-pass", field: value}
+    created = client.post("/api/v1/users/", headers=h, data=json.dumps(fields))
+    assert created.status_code == 422 and field in created.json["errors"], created.json
+    if field == "password":
+        changed = client.post(f"/api/v1/users/{bob_id}/password", headers=h, data=json.dumps({field: value}))
+    else:
+        changed = client.patch(f"/api/v1/users/{bob_id}", headers=h, data=json.dumps({field: value}))
+    assert changed.status_code == 422 and field in changed.json["errors"], changed.json
 
 
 def test_rules_answer_422_not_500(client, admin_token, admin_id):
