@@ -28,3 +28,8 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     from .audit.models import DATABASE_ONLY_INDEXES
 
     return not (type_ == "index" and name in DATABASE_ONLY_INDEXES)
+
+
+def escape_like(text: str) -> str:
+    """Make ``%``, ``_`` and ``\\`` match themselves in a LIKE pattern (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, func, select
 
+from ..database import escape_like
 from .models import AuditLog
 
 
@@ -38,11 +39,6 @@ class AuditFilters:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
-
-
-def escape_like(text: str) -> str:
-    """Make ``%``, ``_`` and ``\\`` match themselves in a LIKE pattern (escape character ``\\``)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _EQUALITY = ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type",

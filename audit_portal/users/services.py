@@ -10,6 +10,7 @@ from sqlalchemy import false, func, select
 
 from ..audit.enums import ActionType
 from ..audit.service import log_user_action
+from ..database import escape_like
 from ..extensions import db
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, Role, RoleName, User, UserStatus
 
@@ -145,7 +146,7 @@ def _user_query(search: str = ""):
     if "\x00" in search:  # no stored value can contain NUL, and PostgreSQL refuses it in a query
         return query.where(false())
     if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + escape_like(search.lower()) + "%"
         query = query.where(
             func.lower(User.username).like(pattern, escape="\\")
             | func.lower(User.email).like(pattern, escape="\\")
