@@ -44,6 +44,9 @@ class BaseConfig:
     AUDIT_EXPORT_MAX_ROWS = 1_000_000
     #: Lists count matching events exactly up to this many; past it they report "N+" (a lower bound).
     AUDIT_COUNT_LIMIT = 10_000
+    #: The same bound for lists filtered by ``search``: a text match has no ordered index, so counting N
+    #: matches reads about N / (share of matching events) rows, whatever the log's size (docs/scaling.md).
+    AUDIT_SEARCH_COUNT_LIMIT = 1_000
     AUDIT_RETENTION_DAYS = 365
     #: Where the event spool lives; empty means the instance folder.
     AUDIT_DATA_DIR = ""

@@ -23,12 +23,17 @@ What it does (docs/performance.md explains how to read the result):
                                       to a new value each time: one UPDATE row in the change's transaction
                                       plus one REQUEST row from the hooks
    and prints, per scenario, the median of the per-pair on/off ratios with its spread (quartiles and
-   min-max) and the absolute requests/second of each server.
+   min-max) and the absolute requests/second of each server. It also reads, around every run, the CPU
+   time of the server's workers and of the PostgreSQL backends serving them (/proc), and prints the
+   per-pair ratio of CPU per request: on a machine shared with other work that is the steadier figure.
 5. Stops the servers (SIGTERM: queued events are written at worker exit) and checks that no audit
    event was lost: the rows added to ``audit_logs`` must equal what the "on" server's access log says
    it recorded (one REQUEST row per significant request, one LOGIN per successful login, one UPDATE per
-   successful edit). The "off" server must add none.
+   successful edit). The "off" server must add none. ``flask audit verify`` then checks the hash chain.
 6. Tears everything down (servers, database, temporary files) even on Ctrl-C or an error.
+
+The servers inherit this script's environment, so a setting can be varied for an experiment, e.g.
+``AUDIT_SEAL_INTERVAL=0 .venv/bin/python bench/request_overhead.py`` measures without the background sealer.
 
 The POST changes the full name to a unique value every time (rather than toggling a status) so that
 every successful POST is a real change that must have exactly one UPDATE row: with 8 connections in
@@ -86,7 +91,6 @@ class BenchError(RuntimeError):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Throughput of audit_portal with auditing on and off (gunicorn + wrk, alternating pairs).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run of about a minute: defaults become {QUICK}")
@@ -100,14 +104,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                   f"(default {FULL['users']}, --quick {QUICK['users']})")
     parser.add_argument("--events", type=int, help=f"demo events seeded before the run "
                                                    f"(default {FULL['events']}, --quick {QUICK['events']})")
-    parser.add_argument("--connections", type=int, default=8, help="wrk -c")
+    parser.add_argument("--connections", type=int, default=8, help="wrk -c (default: %(default)s)")
     parser.add_argument("--pause", type=float, default=0.3,
-                        help="seconds of rest between two wrk runs (lets the audit writer finish its batch)")
+                        help="seconds of rest after each wrk run, so that the audit writer's last batch counts "
+                             "in that run (default: %(default)s)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server (without database name) where the throwaway database is made")
-    parser.add_argument("--db-name", default="ap_bench_overhead", help="throwaway database (dropped and recreated)")
-    parser.add_argument("--port-on", type=int, default=8771, help="port of the server with auditing on")
-    parser.add_argument("--port-off", type=int, default=8772, help="port of the server with auditing off")
+                        help="PostgreSQL server (no database name) for the throwaway database (default: %(default)s)")
+    parser.add_argument("--db-name", default="ap_bench_overhead",
+                        help="throwaway database, dropped and recreated (default: %(default)s)")
+    parser.add_argument("--port-on", type=int, default=8771,
+                        help="port of the server with auditing on (default: %(default)s)")
+    parser.add_argument("--port-off", type=int, default=8772,
+                        help="port of the server with auditing off (default: %(default)s)")
     parser.add_argument("--only", choices=["get", "post"], help="measure one scenario only")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (server logs)")
@@ -422,10 +430,39 @@ def child_pids(parent: int) -> list[int]:
     return children
 
 
-class CpuMeter:
-    """CPU seconds spent by a server's gunicorn workers plus the PostgreSQL backends of the benchmark database.
+def local_tcp_ports(pids: list[int]) -> set[int]:
+    """Local ports of the TCP sockets the processes ``pids`` hold (their connections to PostgreSQL among them)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
-    Only one server is loaded at a time, so the backends' CPU belongs to the server under load. The
+
+class CpuMeter:
+    """CPU seconds spent by a server's gunicorn workers and by the PostgreSQL backends serving them.
+
+    A backend belongs to a server when its client port is one of that server's workers' sockets, so the
+    background work of the idle server (its hash-chain sealer) is not counted in the other's runs. The
     machine's other load changes how fast things run, much less how much CPU one request needs: this is
     the steadier measure when the machine is busy (throughput ratio ~= CPU ratio when the CPU is the limit).
     """
@@ -438,11 +475,13 @@ class CpuMeter:
         self.connection.close()
 
     def snapshot(self, server: Server) -> dict[str, dict[int, float]]:
-        """{"app": {pid: cpu seconds} of the gunicorn workers, "db": the same for the database's backends}."""
+        """{"app": {pid: cpu seconds} of the gunicorn workers, "db": the same for their PostgreSQL backends}."""
+        workers = child_pids(server.process.pid)
+        ports = local_tcp_ports(workers)
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.db_name,))
-            backends = [row[0] for row in cursor.fetchall()]
-        groups = {"app": child_pids(server.process.pid), "db": backends}
+            cursor.execute("SELECT pid, client_port FROM pg_stat_activity WHERE datname = %s", (self.db_name,))
+            backends = [pid for pid, port in cursor.fetchall() if port in ports]
+        groups = {"app": workers, "db": backends}
         return {name: {pid: cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None}
                 for name, pids in groups.items()}
 
@@ -602,6 +641,10 @@ def report(args, results: dict, accounting: dict) -> dict:
             "rps_off_median": statistics.median(off_rps), "cpu_ratio": cpu_ratio,
             "cpu_ms_on_median": statistics.median(on_cpu), "cpu_ms_off_median": statistics.median(off_cpu),
             "rps_on": on_rps, "rps_off": off_rps, "cpu_ms_on": on_cpu, "cpu_ms_off": off_cpu,
+            "app_ms_on": [r.app_ms_per_request for r in sides["on"]],
+            "app_ms_off": [r.app_ms_per_request for r in sides["off"]],
+            "db_ms_on": [r.db_ms_per_request for r in sides["on"]],
+            "db_ms_off": [r.db_ms_per_request for r in sides["off"]],
             "app_ms_on_median": statistics.median(r.app_ms_per_request for r in sides["on"]),
             "app_ms_off_median": statistics.median(r.app_ms_per_request for r in sides["off"]),
             "db_ms_on_median": statistics.median(r.db_ms_per_request for r in sides["on"]),

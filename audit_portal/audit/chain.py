@@ -76,13 +76,16 @@ def _rows(connection, query):
     return list(connection.execute(query))
 
 
-def seal(max_rows: int | None = None) -> SealResult:
-    """Chain every committed, unsealed audit row. Returns how many were sealed (and how many were late)."""
+def seal(max_rows: int | None = None, wait: bool = True) -> SealResult:
+    """Chain every committed, unsealed audit row. Returns how many were sealed (and how many were late).
+
+    ``wait=False`` (the background sealer): when another process is sealing on PostgreSQL, give up at
+    once instead of queueing behind it; that process seals these rows too."""
     result = SealResult()
     races = 0
     while True:
         try:
-            batch = _seal_batch(result)
+            batch = _seal_batch(result, wait)
         except IntegrityError:
             # Cannot happen while sealers serialise (advisory lock, BEGIN IMMEDIATE); bounded, so that a
             # constraint violation of another kind never turns into an endless loop.
@@ -100,15 +103,18 @@ def seal(max_rows: int | None = None) -> SealResult:
     return result
 
 
-def _lock_chain(conn) -> None:
-    """Serialise sealers: one at a time reads the head and appends to it."""
+def _lock_chain(conn, wait: bool = True) -> bool:
+    """Serialise sealers: one at a time reads the head and appends to it. False: busy, and not waiting."""
     if conn.dialect.name == "postgresql":
+        if not wait:
+            return bool(conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK}))
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
     elif conn.dialect.name == "sqlite":
         # Take the write lock before reading the head (it waits out the busy timeout), so that two processes
         # never hash the same rows and collide on the chain's unique positions, which seal() would retry.
         if not conn.connection.dbapi_connection.in_transaction:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return True
 
 
 def _head(conn) -> tuple[int, str]:
@@ -137,9 +143,10 @@ def latest_purge_cut(conn) -> dict | None:
     return max(cuts, key=lambda c: c["seq"]) if cuts else None
 
 
-def _seal_batch(result: SealResult) -> int:
+def _seal_batch(result: SealResult, wait: bool = True) -> int:
     with db.engine.begin() as conn:
-        _lock_chain(conn)
+        if not _lock_chain(conn, wait):
+            return 0
         seq, prev = _head(conn)
         top = conn.scalar(select(func.max(_chain.c.audit_log_id))) or 0
         unsealed = select(_table).outerjoin(_chain, _chain.c.audit_log_id == _table.c.id).where(_chain.c.seq.is_(None))

@@ -53,9 +53,15 @@ def request_id() -> str | None:
 
 
 def current_actor() -> tuple[int | None, str | None]:
-    """(user id, username) of the logged-in user, or (None, None)."""
+    """(user id, username) of the logged-in user, or (None, None).
+
+    The loaders snapshot the actor when the request authenticates (``remember_actor``): reading it back
+    costs nothing, whereas ``current_user`` after a commit reloads the user from the database; and a
+    logout request stays attributed to the user who made it."""
     if not has_request_context() or g.get("auth_in_progress"):
         return None, None
+    if g.get("audit_actor"):
+        return g.audit_actor
     from flask_login import current_user
 
     try:
@@ -64,3 +70,8 @@ def current_actor() -> tuple[int | None, str | None]:
     except Exception:  # noqa: BLE001 - a broken session must not break auditing
         return None, None
     return None, None
+
+
+def remember_actor(user) -> None:
+    """Called by the user loaders: who this request acts as, for every audit event it produces."""
+    g.audit_actor = (user.id, user.username)

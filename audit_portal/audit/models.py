@@ -91,9 +91,17 @@ ORDERED_FILTER_COLUMNS = ("user_id", "action_type", "resource_type", "category",
 for _name in ORDERED_FILTER_COLUMNS:
     Index(f"ix_audit_logs_{_name}_timestamp", getattr(AuditLog, _name), AuditLog.timestamp.desc(), AuditLog.id.desc())
 
+#: The common two-filter combinations get their own ordered index (migration 0006, docs/scaling.md): with
+#: only the one-column ones, their bounded count ANDs two large bitmaps and rechecks the heap.
+ORDERED_FILTER_PAIRS = (("user_id", "action_type"), ("category", "status"))
+for _first, _second in ORDERED_FILTER_PAIRS:
+    Index(f"ix_audit_logs_{_first}_{_second}_timestamp", getattr(AuditLog, _first), getattr(AuditLog, _second),
+          AuditLog.timestamp.desc(), AuditLog.id.desc())
+
 #: Indexes that exist only in the database (created by migrations, PostgreSQL only), not in the models:
-#: the trigram index behind ``search``.
-DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm"})
+#: the trigram index behind ``search``, and the error dashboard's partial covering index
+#: ``(fingerprint, timestamp DESC, id DESC) INCLUDE (error_type, severity) WHERE fingerprint IS NOT NULL``.
+DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm", "ix_audit_logs_errors"})
 
 #: Column names an event dict may carry (the table's columns, minus the generated id).
 EVENT_COLUMNS = tuple(c.name for c in AuditLog.__table__.columns if c.name != "id")

@@ -4,6 +4,8 @@ A cursor is opaque and signed with SECRET_KEY. It carries the position of the la
 hash of the filters it was made for, so it cannot be edited or reused with other filters to see events
 those filters exclude. Counting stops at AUDIT_COUNT_LIMIT matching rows: past that the total is reported
 as a lower bound (``total_is_exact: false``, "10,000+" in the viewer) instead of scanning millions of rows.
+With a ``search`` the bound is AUDIT_SEARCH_COUNT_LIMIT (1,000): the other filters count along an index that
+holds only matching rows, but a text match must read about bound / (share of matching events) rows.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ class Page:
 
 
 def count_bounded(filters: AuditFilters) -> tuple[int, bool]:
-    """(count, exact): the exact count up to AUDIT_COUNT_LIMIT, else that limit and False."""
+    """(count, exact): the exact count up to AUDIT_COUNT_LIMIT (AUDIT_SEARCH_COUNT_LIMIT, if lower, with a
+    ``search``), else that bound and False."""
     bound = current_app.config["AUDIT_COUNT_LIMIT"]
+    if filters.search:
+        bound = min(bound, current_app.config["AUDIT_SEARCH_COUNT_LIMIT"])
     limited = apply_filters(select(AuditLog.id), filters).limit(bound + 1).subquery()
     count = db.session.scalar(select(func.count()).select_from(limited))
     return (count, True) if count <= bound else (bound, False)

@@ -224,7 +224,8 @@ class AuditLogListResponseSchema(Schema):
     items = fields.List(fields.Nested(AuditLogSchema), metadata={"description": "Events, newest first."})
     total = fields.Integer(metadata={"description": "How many events match the filters (a lower bound when "
                                                     "total_is_exact is false)."})
-    total_is_exact = fields.Boolean(metadata={"description": "False when more than AUDIT_COUNT_LIMIT events match: "
+    total_is_exact = fields.Boolean(metadata={"description": "False when more than AUDIT_COUNT_LIMIT events match "
+                                                             "(AUDIT_SEARCH_COUNT_LIMIT with `search`): "
                                                              "counting stopped there."})
     skip = fields.Integer(metadata={"description": "Offset of this page."})
     limit = fields.Integer(metadata={"description": "Page size."})

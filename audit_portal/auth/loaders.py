@@ -1,5 +1,6 @@
 """How Flask-Login finds the current user."""
 
+from ..audit.context import remember_actor
 from ..extensions import db, login_manager
 from ..users.models import User
 
@@ -18,6 +19,7 @@ def load_user(session_key: str) -> User | None:
     user = db.session.get(User, int(user_id))
     if user is None or user.session_version != int(version) or not user.can_log_in:
         return None
+    remember_actor(user)
     return user
 
 
@@ -40,4 +42,6 @@ def load_user_from_token(req) -> User | None:
         g.auth_in_progress = False
     if user is None:
         g.token_rejected = True
+    else:
+        remember_actor(user)
     return user

@@ -87,3 +87,14 @@ def test_count_is_exact_below_the_limit_and_a_lower_bound_above(app, client, tok
     many = client.get(f"{URL}?search=zq", headers=bearer(token)).json["data"]
     assert many["total"] == 12 and many["total_is_exact"] is False
     assert many["next_cursor"] is None and len(many["items"]) == 20
+
+
+def test_a_search_counts_up_to_the_search_bound(app, client, token):
+    app.config["AUDIT_COUNT_LIMIT"], app.config["AUDIT_SEARCH_COUNT_LIMIT"] = 12, 6
+    now = utcnow()
+    insert(app, [ev(f"zr{i}", now - timedelta(seconds=i), Status.FAILURE if i < 8 else Status.SUCCESS)
+                 for i in range(20)])
+    searched = client.get(f"{URL}?search=zr", headers=bearer(token)).json["data"]
+    assert searched["total"] == 6 and searched["total_is_exact"] is False
+    filtered = client.get(f"{URL}?status=failure", headers=bearer(token)).json["data"]
+    assert filtered["total"] == 8 and filtered["total_is_exact"] is True
