@@ -9,6 +9,13 @@ graceful_timeout = 30
 accesslog = "-"
 
 
+def post_worker_init(worker):
+    """Let long streamed responses (exports) tell the arbiter this worker is alive: see audit_portal/serving.py."""
+    from audit_portal.serving import set_heartbeat
+
+    set_heartbeat(worker.notify)
+
+
 def worker_exit(server, worker):
     """Write the audit events still queued in this worker before it goes (SIGTERM, reload, max-requests)."""
     from audit_portal.audit.writer import close_all_writers

@@ -42,8 +42,9 @@ def walk(client, token, query="", limit=7):
 def test_cursor_walk_returns_every_event_once_even_with_equal_timestamps(app, client, token):
     now = utcnow()
     same = now - timedelta(minutes=5)
-    insert(app, [ev(f"same-{i}", same) for i in range(20)] + [ev(f"t-{i}", now - timedelta(minutes=i)) for i in range(10)])
-    seen = walk(client, token, "&search=-")
+    insert(app, [ev(f"zq-same-{i}", same) for i in range(20)]
+           + [ev(f"zq-t-{i}", now - timedelta(minutes=i)) for i in range(10)])
+    seen = walk(client, token, "&search=zq-")
     assert len(seen) == 30 and len(set(seen)) == 30
 
 
