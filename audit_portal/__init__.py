@@ -56,9 +56,11 @@ def engine_options(url: str) -> dict:
     pooled connection before handing it out (``pool_pre_ping``: after an outage or a server restart the dead
     connections are replaced, not used) and bounds the time a new connection may take (unless the URL
     sets ``connect_timeout`` itself)."""
+    # hide_parameters: a database error's message never carries the statement's values (a password hash,
+    # say), so an error event built from it cannot store them.
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    options: dict = {"pool_pre_ping": True}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    options: dict = {"pool_pre_ping": True, "hide_parameters": True}
     if "connect_timeout=" not in url:
         options["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
     return options

@@ -32,6 +32,8 @@ class BaseConfig:
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted.
     TRUSTED_PROXY_COUNT = 0
+    #: Keep an incoming X-Request-ID as the request id (only when the proxy in front always sets it).
+    AUDIT_TRUST_REQUEST_ID = False
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True

@@ -26,4 +26,7 @@ class SecurityHeaders:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/static/"):
+            # Audit pages, exports and a new token's page hold sensitive data: no browser or proxy cache.
+            headers.setdefault("Cache-Control", "no-store")
         return response

@@ -570,3 +570,9 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
     assert snapshot(app) == before
     assert set(audit_actions(app)[actions_before:]) <= {"REQUEST"}
     assert admin.get("/admin/users/").status_code == 200  # still logged in: the logout post was refused too
+
+
+def test_pages_and_api_answers_are_never_cached(admin_client):
+    for url in ("/admin/audit-logs/", "/api/v1/me", "/auth/login"):
+        assert admin_client.get(url).headers["Cache-Control"] == "no-store", url
+    assert "no-store" not in admin_client.get("/static/css/app.css").headers.get("Cache-Control", "")

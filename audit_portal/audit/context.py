@@ -72,6 +72,14 @@ def current_actor() -> tuple[int | None, str | None]:
     return None, None
 
 
-def remember_actor(user) -> None:
-    """Called by the user loaders: who this request acts as, for every audit event it produces."""
+def remember_actor(user, credential: dict | None = None) -> None:
+    """Called by the user loaders: who this request acts as (and with which API token, if any), for every
+    audit event it produces."""
     g.audit_actor = (user.id, user.username)
+    g.audit_credential = credential
+
+
+def current_credential() -> dict | None:
+    """``{"kind": "api-token", "id", "prefix"}`` when the request authenticated with an API token (stored
+    under the metadata key ``client``: key names such as ``token`` or ``auth`` would be redacted)."""
+    return g.get("audit_credential") if has_request_context() else None

@@ -53,9 +53,10 @@ class AuditMiddleware:
         g.audit_started = time.perf_counter()
         g.audit_timestamp = utcnow()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        # Accept a request id only from our own proxies (a client could otherwise file its events under
-        # another request's id), and only when it looks like one (bounded, no control characters).
-        if (current_app.config.get("TRUSTED_PROXY_COUNT", 0) > 0 and 8 <= len(incoming) <= 36
+        # Accept a request id only when the operator says the proxy in front sets it (most proxies pass a
+        # client's header through, and a client could file its events under another request's id), and
+        # only when it looks like one (bounded, no control characters).
+        if (current_app.config.get("AUDIT_TRUST_REQUEST_ID") and 8 <= len(incoming) <= 36
                 and incoming.replace("-", "").isalnum() and incoming.isascii()):
             g.audit_request_id = incoming
         else:

@@ -21,7 +21,7 @@ from sqlalchemy import insert
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .context import current_actor
+from .context import current_actor, current_credential
 from .enums import ActionType, ResourceType, Status
 from .errors_info import error_type_name, fingerprint, format_stack, innermost_app_frame
 from .events import build_event, request_fields
@@ -45,6 +45,9 @@ def _build(action_type, resource_type, resource_id, description, fields: dict) -
         for key, value in list(fields.items()):
             if value is None:
                 fields.pop(key)
+        credential = current_credential()
+        if credential and fields.get("user_id", context.get("user_id")) == current_actor()[0]:
+            fields["metadata"] = {**(fields.get("metadata") or {}), "client": credential}
         return build_event(action_type, resource_type, resource_id, description, **{**context, **fields})
     except Exception as exc:  # noqa: BLE001
         log.exception("audit: could not build a %s event", _safe_str(action_type, 40))
@@ -197,10 +200,15 @@ def log_error(exc: BaseException, description: str | None = None, *, action_type
 
 
 def log_permission_denied(user, path: str, **fields) -> str | None:
+    """A logged-in user was refused (403); the event carries the method and path."""
+    from flask import has_request_context, request
+
+    if has_request_context():
+        fields.setdefault("http_method", request.method)
     return log_audit(
         user.id, ActionType.PERMISSION_DENIED, ResourceType.REQUEST, None,
         f"{user.username} was refused access to {path}", status=Status.FAILURE,
-        username=user.username, **fields,
+        username=user.username, path=path, **fields,
     )
 
 

@@ -37,11 +37,12 @@ def load_user_from_token(req) -> User | None:
     g.auth_method = "token"
     g.auth_in_progress = True  # audit events written while authenticating must not ask for current_user
     try:
-        user = authenticate_token(raw.strip())
+        token = authenticate_token(raw.strip())
     finally:
         g.auth_in_progress = False
-    if user is None:
+    if token is None:
         g.token_rejected = True
-    else:
-        remember_actor(user)
-    return user
+        return None
+    # Every event of this request names the token, not only its owner.
+    remember_actor(token.user, credential={"kind": "api-token", "id": token.id, "prefix": token.prefix})
+    return token.user

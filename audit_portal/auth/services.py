@@ -63,7 +63,13 @@ def change_own_password(user: User, current_password: str, new_password: str) ->
                   f"{user.username} failed to change their password: wrong current password",
                   status="FAILURE", is_sensitive=True)
         raise ServiceError("current_password", "The current password is wrong.")
-    check_password_strength(new_password, user.username)
+    try:
+        check_password_strength(new_password, user.username)
+    except ServiceError as exc:
+        log_audit(user.id, ActionType.PASSWORD_CHANGE, ResourceType.USER, user.id,
+                  f"{user.username} failed to change their password: {exc.message}",
+                  {"field": "new_password", "reason": exc.message}, status="FAILURE", is_sensitive=True)
+        raise
     user.password_hash = hash_password(new_password)
     user.session_version += 1
     log_audit(user.id, ActionType.PASSWORD_CHANGE, ResourceType.USER, user.id,

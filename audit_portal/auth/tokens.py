@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..audit.enums import ActionType, ResourceType, Status
 from ..audit.service import log_audit
@@ -67,8 +67,8 @@ def tokens_for(user: User) -> list[ApiToken]:
     return list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())))
 
 
-def authenticate_token(raw: str) -> User | None:
-    """The user a bearer token belongs to, or None (recorded as TOKEN_AUTH_FAILED) when it is bad or revoked."""
+def authenticate_token(raw: str) -> ApiToken | None:
+    """The valid token ``raw`` is, or None (recorded as TOKEN_AUTH_FAILED) when it is bad or revoked."""
     token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw))) if raw else None
     reason = None
     if token is None:
@@ -84,6 +84,7 @@ def authenticate_token(raw: str) -> User | None:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-        db.session.commit()
-    return token.user
+        # Its own short transaction: the request's session (and its loaded user) stays as it is.
+        with db.engine.begin() as connection:
+            connection.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    return token

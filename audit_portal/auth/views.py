@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from ..audit.context import remember_actor
 from ..extensions import db
 from ..users.services import ServiceError
 from . import bp
@@ -40,6 +41,7 @@ def login():
         else:
             session.clear()  # a fresh session (and CSRF token) at login: no fixation
             login_user(user)
+            remember_actor(user)
             db.session.commit()
             return redirect(_safe_next(request.args.get("next")) or url_for("main.index"))
     elif request.method == "POST":

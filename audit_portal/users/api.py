@@ -9,7 +9,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from ..extensions import db
+from ..audit.enums import ActionType
 from ..rest import abort_invalid, documented_errors, envelope, ok, require_admin, require_login
 from . import services
 from .schemas import (
@@ -40,15 +40,12 @@ def _user_or_404(user_id: int):
         abort(404, description=f"There is no user with id {user_id}.")
 
 
-def _apply(action):
-    """Run a service call; commit, or answer 422 naming the field when a rule is broken."""
+def _apply(action, action_type: ActionType, target_id: int | None = None):
+    """Run a service call and commit; on a broken rule (recorded as refused) answer 422 naming the field."""
     try:
-        result = action()
+        return services.run_operation(current_user, action_type, target_id, action)
     except services.ServiceError as exc:
-        db.session.rollback()
         abort_invalid(exc.field, exc.message)
-    db.session.commit()
-    return result
 
 
 @blp.route("/")
@@ -82,7 +79,7 @@ class UserList(MethodView):
           http://127.0.0.1:5000/api/v1/users/
         ```
         """
-        user = _apply(lambda: services.create_user(current_user, **data))
+        user = _apply(lambda: services.create_user(current_user, **data), ActionType.CREATE)
         return ok(user, "User created.")
 
 
@@ -105,7 +102,7 @@ class UserItem(MethodView):
         The audit event carries the old and new values.
         """
         user = _user_or_404(user_id)
-        return ok(_apply(lambda: services.update_user(current_user, user, **data)), "User updated.")
+        return ok(_apply(lambda: services.update_user(current_user, user, **data), ActionType.UPDATE, user.id), "User updated.")
 
     @blp.doc(security=SECURITY)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -117,7 +114,7 @@ class UserItem(MethodView):
         """
         user = _user_or_404(user_id)
         snapshot = {name: getattr(user, field.attribute or name) for name, field in UserSchema().fields.items()}
-        _apply(lambda: services.delete_user(current_user, user))
+        _apply(lambda: services.delete_user(current_user, user), ActionType.DELETE, user.id)
         return ok(snapshot, "User deleted.")
 
 
@@ -130,7 +127,8 @@ class UserStatus(MethodView):
     def post(self, data, user_id: int):
         """Change a user's status (active, pending, suspended)"""
         user = _user_or_404(user_id)
-        return ok(_apply(lambda: services.change_status(current_user, user, data["status"])), "Status changed.")
+        return ok(_apply(lambda: services.change_status(current_user, user, data["status"]),
+                         ActionType.STATUS_CHANGE, user.id), "Status changed.")
 
 
 @blp.route("/<int:user_id>/activate")
@@ -141,7 +139,8 @@ class UserActivate(MethodView):
     def post(self, user_id: int):
         """Activate a user's account"""
         user = _user_or_404(user_id)
-        return ok(_apply(lambda: services.set_active(current_user, user, True)), "User activated.")
+        activated = _apply(lambda: services.set_active(current_user, user, True), ActionType.ACTIVATE, user.id)
+        return ok(activated, "User activated.")
 
 
 @blp.route("/<int:user_id>/deactivate")
@@ -152,7 +151,8 @@ class UserDeactivate(MethodView):
     def post(self, user_id: int):
         """Deactivate a user's account (they can no longer log in)"""
         user = _user_or_404(user_id)
-        return ok(_apply(lambda: services.set_active(current_user, user, False)), "User deactivated.")
+        deactivated = _apply(lambda: services.set_active(current_user, user, False), ActionType.DEACTIVATE, user.id)
+        return ok(deactivated, "User deactivated.")
 
 
 @blp.route("/<int:user_id>/password")
@@ -164,7 +164,8 @@ class UserPassword(MethodView):
     def post(self, data, user_id: int):
         """Reset a user's password (their sessions end; recorded as sensitive, without the password)"""
         user = _user_or_404(user_id)
-        return ok(_apply(lambda: services.reset_password(current_user, user, data["password"])), "Password reset.")
+        return ok(_apply(lambda: services.reset_password(current_user, user, data["password"]),
+                         ActionType.PASSWORD_CHANGE, user.id), "Password reset.")
 
 
 @me_blp.route("")

@@ -293,3 +293,38 @@ def delete_user(actor: User, user: User) -> None:
                     {"old": snapshot}, transactional=True)
     db.session.delete(user)
     db.session.flush()
+
+
+def record_refusal(actor: User | None, action_type: ActionType, target_id: int | None, exc: ServiceError) -> None:
+    """A refused attempt (a broken rule): recorded on its own, since the change itself rolled back."""
+    from ..audit.enums import ResourceType, Status
+    from ..audit.service import log_audit
+
+    who = actor.username if actor else "the command line"
+    what = action_type.value.lower().replace("_", " ")
+    log_audit(actor.id if actor else None, action_type, ResourceType.USER, target_id,
+              f"{who} was refused {what} of user {target_id if target_id is not None else '(new)'}: {exc.message}",
+              {"field": exc.field, "reason": exc.message}, status=Status.FAILURE,
+              username=actor.username if actor else None)
+
+
+def run_operation(actor: User | None, action_type: ActionType, target_id: int | None, operation):
+    """Run a user operation; commit it, or roll back, record the refusal and re-raise ``ServiceError``.
+
+    A unique-constraint race (two admins creating the same username at once) is reported like the
+    check that lost it."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        result = operation()
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        exc = ServiceError("username", "That username or email was just taken by another change; choose another.")
+        record_refusal(actor, action_type, target_id, exc)
+        raise exc from None
+    except ServiceError as exc:
+        db.session.rollback()
+        record_refusal(actor, action_type, target_id, exc)
+        raise
+    return result

@@ -3,8 +3,8 @@
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ..audit.enums import ActionType
 from ..auth.decorators import admin_required
-from ..extensions import db
 from . import bp, services
 from .forms import ConfirmForm, ResetPasswordForm, StatusForm, UserCreateForm, UserEditForm
 from .services import NotFound, ServiceError
@@ -28,16 +28,13 @@ def _attach(form, exc: ServiceError) -> None:
         flash(exc.message, "danger")
 
 
-def _commit_or_report(form, action):
-    """Run ``action``; commit on success, roll back and attach the error on a rule violation."""
+def _commit_or_report(form, action, action_type: ActionType, target_id: int | None = None):
+    """Run ``action`` and commit; on a broken rule, record the refusal and attach the error to the form."""
     try:
-        result = action()
+        return services.run_operation(current_user, action_type, target_id, action), True
     except ServiceError as exc:
-        db.session.rollback()
         _attach(form, exc)
         return None, False
-    db.session.commit()
-    return result, True
 
 
 @bp.get("/")
@@ -61,7 +58,7 @@ def create_user():
         user, ok = _commit_or_report(form, lambda: services.create_user(
             current_user, username=form.username.data, email=form.email.data, password=form.password.data,
             full_name=form.full_name.data, role=form.role.data, status=form.status.data,
-            is_active=form.is_active.data))
+            is_active=form.is_active.data), ActionType.CREATE)
         if ok:
             flash(f"User {user.username} created.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
@@ -97,7 +94,7 @@ def edit_user(user_id: int):
     if form.validate_on_submit():
         _, ok = _commit_or_report(form, lambda: services.update_user(
             current_user, user, username=form.username.data, email=form.email.data,
-            full_name=form.full_name.data, role=form.role.data))
+            full_name=form.full_name.data, role=form.role.data), ActionType.UPDATE, user.id)
         if ok:
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
@@ -105,12 +102,12 @@ def edit_user(user_id: int):
     return render_template("users/form.html", form=form, user=user), status
 
 
-def _one_button_action(user_id: int, action, done: str):
+def _one_button_action(user_id: int, action, done: str, action_type: ActionType):
     user = _user_or_404(user_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400, description="The form's security token is missing or wrong. Reload the page and try again.")
-    _, ok = _commit_or_report(form, lambda: action(user))
+    _, ok = _commit_or_report(form, lambda: action(user), action_type, user.id)
     if not ok:
         return _detail(user), 400
     flash(done.format(username=user.username), "success")
@@ -120,14 +117,15 @@ def _one_button_action(user_id: int, action, done: str):
 @bp.post("/<int:user_id>/activate")
 @admin_required
 def activate_user(user_id: int):
-    return _one_button_action(user_id, lambda u: services.set_active(current_user, u, True), "User {username} activated.")
+    return _one_button_action(user_id, lambda u: services.set_active(current_user, u, True), "User {username} activated.",
+                              ActionType.ACTIVATE)
 
 
 @bp.post("/<int:user_id>/deactivate")
 @admin_required
 def deactivate_user(user_id: int):
     return _one_button_action(user_id, lambda u: services.set_active(current_user, u, False),
-                              "User {username} deactivated.")
+                              "User {username} deactivated.", ActionType.DEACTIVATE)
 
 
 @bp.post("/<int:user_id>/status")
@@ -136,7 +134,8 @@ def change_status(user_id: int):
     user = _user_or_404(user_id)
     form = StatusForm()
     if form.validate_on_submit():
-        _, ok = _commit_or_report(form, lambda: services.change_status(current_user, user, form.status.data))
+        _, ok = _commit_or_report(form, lambda: services.change_status(current_user, user, form.status.data),
+                                  ActionType.STATUS_CHANGE, user.id)
         if ok:
             flash(f"Status of {user.username} is now {user.status}.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
@@ -149,7 +148,8 @@ def reset_password(user_id: int):
     user = _user_or_404(user_id)
     form = ResetPasswordForm()
     if form.validate_on_submit():
-        _, ok = _commit_or_report(form, lambda: services.reset_password(current_user, user, form.password.data))
+        _, ok = _commit_or_report(form, lambda: services.reset_password(current_user, user, form.password.data),
+                                  ActionType.PASSWORD_CHANGE, user.id)
         if ok:
             flash(f"Password of {user.username} reset; their sessions have ended.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
@@ -163,7 +163,7 @@ def delete_user(user_id: int):
     form = ConfirmForm()
     if form.validate_on_submit():
         name = user.username
-        _, ok = _commit_or_report(form, lambda: services.delete_user(current_user, user))
+        _, ok = _commit_or_report(form, lambda: services.delete_user(current_user, user), ActionType.DELETE, user.id)
         if ok:
             flash(f"User {name} deleted. Their audit events are kept.", "success")
             return redirect(url_for("users.list_users"))

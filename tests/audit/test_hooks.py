@@ -91,6 +91,12 @@ def test_a_client_cannot_choose_its_request_id(client, audit_rows):
 
 
 @pytest.mark.settings(TRUSTED_PROXY_COUNT=1)
+def test_a_trusted_proxy_alone_does_not_make_the_request_id_trusted(client, audit_rows):
+    response = client.post("/_test/probe", headers={REQUEST_ID_HEADER: "proxy-id-0001"})
+    assert response.headers[REQUEST_ID_HEADER] != "proxy-id-0001"
+
+
+@pytest.mark.settings(AUDIT_TRUST_REQUEST_ID=True)
 def test_the_request_id_of_a_trusted_proxy_is_kept(client, audit_rows):
     response = client.post("/_test/probe", headers={REQUEST_ID_HEADER: "proxy-id-0001"})
     assert response.headers[REQUEST_ID_HEADER] == "proxy-id-0001"

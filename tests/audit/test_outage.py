@@ -343,8 +343,10 @@ def test_postgresql_connections_are_checked_and_bounded_by_default():
     """pool_pre_ping replaces connections that died during an outage; connect_timeout bounds a new one."""
     from audit_portal import POSTGRES_CONNECT_TIMEOUT_S, engine_options
 
+    # hide_parameters: error messages (and so error events) never carry a statement's values.
     assert engine_options("postgresql+psycopg2://u@db/app") == {
-        "pool_pre_ping": True, "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}}
+        "pool_pre_ping": True, "hide_parameters": True, "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}}
     # A timeout in the URL wins.
-    assert engine_options("postgresql+psycopg2://u@db/app?connect_timeout=9") == {"pool_pre_ping": True}
-    assert engine_options("sqlite:///x.db") == {"connect_args": {"timeout": 30}}
+    assert engine_options("postgresql+psycopg2://u@db/app?connect_timeout=9") == {"pool_pre_ping": True,
+                                                                                  "hide_parameters": True}
+    assert engine_options("sqlite:///x.db") == {"connect_args": {"timeout": 30}, "hide_parameters": True}

@@ -62,3 +62,15 @@ def test_ui_shows_a_new_token_once(admin_client, admin_id):
     assert raw.startswith("ap_")
     assert raw not in admin_client.get(page).get_data(as_text=True)
     assert "ci" in admin_client.get(page).get_data(as_text=True)
+
+
+def test_every_event_of_a_token_request_names_the_token(app, client, admin_id, audit_rows):
+    raw = make_token(app, admin_id, "nightly")
+    with app.app_context():
+        token = db.session.scalars(db.select(ApiToken)).one()
+        token_id, prefix = token.id, token.prefix
+    client.get("/api/v1/audit-logs/", headers=bearer(raw))
+    client.post(f"/api/v1/users/{admin_id}/status", json={"status": "active"}, headers=bearer(raw))
+    [request_event] = audit_rows(action_type="REQUEST", http_method="GET")
+    assert request_event.username == "admin"
+    assert request_event.event_metadata["client"] == {"kind": "api-token", "id": token_id, "prefix": prefix}

@@ -158,7 +158,7 @@ def test_create_rejects_bad_input(app, admin_client, admin_id, audit_rows, overr
     assert message in page_text(response)
     with app.app_context():
         assert db.session.scalar(select(User).where(User.email == "carol@example.com")) is None
-    assert [row.resource_id for row in audit_rows(action_type="CREATE")] == [str(admin_id)]  # the fixture's
+    assert [row.resource_id for row in audit_rows(action_type="CREATE", status="SUCCESS")] == [str(admin_id)]  # the fixture's
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -190,7 +190,7 @@ def test_edit_profile_records_old_and_new(app, admin_client, admin_id, make_user
     assert row.user_id == admin_id and row.resource_id == str(bob_id)
     assert row.event_metadata == {"old": {"username": "bob", "email": "bob@example.com"},
                                   "new": {"username": "robert", "email": "robert@example.com"}}
-    assert audit_rows(action_type="ROLE_CHANGE") == []
+    assert audit_rows(action_type="ROLE_CHANGE", status="SUCCESS") == []
 
 
 def test_edit_role_records_a_role_change(app, admin_client, make_user, audit_rows):
@@ -202,7 +202,7 @@ def test_edit_role_records_a_role_change(app, admin_client, make_user, audit_row
     [row] = audit_rows(action_type="ROLE_CHANGE")
     assert row.resource_id == str(bob_id) and row.is_sensitive
     assert row.event_metadata == {"old": {"role": "user"}, "new": {"role": "admin"}}
-    assert audit_rows(action_type="UPDATE") == []
+    assert audit_rows(action_type="UPDATE", status="SUCCESS") == []
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -223,7 +223,8 @@ def test_edit_rejects_bad_input(app, admin_client, make_user, audit_rows, overri
     assert message in page_text(response)
     bob = load(app, bob_id)
     assert (bob.username, bob.email, bob.role.name) == ("bob", "bob@example.com", "user")
-    assert audit_rows(action_type="UPDATE") == [] and audit_rows(action_type="ROLE_CHANGE") == []
+    assert audit_rows(action_type="UPDATE", status="SUCCESS") == []
+    assert audit_rows(action_type="ROLE_CHANGE", status="SUCCESS") == []
 
 
 def test_the_last_admin_cannot_demote_themself(app, admin_client, admin_id, audit_rows):
@@ -232,7 +233,7 @@ def test_the_last_admin_cannot_demote_themself(app, admin_client, admin_id, audi
     assert response.status_code == 400
     assert "This is the last active administrator" in page_text(response)
     assert load(app, admin_id).role.name == "admin"
-    assert audit_rows(action_type="ROLE_CHANGE") == []
+    assert audit_rows(action_type="ROLE_CHANGE", status="SUCCESS") == []
 
 
 # -- activate / deactivate / status ----------------------------------------------------------
@@ -269,7 +270,7 @@ def test_admin_cannot_deactivate_themself(app, admin_client, admin_id, audit_row
     assert response.status_code == 400
     assert "You cannot deactivate your own account." in page_text(response)
     assert load(app, admin_id).is_active is True
-    assert audit_rows(action_type="DEACTIVATE") == []
+    assert audit_rows(action_type="DEACTIVATE", status="SUCCESS") == []
 
 
 def test_change_status_records_old_and_new(app, admin_client, admin_id, make_user, audit_rows):
@@ -295,7 +296,7 @@ def test_change_status_rejects(app, admin_client, admin_id, make_user, audit_row
     assert response.status_code == 400
     assert message in page_text(response)
     assert load(app, ids[target]).status == "active"
-    assert audit_rows(action_type="STATUS_CHANGE") == []
+    assert audit_rows(action_type="STATUS_CHANGE", status="SUCCESS") == []
 
 
 # -- reset password --------------------------------------------------------------------------
@@ -327,7 +328,7 @@ def test_reset_password_rejects_bad_input(app, admin_client, make_user, audit_ro
     response = post(admin_client, f"/admin/users/{bob_id}/password", {"password": password, "confirm": confirm})
     assert response.status_code == 400
     assert message in page_text(response)
-    assert audit_rows(action_type="PASSWORD_CHANGE") == []
+    assert audit_rows(action_type="PASSWORD_CHANGE", status="SUCCESS") == []
 
 
 # -- delete ----------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ def test_admin_cannot_delete_themself(app, admin_client, admin_id, audit_rows):
     assert response.status_code == 400
     assert "You cannot delete your own account." in page_text(response)
     assert load(app, admin_id) is not None
-    assert audit_rows(action_type="DELETE") == []
+    assert audit_rows(action_type="DELETE", status="SUCCESS") == []
 
 
 # -- CSRF, unknown ids, access -----------------------------------------------------------------
@@ -432,3 +433,13 @@ def test_anonymous_is_sent_to_login(client, admin_id, audit_rows, path):
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/auth/login?next=")
     assert audit_rows(action_type="PERMISSION_DENIED") == []
+
+
+def test_refused_attempts_are_recorded_with_the_reason(admin_client, admin_id, audit_rows):
+    """A broken rule rolls the change back but is itself recorded, in its own transaction."""
+    page = f"/admin/users/{admin_id}"
+    response = admin_client.post(f"{page}/deactivate", data={"csrf_token": csrf_token(admin_client, page)})
+    assert response.status_code == 400
+    [refused] = audit_rows(action_type="DEACTIVATE")
+    assert refused.status == "FAILURE" and refused.username == "admin" and refused.resource_id == str(admin_id)
+    assert refused.event_metadata == {"field": "is_active", "reason": "You cannot deactivate your own account."}
