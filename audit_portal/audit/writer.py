@@ -9,6 +9,7 @@ are written when the process exits normally or on SIGTERM.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import queue
@@ -78,11 +79,27 @@ def _salvaged(event: dict) -> dict:
     return {**event, "user_id": None, "metadata": {**(event.get("metadata") or {}), **note}}
 
 
+def _stand_in(event: dict, exc: BaseException) -> dict:
+    """An AUDIT_FAILURE event that keeps what the database refused to store (as bounded text), so one
+    unstorable row never blocks the writer or the spool, and is not lost either."""
+    from .enums import ActionType, ResourceType, Status
+    from .events import build_event
+
+    original = json.dumps({k: v for k, v in event.items() if k != "timestamp"}, default=str)[:8000]
+    return build_event(
+        ActionType.AUDIT_FAILURE, ResourceType.SYSTEM, None,
+        f"The database refused audit event {event.get('event_id')} ({type(exc).__name__}); kept here as text",
+        timestamp=event["timestamp"], status=Status.ERROR,
+        metadata={"refused_event": original, "error": type(exc).__name__},
+    )
+
+
 def store_events(connection_factory, events: list[dict]) -> None:
     """Insert ``events`` idempotently. If the database refuses the batch because of some rows (not because
-    it is unreachable), the rows are written one by one and a row refused for its user reference is
-    written without it, so one bad event never holds back the others. Raises when the database is
-    unreachable, or when a row cannot be written at all (the caller keeps the batch for replay)."""
+    it is unreachable), the rows are written one by one: a row refused for its user reference is written
+    without it, and a row refused for anything else is written as an AUDIT_FAILURE stand-in that holds it as
+    text, so one bad event never holds back the others (nor the spool's replay). Raises only when the
+    database is unreachable (the caller keeps the batch for replay)."""
     if not events:
         return
     try:
@@ -99,13 +116,26 @@ def store_events(connection_factory, events: list[dict]) -> None:
         try:
             with connection_factory() as connection:
                 insert_ignoring_duplicates(connection, [event])
+            continue
         except Exception as exc:
-            if database_unavailable(exc) or event.get("user_id") is None:
+            if database_unavailable(exc):
                 raise
-            with connection_factory() as connection:
-                insert_ignoring_duplicates(connection, [_salvaged(event)])
-            log.warning("audit writer: event %s written without its user reference (%s)",
-                        event["event_id"], type(exc).__name__)
+            refusal = exc
+        if event.get("user_id") is not None:
+            try:
+                with connection_factory() as connection:
+                    insert_ignoring_duplicates(connection, [_salvaged(event)])
+                log.warning("audit writer: event %s written without its user reference (%s)",
+                            event["event_id"], type(refusal).__name__)
+                continue
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise
+                refusal = exc
+        with connection_factory() as connection:
+            insert_ignoring_duplicates(connection, [_stand_in(event, refusal)])
+        log.error("audit writer: event %s refused by the database (%s); stored as an AUDIT_FAILURE stand-in",
+                  event.get("event_id"), type(refusal).__name__)
 
 
 class AuditWriter:

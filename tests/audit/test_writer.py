@@ -79,6 +79,27 @@ def test_an_event_for_a_vanished_user_does_not_hold_back_the_others(app, writer,
     assert spooled() == []
 
 
+def test_a_row_the_database_refuses_is_kept_as_a_stand_in_and_never_blocks_the_spool(app, writer, audit_rows,
+                                                                                     spooled):
+    from audit_portal.audit.events import build_event
+    from audit_portal.timeutil import utcnow
+
+    def event(description, **override):
+        return {**build_event(ActionType.UPDATE, ResourceType.SETTING, "s", description, timestamp=utcnow()),
+                **override}
+
+    refused = event("refused", category=None)  # NOT NULL: refused by SQLite and PostgreSQL alike
+    good = [event("first"), event("second")]
+    writer.spool.append([good[0], refused, good[1]])  # e.g. spooled during an outage
+    assert writer.replay_spool() == 3
+    assert spooled() == []
+    stored = {row.description for row in audit_rows(action_type="UPDATE")}
+    assert stored == {"first", "second"}
+    [stand_in] = audit_rows(action_type="AUDIT_FAILURE")
+    assert refused["event_id"] in stand_in.description
+    assert json.loads(stand_in.event_metadata["refused_event"])["description"] == "refused"
+
+
 def test_events_submitted_after_close_are_written_at_once(app, writer, audit_rows):
     writer.close()
     with app.app_context():
