@@ -77,9 +77,22 @@ def _authenticate() -> None:
         csrf.protect()  # browser session: the X-CSRFToken header is required
 
 
+def repeated_parameters() -> list[str]:
+    """Query parameters given more than once: no parameter takes a list, so keeping one of the values and
+    dropping the others would be a silent ignore."""
+    return sorted(key for key in request.args if len(request.args.getlist(key)) > 1)
+
+
+def _reject_repeated_parameters() -> None:
+    repeated = repeated_parameters()
+    if repeated:
+        abort_invalid(repeated[0], f"Give {repeated[0]} once; it was given {len(request.args.getlist(repeated[0]))} times.")
+
+
 def require_login() -> None:
     """``before_request`` guard for API blueprints open to every authenticated user."""
     _authenticate()
+    _reject_repeated_parameters()
 
 
 def require_admin() -> None:
@@ -88,6 +101,7 @@ def require_admin() -> None:
     _authenticate()
     if not current_user.is_admin:
         abort(403, description="This endpoint is for administrators only.")
+    _reject_repeated_parameters()
 
 
 docs_bp = Blueprint("api_docs", __name__)

@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 
 from ..auth.decorators import admin_required
 from ..extensions import db
+from ..rest import repeated_parameters
 from ..timeutil import utcnow
 from . import bp
 from .api import download_response
@@ -43,6 +44,7 @@ def _parse_filters(extra: tuple[str, ...] = ()) -> tuple[AuditFilters, dict, dic
     Empty form fields mean "any"; a parameter the page does not know is an error, not ignored."""
     known = [*AuditFilters.names(), "skip", "limit", "cursor", *extra]
     errors = {k: [f"Unknown parameter; the parameters are: {', '.join(known)}."] for k in request.args if k not in known}
+    errors.update({k: ["Give this parameter once."] for k in repeated_parameters()})
     raw = {k: v for k, v in request.args.items() if k in AuditFilters.names() and v.strip() != ""}
     try:
         filters = AuditLogFilterSchema().load(raw)

@@ -249,3 +249,9 @@ def test_openapi_document_refs_resolve_and_error_statuses_are_documented(client)
             errors = [operation["responses"][code] for code in expected]
             assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
                        for r in errors), (method, path)
+
+
+def test_a_parameter_given_twice_is_a_422_not_a_silent_choice(client, tokens):
+    response = client.get("/api/v1/audit-logs/?status=SUCCESS&status=bogus", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422 and "status" in response.json["errors"]
+    assert "given 2 times" in response.json["message"]

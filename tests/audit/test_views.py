@@ -519,3 +519,9 @@ def test_a_tampered_cursor_is_a_422_with_a_way_back(admin_client):
     response = admin_client.get(f"{VIEWER}?cursor=forged")
     assert response.status_code == 422
     assert "start again from the first page" in page_text(response)
+
+
+def test_a_filter_given_twice_is_a_422_in_the_viewer(admin_client):
+    response = admin_client.get(f"{VIEWER}?status=SUCCESS&status=FAILURE")
+    assert response.status_code == 422
+    assert "Give this parameter once." in page_text(response)
