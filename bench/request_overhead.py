@@ -63,6 +63,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402 - after the path set-up
+    BenchError,
+    child_pids,
+    drop_database,
+    pg_connect,
+    proc_stat,
+    query,
+    recreate_database,
+    summarise,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(ROOT))
@@ -79,10 +92,6 @@ CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 #: two runs of a pair are more likely to see the same conditions when they are short.
 FULL = {"pairs": 24, "seconds": 3, "warmup": 2, "users": 8, "events": 5000}
 QUICK = {"pairs": 4, "seconds": 2, "warmup": 1, "users": 3, "events": 1000}
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot go on (a server did not start, a login failed, ...)."""
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -135,43 +144,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # -- database ------------------------------------------------------------------------------------
-
-
-def pg_connect(url: str):
-    import psycopg2
-
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    return connection
-
-
-def recreate_database(server_url: str, name: str) -> None:
-    drop_database(server_url, name)
-    admin_sql(server_url, f'CREATE DATABASE "{name}"')
-
-
-def drop_database(server_url: str, name: str) -> None:
-    admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def admin_sql(server_url: str, sql: str) -> None:
-    """Run ``sql`` (a statement that cannot run in a transaction) in the server's ``postgres`` database."""
-    connection = pg_connect(f"{server_url}/postgres")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
-
-
-def query(database_url: str, sql: str, params=()) -> list[tuple]:
-    connection = pg_connect(database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        connection.close()
 
 
 # -- the app: CLI and servers --------------------------------------------------------------------
@@ -405,29 +377,10 @@ def run_wrk(port: int, path: str, script: Path, seconds: int, connections: int, 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (index 0 is the state), or None if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process, all its threads included (the audit writer thread too)."""
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else None
-
-
-def child_pids(parent: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _proc_stat(int(entry))
-            if fields and int(fields[1]) == parent:
-                children.append(int(entry))
-    return children
 
 
 def local_tcp_ports(pids: list[int]) -> set[int]:
@@ -495,13 +448,6 @@ class CpuMeter:
 
 #: Events written by background tasks rather than by requests (the hash-chain sealer): listed, not compared.
 BACKGROUND_KINDS = {"CHAIN_CHECKPOINT"}
-
-
-def summarise(values: list[float]) -> dict:
-    ordered = sorted(values)
-    quartiles = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
-    return {"median": statistics.median(ordered), "q1": quartiles[0], "q3": quartiles[2],
-            "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
 
 
 def significance_rule(env: dict):
