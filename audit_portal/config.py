@@ -58,6 +58,10 @@ class BaseConfig:
     AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/static/,/api/docs,/api/openapi.json,/favicon.ico"
     #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
     AUDIT_SEAL_INTERVAL = 5
+    #: Milliseconds the background writer collects request and error events before writing them in one
+    #: transaction (exit, SIGTERM and ``flush()`` write at once). Longer: fewer, larger batches and less CPU
+    #: per event (docs/performance.md); shorter: events show up in the viewer sooner.
+    AUDIT_WRITE_DELAY_MS = 250
     #: Largest spool file in bytes before new events are refused (with a warning).
     AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -31,6 +32,14 @@ def require_venv_tools(*names: str) -> None:
     for name in names:
         if not (VENV_BIN / name).exists():
             raise SystemExit(f"{VENV_BIN / name} is missing: create the virtualenv first (scripts/run.sh)")
+
+
+def require_wrk() -> None:
+    """wrk (the load generator): installed by scripts/install-bench-tools.sh when missing."""
+    if shutil.which("wrk") is None:
+        result = subprocess.run([str(ROOT / "scripts" / "install-bench-tools.sh")])
+        if result.returncode != 0 or shutil.which("wrk") is None:
+            raise SystemExit("wrk is missing and could not be installed: apt-get install wrk")
 
 
 # -- database ------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from _common import (  # noqa: E402 - after the path set-up
     query,
     recreate_database,
     require_venv_tools,
+    require_wrk,
     summarise,
 )
 
@@ -468,6 +469,8 @@ def _interrupt(signum, frame):
 def main(argv=None) -> int:
     args = parse_args(argv)
     require_venv_tools("flask", "gunicorn")
+    if args.mixed_seconds:
+        require_wrk()
     signal.signal(signal.SIGTERM, _interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="ap_bench_scale_"))
     secret, hmac_key = secrets.token_urlsafe(48), secrets.token_urlsafe(48)

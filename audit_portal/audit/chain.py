@@ -47,21 +47,27 @@ def _key() -> bytes:
     return current_app.config["AUDIT_HMAC_KEY"].encode()
 
 
+_CANONICAL_KEYS = ("id", *EVENT_COLUMNS)
+#: One encoder for every row (``json.dumps`` with options builds a new one per call).
+_encode_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def canonical(row, user_id=None) -> bytes:
     """A stable serialisation of an audit row (every column; ``user_id`` as it was when sealed)."""
-    data = {"id": row.id}
-    for name in EVENT_COLUMNS:
-        value = row._mapping[name] if isinstance(row, Row) else getattr(row, name)
+    values = row._mapping if isinstance(row, Row) else None
+    data = {}
+    for name in _CANONICAL_KEYS:
+        value = values[name] if values is not None else getattr(row, name)
         if name == "user_id":
             value = user_id
         elif isinstance(value, datetime):
             value = value.astimezone(UTC).isoformat(timespec="microseconds")
         data[name] = value
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return _encode_sorted(data).encode()
 
 
-def link_hash(prev_hash: str, row, user_id) -> str:
-    return hmac.new(_key(), prev_hash.encode() + b"|" + canonical(row, user_id), hashlib.sha256).hexdigest()
+def link_hash(prev_hash: str, row, user_id, key: bytes | None = None) -> str:
+    return hmac.new(key or _key(), prev_hash.encode() + b"|" + canonical(row, user_id), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -143,19 +149,33 @@ def latest_purge_cut(conn) -> dict | None:
     return max(cuts, key=lambda c: c["seq"]) if cuts else None
 
 
+def _late_ids(conn, top: int) -> list[int]:
+    """Ids below the sealed head, within ``LATE_WINDOW``, that have no link: rows that committed after newer
+    ones were sealed. Only ids are compared (an anti-join of two primary-key ranges, both bounded, index-only
+    where the pages are visible); the full rows are read for the late ones alone. Every background pass runs
+    this, so it must stay cheap: joining the full rows of the window cost about four times as much."""
+    low = top - LATE_WINDOW
+    linked = (select(_chain.c.audit_log_id)
+              .where(_chain.c.audit_log_id > low, _chain.c.audit_log_id < top).subquery())
+    query = (select(_table.c.id).outerjoin(linked, linked.c.audit_log_id == _table.c.id)
+             .where(_table.c.id > low, _table.c.id < top, linked.c.audit_log_id.is_(None)))
+    return list(conn.scalars(query))
+
+
 def _seal_batch(result: SealResult, wait: bool = True) -> int:
     with db.engine.begin() as conn:
         if not _lock_chain(conn, wait):
             return 0
         seq, prev = _head(conn)
         top = conn.scalar(select(func.max(_chain.c.audit_log_id))) or 0
-        unsealed = select(_table).outerjoin(_chain, _chain.c.audit_log_id == _table.c.id).where(_chain.c.seq.is_(None))
-        late = _rows(conn, unsealed.where(_table.c.id < top, _table.c.id > top - LATE_WINDOW).order_by(_table.c.id))
+        late_ids = _late_ids(conn, top)
+        late = _rows(conn, select(_table).where(_table.c.id.in_(late_ids)).order_by(_table.c.id)) if late_ids else []
         fresh = _rows(conn, select(_table).where(_table.c.id > top).order_by(_table.c.id).limit(SEAL_BATCH))
         links = []
+        key = _key()
         for row, is_late in [(r, True) for r in late] + [(r, False) for r in fresh]:
             seq += 1
-            digest = link_hash(prev, row, row.user_id)
+            digest = link_hash(prev, row, row.user_id, key)
             links.append({"seq": seq, "audit_log_id": row.id, "user_id": row.user_id, "prev_hash": prev,
                           "link_hash": digest, "sealed_at": utcnow(), "late": is_late})
             prev = digest

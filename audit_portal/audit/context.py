@@ -14,10 +14,13 @@ def client_ip() -> str | None:
     """The client's IP. ``X-Forwarded-For`` is honoured only through ``TRUSTED_PROXY_COUNT`` proxies."""
     if not has_request_context():
         return None
-    trusted = current_app.config.get("TRUSTED_PROXY_COUNT", 0)
-    remote = request.environ.get("REMOTE_ADDR")
+    return _client_ip(request._get_current_object(), current_app.config.get("TRUSTED_PROXY_COUNT", 0))
+
+
+def _client_ip(req, trusted: int) -> str | None:
+    remote = req.environ.get("REMOTE_ADDR")
     if trusted > 0:
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+        forwarded = [p.strip() for p in req.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
         # Each trusted proxy appends the address it received the request from; the client is the
         # entry just before the ones our own proxies added.
         if len(forwarded) >= trusted:
@@ -46,9 +49,13 @@ def request_id() -> str | None:
     """One id per HTTP request, shared by every event it produces."""
     if not has_request_context():
         return None
-    rid = g.get("audit_request_id")
+    return _request_id(g._get_current_object())
+
+
+def _request_id(store) -> str:
+    rid = store.get("audit_request_id")
     if rid is None:
-        rid = g.audit_request_id = str(uuid.uuid4())
+        rid = store.audit_request_id = str(uuid.uuid4())
     return rid
 
 
@@ -58,10 +65,16 @@ def current_actor() -> tuple[int | None, str | None]:
     The loaders snapshot the actor when the request authenticates (``remember_actor``): reading it back
     costs nothing, whereas ``current_user`` after a commit reloads the user from the database; and a
     logout request stays attributed to the user who made it."""
-    if not has_request_context() or g.get("auth_in_progress"):
+    if not has_request_context():
         return None, None
-    if g.get("audit_actor"):
-        return g.audit_actor
+    return _actor(g._get_current_object())
+
+
+def _actor(store) -> tuple[int | None, str | None]:
+    if store.get("auth_in_progress"):
+        return None, None
+    if store.get("audit_actor"):
+        return store.audit_actor
     from flask_login import current_user
 
     try:
@@ -70,6 +83,25 @@ def current_actor() -> tuple[int | None, str | None]:
     except Exception:  # noqa: BLE001 - a broken session must not break auditing
         return None, None
     return None, None
+
+
+def request_fields() -> dict:
+    """The actor and request context of the current request, as ``build_event`` keyword arguments (with
+    ``credential``, the API token the request authenticated with, if any). Reads the request, ``g`` and the
+    config once each: this runs for every audited request."""
+    if not has_request_context():
+        return {"user_id": None, "username": None, "ip_address": None, "user_agent_": None, "request_id_": None,
+                "credential": None}
+    req, store = request._get_current_object(), g._get_current_object()
+    uid, uname = _actor(store)
+    return {
+        "user_id": uid,
+        "username": uname,
+        "ip_address": _client_ip(req, current_app.config.get("TRUSTED_PROXY_COUNT", 0)),
+        "user_agent_": req.headers.get("User-Agent"),
+        "request_id_": _request_id(store),
+        "credential": store.get("audit_credential"),
+    }
 
 
 def remember_actor(user, credential: dict | None = None) -> None:

@@ -16,6 +16,8 @@ class _StrEnum(enum.StrEnum):
     @classmethod
     def parse(cls, value: str):
         """Look ``value`` up case-insensitively; raise ``ValueError`` naming the allowed values."""
+        if isinstance(value, cls):
+            return value
         text = str(value).strip()
         for candidate in (text, text.upper(), text.lower()):
             try:

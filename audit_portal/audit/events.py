@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime
 
 from . import models as m
-from .context import client_ip, current_actor, request_id, user_agent
 from .enums import ActionType, ErrorSeverity, ResourceType, Status, category_for
 from .redaction import redact, redact_text, storable
 
@@ -25,7 +24,10 @@ def single_line(value: object, limit: int) -> str | None:
     so a header or a name can never forge a second line in a log or a CSV file."""
     if value is None:
         return None
-    return bound(_CONTROL_RE.sub(_escape, storable(str(value))), limit)
+    text = str(value)
+    if text.isascii() and text.isprintable():  # the common case: nothing to escape (and NUL-free)
+        return bound(text, limit)
+    return bound(_CONTROL_RE.sub(_escape, storable(text)), limit)
 
 
 def _escape(match: re.Match) -> str:
@@ -135,16 +137,4 @@ def build_event(
         "path": single_line(redact_text(path), m.PATH_MAX),
         "status_code": _integer("status_code", status_code, 999),
         "duration_ms": _integer("duration_ms", duration_ms, clamp=True),
-    }
-
-
-def request_fields() -> dict:
-    """The actor and request context of the current request, as ``build_event`` keyword arguments."""
-    uid, uname = current_actor()
-    return {
-        "user_id": uid,
-        "username": uname,
-        "ip_address": client_ip(),
-        "user_agent_": user_agent(),
-        "request_id_": request_id(),
     }

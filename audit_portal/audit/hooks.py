@@ -50,15 +50,16 @@ class AuditMiddleware:
         return method.upper() in self.methods or path.startswith(self.include)
 
     def _start(self) -> None:
-        g.audit_started = time.perf_counter()
-        g.audit_timestamp = utcnow()
+        store = g._get_current_object()
+        store.audit_started = time.perf_counter()
+        store.audit_timestamp = utcnow()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         # Accept a request id only when the operator says the proxy in front sets it (most proxies pass a
         # client's header through, and a client could file its events under another request's id), and
         # only when it looks like one (bounded, no control characters).
-        if (current_app.config.get("AUDIT_TRUST_REQUEST_ID") and 8 <= len(incoming) <= 36
+        if (incoming and current_app.config.get("AUDIT_TRUST_REQUEST_ID") and 8 <= len(incoming) <= 36
                 and incoming.replace("-", "").isalnum() and incoming.isascii()):
-            g.audit_request_id = incoming
+            store.audit_request_id = incoming
         else:
             request_id()
 
@@ -74,22 +75,26 @@ class AuditMiddleware:
             self._record(500)
 
     def _record(self, status_code: int) -> None:
-        if g.get("audit_request_recorded") or not current_app.config["AUDIT_ENABLED"]:
+        # Runs for every request: the request, ``g`` and the app are looked up once, not through their proxies
+        # at every use.
+        store, app = g._get_current_object(), current_app._get_current_object()
+        if store.get("audit_request_recorded") or not app.config["AUDIT_ENABLED"]:
             return
-        g.audit_request_recorded = True
+        store.audit_request_recorded = True
         try:
-            if not self.is_significant(request.method, request.path):
+            req = request._get_current_object()
+            method, path = req.method, req.path
+            if not self.is_significant(method, path):
                 return
-            started = g.get("audit_started")
+            started = store.get("audit_started")
             duration = int((time.perf_counter() - started) * 1000) if started else None
-            query = redact_query_string(request.query_string)
-            path = request.path + (f"?{query}" if query else "")
+            query = redact_query_string(req.query_string)
             status = Status.SUCCESS if status_code < 400 else Status.FAILURE if status_code < 500 else Status.ERROR
             log_audit(
                 None, ActionType.REQUEST, ResourceType.REQUEST, None,
-                f"{request.method} {request.path} answered {status_code}",
-                status=status, http_method=request.method, path=path, status_code=status_code,
-                duration_ms=duration, timestamp=g.get("audit_timestamp") or utcnow(),
+                f"{method} {path} answered {status_code}",
+                status=status, http_method=method, path=f"{path}?{query}" if query else path,
+                status_code=status_code, duration_ms=duration, timestamp=store.get("audit_timestamp") or utcnow(),
             )
         except Exception:  # noqa: BLE001 - auditing never fails a request
             log.exception("audit: could not record the request event")

@@ -52,10 +52,27 @@ def _redact_pair(match: re.Match) -> str:
     return f"{match.group('key')}{REDACTED}"
 
 
+#: Every match of ``_TEXT_PAIR_RE`` or ``_BEARER_RE`` contains one of these (lower-cased). An ASCII text that
+#: contains none of them cannot match, and skips the two regular expressions (most request descriptions and
+#: paths). Non-ASCII text always takes the full path: under IGNORECASE the patterns' ASCII letters also match
+#: a few non-ASCII ones (the Kelvin sign, the long s, the dotted and dotless i).
+_SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "session", "csrf", "credential",
+                 "signature", "pin", "otp", "bearer", "basic")
+_SECRET_HINT_RE = re.compile("|".join(_SECRET_HINTS))
+
+
+def _may_hold_secret(text: str) -> bool:
+    return not text.isascii() or _SECRET_HINT_RE.search(text.lower()) is not None
+
+
 def redact_text(text: str | None) -> str | None:
     """Blank out ``key=value`` pairs with secret-looking keys and bearer credentials in free text."""
-    if not text:
+    if not text or not _may_hold_secret(text):
         return text
+    return _redact_patterns(text)
+
+
+def _redact_patterns(text: str) -> str:
     text = _TEXT_PAIR_RE.sub(_redact_pair, text)
     return _BEARER_RE.sub(lambda m: f"{m.group('key') or m.group('key2')}{REDACTED}", text)
 

@@ -21,10 +21,10 @@ from sqlalchemy import insert
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .context import current_actor, current_credential
+from .context import current_actor, request_fields
 from .enums import ActionType, ResourceType, Status
 from .errors_info import error_type_name, fingerprint, format_stack, innermost_app_frame
-from .events import build_event, request_fields
+from .events import build_event
 from .models import AuditLog
 from .severity import severity_for
 
@@ -39,14 +39,14 @@ def _build(action_type, resource_type, resource_id, description, fields: dict) -
     """Build an event; if that fails (a bug in audit code), build a minimal event that says so."""
     try:
         context = request_fields()
+        credential, actor_id = context.pop("credential"), context["user_id"]
         if fields.get("user_id") is not None:
             # An explicit actor comes with its own name (or none): never the logged-in user's.
             del context["user_id"], context["username"]
         for key, value in list(fields.items()):
             if value is None:
                 fields.pop(key)
-        credential = current_credential()
-        if credential and fields.get("user_id", context.get("user_id")) == current_actor()[0]:
+        if credential and fields.get("user_id", actor_id) == actor_id:
             fields["metadata"] = {**(fields.get("metadata") or {}), "client": credential}
         return build_event(action_type, resource_type, resource_id, description, **{**context, **fields})
     except Exception as exc:  # noqa: BLE001

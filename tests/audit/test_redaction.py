@@ -114,3 +114,37 @@ def test_stored_events_carry_no_secret(app, audit_rows):
     assert row.event_metadata == {"smtp": {"host": "mail.example", "password": REDACTED}, "note": "token: [REDACTED]"}
     assert row.path == "/settings/smtp?password=[REDACTED]"
     assert row.stack_trace == "Traceback\nValueError: secret=[REDACTED]"
+
+
+# -- the fast path: text that cannot hold a secret skips the regular expressions ----------------------
+
+from hypothesis import given, settings  # noqa: E402 - grouped with the tests that use it
+from hypothesis import strategies as st  # noqa: E402
+
+from audit_portal.audit.redaction import _may_hold_secret, _redact_patterns  # noqa: E402
+
+_FRAGMENTS = ["pass", "PWD", "secret", "toKen", "api-key", "apikey", "Auth", "cookie", "session", "csrf",
+              "credential", "private_key", "signature", "pin", "otp", "Bearer ", "basic ", "token ", "=", ": ",
+              "\"", "'", " ", "&", "x", "9", "abcdefgh12345678", "\u212a", "\u017f", "\u0130", "\u0131", "/", "?"]
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=8).map("".join))
+def test_text_the_fast_path_skips_holds_nothing_to_redact(text):
+    # Whatever the full redaction would change, the fast path must not skip.
+    if _redact_patterns(text) != text:
+        assert _may_hold_secret(text)
+
+
+@pytest.mark.parametrize("text", ["to\u212aen=abc123", "pa\u017f\u017fword=abc123", "\u0130=x secret=abc"])
+def test_non_ascii_look_alikes_are_still_redacted(text):
+    # Under IGNORECASE the Kelvin sign matches "k" and the long s matches "s": such text must not be skipped.
+    assert _redact_patterns(text) != text
+    assert redact_text(text) == _redact_patterns(text)
+
+
+@pytest.mark.parametrize("text", ["GET /admin/users/ answered 200", "POST /admin/users/5/edit answered 302",
+                                  "User alice updated"])
+def test_ordinary_descriptions_take_the_fast_path_unchanged(text):
+    assert not _may_hold_secret(text)
+    assert redact_text(text) == text
