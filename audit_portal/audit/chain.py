@@ -172,12 +172,12 @@ def _seal_batch(result: SealResult, wait: bool = True) -> int:
         late = _rows(conn, select(_table).where(_table.c.id.in_(late_ids)).order_by(_table.c.id)) if late_ids else []
         fresh = _rows(conn, select(_table).where(_table.c.id > top).order_by(_table.c.id).limit(SEAL_BATCH))
         links = []
-        key = _key()
+        key, sealed_at = _key(), utcnow()
         for row, is_late in [(r, True) for r in late] + [(r, False) for r in fresh]:
             seq += 1
             digest = link_hash(prev, row, row.user_id, key)
             links.append({"seq": seq, "audit_log_id": row.id, "user_id": row.user_id, "prev_hash": prev,
-                          "link_hash": digest, "sealed_at": utcnow(), "late": is_late})
+                          "link_hash": digest, "sealed_at": sealed_at, "late": is_late})
             prev = digest
         if links:
             conn.execute(insert(_chain), links)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
 import uuid
 from datetime import datetime
 
@@ -82,6 +84,17 @@ def _aware(timestamp) -> datetime:
     return timestamp
 
 
+def new_event_id() -> str:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74 random bits. Ids made
+    later sort later, so the unique index on ``event_id`` grows at its right edge like the primary key,
+    instead of each insert touching a random page of it (a random UUID 4 does: at millions of rows that is
+    a page read and a full-page image in the WAL per insert)."""
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
+
+
 def build_event(
     action_type: ActionType | str,
     resource_type: ResourceType | str,
@@ -114,7 +127,7 @@ def build_event(
     resource = ResourceType.parse(resource_type)
     outcome = Status.parse(status)
     return {
-        "event_id": single_line(event_id, 36) or str(uuid.uuid4()),
+        "event_id": single_line(event_id, 36) or new_event_id(),
         "timestamp": _aware(timestamp),
         "user_id": _integer("user_id", user_id, 2**63 - 1),
         "username": single_line(username, m.USERNAME_SNAPSHOT_MAX),

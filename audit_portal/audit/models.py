@@ -70,7 +70,7 @@ class AuditLog(db.Model):
     error_type: Mapped[str | None] = mapped_column(String(ERROR_TYPE_MAX), nullable=True)
     stack_trace: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Hash of the error type and the innermost application frame; groups occurrences of one error.
-    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: Shared by every event one HTTP request produced.
     request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     http_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
@@ -88,8 +88,14 @@ Index("ix_audit_logs_timestamp_id", AuditLog.timestamp.desc(), AuditLog.id.desc(
 #: Each filterable column leads an index that also holds the default order, so "filter + newest first +
 #: LIMIT" is an index scan that stops after one page, whatever the table's size (docs/scaling.md).
 ORDERED_FILTER_COLUMNS = ("user_id", "action_type", "resource_type", "category", "status", "severity", "error_type")
+#: Columns only error events fill: their indexes are partial (``WHERE <column> IS NOT NULL``, migration 0007), so
+#: the other events (most of the log) cost them nothing on insert; ``<column> = value`` implies the predicate.
+SPARSE_FILTER_COLUMNS = ("severity", "error_type")
 for _name in ORDERED_FILTER_COLUMNS:
-    Index(f"ix_audit_logs_{_name}_timestamp", getattr(AuditLog, _name), AuditLog.timestamp.desc(), AuditLog.id.desc())
+    _column = getattr(AuditLog, _name)
+    _partial = {f"{dialect}_where": _column.is_not(None) for dialect in ("postgresql", "sqlite")} \
+        if _name in SPARSE_FILTER_COLUMNS else {}
+    Index(f"ix_audit_logs_{_name}_timestamp", _column, AuditLog.timestamp.desc(), AuditLog.id.desc(), **_partial)
 
 #: The common two-filter combinations get their own ordered index (migration 0006, docs/scaling.md): with
 #: only the one-column ones, their bounded count ANDs two large bitmaps and rechecks the heap.
@@ -98,9 +104,10 @@ for _first, _second in ORDERED_FILTER_PAIRS:
     Index(f"ix_audit_logs_{_first}_{_second}_timestamp", getattr(AuditLog, _first), getattr(AuditLog, _second),
           AuditLog.timestamp.desc(), AuditLog.id.desc())
 
-#: Indexes that exist only in the database (created by migrations, PostgreSQL only), not in the models:
-#: the trigram index behind ``search``, and the error dashboard's partial covering index
-#: ``(fingerprint, timestamp DESC, id DESC) INCLUDE (error_type, severity) WHERE fingerprint IS NOT NULL``.
+#: Indexes that exist only in the database (created by migrations), not in the models: the trigram index
+#: behind ``search`` (PostgreSQL), and the error dashboard's partial index, which also serves every
+#: fingerprint lookup: ``(fingerprint, timestamp DESC, id DESC) WHERE fingerprint IS NOT NULL``, on PostgreSQL
+#: covering (``INCLUDE (error_type, severity)``).
 DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm", "ix_audit_logs_errors"})
 
 #: Column names an event dict may carry (the table's columns, minus the generated id).

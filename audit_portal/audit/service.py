@@ -31,6 +31,10 @@ from .severity import severity_for
 log = logging.getLogger(__name__)
 
 
+#: One statement object for every in-transaction event: SQLAlchemy compiles it once and reuses the cached form.
+_INSERT = insert(AuditLog.__table__)
+
+
 def _enabled() -> bool:
     return has_app_context() and current_app.config.get("AUDIT_ENABLED", True)
 
@@ -104,7 +108,7 @@ def log_audit(
         # If this insert fails, the caller's change cannot commit either: its transaction fails as a whole.
         # The row as parameters of one cached statement: ``.values(**event)`` would build and compile a new
         # statement for every event (about three times the CPU).
-        db.session.execute(insert(AuditLog.__table__), event)
+        db.session.connection().execute(_INSERT, event)
         return event["event_id"]
     try:
         current_app.extensions["audit_writer"].submit(event)

@@ -106,3 +106,22 @@ def test_a_huge_duration_is_clamped():
 
 def test_single_line_keeps_ordinary_unicode():
     assert single_line("Zoë Ångström — 東京", 100) == "Zoë Ångström — 東京"
+
+
+def test_event_ids_are_uuid7_in_time_order(monkeypatch):
+    import time as time_module
+    import uuid
+
+    from audit_portal.audit.events import new_event_id
+
+    clock = iter([1_800_000_000_000_000_000, 1_800_000_000_001_000_000, 1_800_000_000_002_000_000])
+    monkeypatch.setattr(time_module, "time_ns", lambda: next(clock))
+    ids = [new_event_id() for _ in range(3)]
+    parsed = [uuid.UUID(value) for value in ids]
+    assert [p.version for p in parsed] == [7, 7, 7]
+    assert all(p.variant == uuid.RFC_4122 for p in parsed)
+    assert ids == sorted(ids)  # later events sort later: the unique index grows at its right edge
+    assert parsed[0].int >> 80 == 1_800_000_000_000  # the first 48 bits are the time in milliseconds
+    monkeypatch.undo()
+    many = {new_event_id() for _ in range(10_000)}
+    assert len(many) == 10_000
