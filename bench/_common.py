@@ -191,6 +191,15 @@ def proc_stat(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads included (the audit writer thread too)."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else None
+
+
 def child_pids(parent: int) -> list[int]:
     children = []
     for entry in os.listdir("/proc"):

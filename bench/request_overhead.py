@@ -68,9 +68,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402 - after the path set-up
     BenchError,
     child_pids,
+    cpu_seconds,
     drop_database,
     pg_connect,
-    proc_stat,
     query,
     recreate_database,
     require_wrk,
@@ -375,14 +375,6 @@ def run_wrk(port: int, path: str, script: Path, seconds: int, connections: int, 
 
 
 # -- CPU accounting ------------------------------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, all its threads included (the audit writer thread too)."""
-    fields = proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else None
 
 
 def local_tcp_ports(pids: list[int]) -> set[int]:
