@@ -59,10 +59,12 @@ def _bounded_metadata(metadata) -> dict | None:
     clean = redact(metadata)
     if not isinstance(clean, dict):
         clean = {"value": clean}
-    encoded = json.dumps(clean, default=str, allow_nan=False)
+    # ``redact`` returns only JSON types (dicts with string keys, lists, strings, finite numbers, booleans,
+    # None): encoding it measures its size, and ``clean`` itself is what gets stored.
+    encoded = json.dumps(clean, allow_nan=False)
     if len(encoded) > METADATA_MAX_BYTES:
         return {"truncated": True, "preview": encoded[: METADATA_MAX_BYTES // 2]}
-    return json.loads(encoded)
+    return clean
 
 
 def _integer(name: str, value, maximum: int = INT32_MAX, *, clamp: bool = False) -> int | None:

@@ -125,3 +125,26 @@ def test_event_ids_are_uuid7_in_time_order(monkeypatch):
     monkeypatch.undo()
     many = {new_event_id() for _ in range(10_000)}
     assert len(many) == 10_000
+
+
+def test_metadata_of_any_python_values_is_stored_as_plain_json(app, audit_rows):
+    import decimal
+    import json
+
+    class Widget:
+        def __repr__(self):
+            return "<Widget token=abc123>"
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    metadata = {"when": when, "tags": {"a"}, "pair": (1, 2), "price": decimal.Decimal("1.50"), "widget": Widget(),
+                "ratio": float("nan"), 7: "seven", "nested": {"password": "hunter2", "ok": [None, True, 2.5]}}
+    event = build_event(ActionType.UPDATE, ResourceType.SETTING, "s1", "changed", timestamp=when, metadata=metadata)
+    stored = event["metadata"]
+    assert json.loads(json.dumps(stored)) == stored  # only JSON types are left
+    assert stored["pair"] == [1, 2] and stored["tags"] == ["a"] and stored["7"] == "seven"
+    assert stored["ratio"] == "nan" and stored["nested"] == {"password": "[REDACTED]", "ok": [None, True, 2.5]}
+    assert "abc123" not in json.dumps(stored)  # a secret inside a repr is redacted too
+    with app.app_context():
+        log_audit(None, ActionType.UPDATE, ResourceType.SETTING, "s1", "changed", metadata=metadata)
+    [row] = audit_rows(action_type="UPDATE")
+    assert row.event_metadata["nested"]["password"] == "[REDACTED]" and row.event_metadata["pair"] == [1, 2]
