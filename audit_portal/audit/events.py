@@ -87,8 +87,9 @@ def _aware(timestamp) -> datetime:
 
 
 def new_event_id() -> str:
-    """A UUID version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74 random bits. Ids made
-    later sort later, so the unique index on ``event_id`` grows at its right edge like the primary key,
+    """A UUID version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74 random bits. Ids made in
+    a later millisecond sort later (within one millisecond their order is random; ``id`` and ``timestamp``,
+    not this, order the log), so the unique index on ``event_id`` grows at its right edge like the primary key,
     instead of each insert touching a random page of it (a random UUID 4 does: at millions of rows that is
     a page read and a full-page image in the WAL per insert)."""
     value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)

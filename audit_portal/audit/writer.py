@@ -58,7 +58,10 @@ def insert_ignoring_duplicates(connection, events: list[dict]) -> None:
     # RETURNING makes SQLAlchemy send the batch as multi-row INSERT ... VALUES statements ("insertmanyvalues");
     # without it, an ON CONFLICT insert of many rows goes through the driver's executemany: one statement
     # and one round trip per row (about twice the database CPU per event, docs/performance.md).
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.id)
+    # (SQLite before 3.35 has no RETURNING: there the batch goes row by row, as it did before.)
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+    if connection.dialect.insert_executemany_returning:
+        stmt = stmt.returning(table.c.id)
     connection.execute(stmt, events)
 
 
@@ -147,6 +150,7 @@ class AuditWriter:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._hurry = threading.Event()  # set: write what is queued now, without waiting for more
+        self._wakeup = threading.Event()  # set: stop gathering (a flush, close, or a full batch queued)
         self._closed = False
         self._last_replay = 0.0
         self._last_seal = time.monotonic()
@@ -169,11 +173,14 @@ class AuditWriter:
             return
         self._ensure_thread()
         self._queue.put(event)
+        if self._queue.qsize() >= BATCH_SIZE:
+            self._wakeup.set()  # a full batch is waiting: write it now, not after the delay
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written (or spooled). True if it finished in time."""
         deadline = time.monotonic() + timeout
         self._hurry.set()
+        self._wakeup.set()
         try:
             while self._queue.unfinished_tasks:
                 if time.monotonic() > deadline:
@@ -190,6 +197,7 @@ class AuditWriter:
             return
         self._closed = True
         self._hurry.set()
+        self._wakeup.set()
         if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
             self._queue.put(None)
             self._thread.join(timeout=30)
@@ -205,6 +213,7 @@ class AuditWriter:
                 # A forked child inherits the parent's queue object but not its thread.
                 self._queue = queue.Queue()
                 self._hurry = threading.Event()
+                self._wakeup = threading.Event()
                 self._thread = None
             if self._thread is None or not self._thread.is_alive():
                 self._pid = os.getpid()
@@ -223,8 +232,7 @@ class AuditWriter:
                 self._queue.task_done()
                 return
             batch = [first]
-            if self._linger > 0:
-                self._hurry.wait(self._linger)
+            self._gather(time.monotonic() + self._linger)
             stop = False
             while len(batch) < BATCH_SIZE:
                 try:
@@ -244,6 +252,16 @@ class AuditWriter:
             if stop:
                 return
             self._maybe_seal()
+
+    def _gather(self, deadline: float) -> None:
+        """Wait until ``deadline`` for more events, unless a flush or close hurries, or a full batch is queued:
+        the delay is for gathering events, never for holding back a backlog."""
+        while not self._hurry.is_set() and self._queue.qsize() < BATCH_SIZE - 1:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.wait(remaining)
+            self._wakeup.clear()
 
     def _maybe_seal(self) -> None:
         """Chain newly committed events into the hash chain every AUDIT_SEAL_INTERVAL seconds (0: never).

@@ -133,6 +133,21 @@ def test_transactional_event_commits_or_rolls_back_with_the_change(app, audit_ro
     assert len(audit_rows(event_id=committed)) == 1
 
 
+def test_a_transactional_event_may_name_a_user_the_transaction_has_not_flushed_yet(app, audit_rows):
+    # The change is written before its audit row (the row's user reference must find it), as an ORM
+    # execute's autoflush would do.
+    from audit_portal.users.models import Role
+
+    with app.app_context():
+        role = db.session.scalar(db.select(Role).filter_by(name="user"))
+        db.session.add(User(id=4242, username="pending", email="pending@example.com", password_hash="x", role=role))
+        event_id = log_audit(4242, ActionType.CREATE, ResourceType.USER, 4242, "pending created", transactional=True,
+                             username="pending")
+        db.session.commit()
+    [row] = audit_rows(event_id=event_id)
+    assert row.user_id == 4242 and row.username == "pending"
+
+
 @pytest.mark.settings(AUDIT_ENABLED=False)
 def test_nothing_is_recorded_when_auditing_is_off(app, audit_rows):
     with app.app_context():

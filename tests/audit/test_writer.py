@@ -10,7 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 from audit_portal.audit.enums import ActionType, ResourceType
 from audit_portal.audit.service import log_audit
@@ -105,6 +108,34 @@ def test_events_submitted_after_close_are_written_at_once(app, writer, audit_row
     with app.app_context():
         event_id = log_audit(None, ActionType.UPDATE, ResourceType.SETTING, "x", "late")
     assert [row.event_id for row in audit_rows(event_id=event_id)] == [event_id]
+
+
+@pytest.mark.settings(AUDIT_WRITE_DELAY_MS=600_000)
+def test_the_write_delay_gathers_events_but_never_holds_back_a_full_batch(app, writer):
+    from sqlalchemy import func, select
+
+    from audit_portal.audit.models import AuditLog
+    from audit_portal.audit.writer import BATCH_SIZE
+    from audit_portal.extensions import db
+
+    def stored() -> int:
+        with app.app_context():
+            return db.session.scalar(select(func.count()).select_from(AuditLog))
+
+    with app.app_context():
+        log_audit(None, ActionType.UPDATE, ResourceType.SETTING, "x", "first")
+    time.sleep(0.3)
+    assert stored() == 0  # gathering: a lone event waits for the delay (or a flush)
+    with app.app_context():
+        for i in range(3 * BATCH_SIZE):
+            log_audit(None, ActionType.UPDATE, ResourceType.SETTING, "x", f"burst {i}")
+    deadline = time.monotonic() + 60
+    while stored() < 2 * BATCH_SIZE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # A backlog is written batch after batch at once, not one batch per (here ten-minute) delay.
+    assert stored() >= 2 * BATCH_SIZE
+    assert writer.flush()
+    assert stored() == 3 * BATCH_SIZE + 1
 
 
 # -- the process ends ------------------------------------------------------------------------
