@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, literal_column, select
 
@@ -81,9 +81,21 @@ def _aware(value):
 
 
 def _day(dialect: str):
+    """The UTC day of an event, as a grouping key (``_day_key`` turns it into ``YYYY-MM-DD``)."""
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", AuditLog.timestamp), "YYYY-MM-DD")
+        # Bins of one day from a UTC midnight: about 2.6 times cheaper per row than formatting each timestamp
+        # with to_char(timezone('UTC', ...)) (1.06 s -> 0.41 s for the 1,000,000 errors of a 10,000,000-row
+        # log, docs/scaling.md), and the chart reads every error in its range.
+        return func.date_bin(literal_column("interval '1 day'"), AuditLog.timestamp,
+                             literal_column("timestamptz '2000-01-01 00:00:00+00'"))
     return func.substr(AuditLog.timestamp, 1, 10)
+
+
+def _day_key(value) -> str:
+    """``YYYY-MM-DD`` of what ``_day`` returned (a UTC-midnight timestamp on PostgreSQL, text on SQLite)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date().isoformat()
+    return str(value)[:10]
 
 
 @dataclass
@@ -111,7 +123,7 @@ def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts
     day = _day(db.engine.dialect.name).label("day")
     query = (apply_filters(select(day, AuditLog.severity, func.count()), scoped)
              .where(AuditLog.fingerprint.is_not(None)).group_by(day, AuditLog.severity))
-    counts = {(row[0], row[1]): row[2] for row in db.session.execute(query)}
+    counts = {(_day_key(row[0]), row[1]): row[2] for row in db.session.execute(query)}
     days = [start.date() + timedelta(days=i) for i in range((end - timedelta(microseconds=1)).date().toordinal()
                                                            - start.date().toordinal() + 1)]
     series = {sev: [counts.get((d.isoformat(), sev), 0) for d in days] for sev in SEVERITY_ORDER}

@@ -525,3 +525,27 @@ def test_a_filter_given_twice_is_a_422_in_the_viewer(admin_client):
     response = admin_client.get(f"{VIEWER}?status=SUCCESS&status=FAILURE")
     assert response.status_code == 422
     assert "Give this parameter once." in page_text(response)
+
+
+def test_the_chart_counts_each_error_on_its_utc_day(app, audit_rows):
+    from datetime import UTC, datetime
+
+    from audit_portal.audit.dashboard import errors_per_day
+    from audit_portal.audit.events import build_event
+    from audit_portal.audit.filters import AuditFilters
+    from audit_portal.audit.writer import store_events
+    from audit_portal.extensions import db
+
+    moments = [datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC), datetime(2026, 3, 2, 0, 0, 0, tzinfo=UTC),
+               datetime(2026, 3, 2, 12, 0, tzinfo=UTC), datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)]
+    with app.app_context():
+        store_events(lambda: db.engine.begin(), [
+            build_event("ERROR_OCCURRED", "SYSTEM", None, "boom", timestamp=when, status="ERROR",
+                        severity="CRITICAL" if i == 2 else "ERROR", error_type="ValueError", fingerprint="f" * 64)
+            for i, when in enumerate(moments)])
+        counts = errors_per_day(AuditFilters(date_from=datetime(2026, 3, 1, tzinfo=UTC),
+                                             date_to=datetime(2026, 3, 4, tzinfo=UTC)))
+    assert [day.isoformat() for day in counts.days] == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert counts.series["ERROR"] == [1, 1, 1]
+    assert counts.series["CRITICAL"] == [0, 1, 0]
+    assert counts.total == 4
