@@ -86,9 +86,10 @@ def _actor(store) -> tuple[int | None, str | None]:
 
 
 def request_fields() -> dict:
-    """The actor and request context of the current request, as ``build_event`` keyword arguments (with
-    ``credential``, the API token the request authenticated with, if any). Reads the request, ``g`` and the
-    config once each: this runs for every audited request."""
+    """The actor and request context of the current request, as ``build_event`` keyword arguments, plus
+    ``credential``: ``{"kind": "api-token", "id", "prefix"}`` when the request authenticated with an API token
+    (events store it under the metadata key ``client``: names such as ``token`` would be redacted). Reads the
+    request, ``g`` and the config once each: this runs for every audited request."""
     if not has_request_context():
         return {"user_id": None, "username": None, "ip_address": None, "user_agent_": None, "request_id_": None,
                 "credential": None}
@@ -109,9 +110,3 @@ def remember_actor(user, credential: dict | None = None) -> None:
     audit event it produces."""
     g.audit_actor = (user.id, user.username)
     g.audit_credential = credential
-
-
-def current_credential() -> dict | None:
-    """``{"kind": "api-token", "id", "prefix"}`` when the request authenticated with an API token (stored
-    under the metadata key ``client``: key names such as ``token`` or ``auth`` would be redacted)."""
-    return g.get("audit_credential") if has_request_context() else None
