@@ -28,6 +28,7 @@ from ..timeutil import utcnow
 from .chain_models import AuditChainLink
 from .enums import ActionType, ResourceType, Status
 from .events import build_event
+from .inserts import insert_events
 from .models import EVENT_COLUMNS, AuditLog
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def maybe_checkpoint(force: bool = False) -> dict | None:
                         f"Audit chain checkpoint at link {head.seq}", timestamp=utcnow(),
                         metadata={"seq": head.seq, "hash": head.link_hash})
     with db.engine.begin() as conn:
-        conn.execute(insert(_table), [event])
+        insert_events(conn, [event])
     return point
 
 

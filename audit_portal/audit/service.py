@@ -17,7 +17,6 @@ import inspect
 import logging
 
 from flask import current_app, has_app_context
-from sqlalchemy import insert
 
 from ..extensions import db
 from ..timeutil import utcnow
@@ -25,14 +24,10 @@ from .context import current_actor, request_fields
 from .enums import ActionType, ResourceType, Status
 from .errors_info import error_type_name, fingerprint, format_stack, innermost_app_frame
 from .events import build_event
-from .models import AuditLog
+from .inserts import insert_events
 from .severity import severity_for
 
 log = logging.getLogger(__name__)
-
-
-#: One statement object for every in-transaction event: SQLAlchemy compiles it once and reuses the cached form.
-_INSERT = insert(AuditLog.__table__)
 
 
 def _enabled() -> bool:
@@ -106,11 +101,9 @@ def log_audit(
     event = _build(action_type, resource_type, resource_id, description, fields)
     if transactional:
         # If this insert fails, the caller's change cannot commit either: its transaction fails as a whole.
-        # The row as parameters of one cached statement: ``.values(**event)`` would build and compile a new
-        # statement for every event (about three times the CPU).
         # Pending changes first (as an ORM execute's autoflush would): the row may refer to them.
         db.session.flush()
-        db.session.connection().execute(_INSERT, event)
+        insert_events(db.session.connection(), [event])
         return event["event_id"]
     try:
         current_app.extensions["audit_writer"].submit(event)

@@ -19,10 +19,9 @@ import time
 import weakref
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert
 
 from ..extensions import db
-from .models import AuditLog
+from .inserts import insert_events
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -43,26 +42,8 @@ REPLAY_INTERVAL_S = 2.0
 
 
 def insert_ignoring_duplicates(connection, events: list[dict]) -> None:
-    """Insert ``events``; rows whose ``event_id`` is already stored are skipped."""
-    table = AuditLog.__table__
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        for event in events:
-            if not connection.execute(table.select().where(table.c.event_id == event["event_id"])).first():
-                connection.execute(insert(table), [event])
-        return
-    # RETURNING makes SQLAlchemy send the batch as multi-row INSERT ... VALUES statements ("insertmanyvalues");
-    # without it, an ON CONFLICT insert of many rows goes through the driver's executemany: one statement
-    # and one round trip per row (about twice the database CPU per event, docs/performance.md).
-    # (SQLite before 3.35 has no RETURNING: there the batch goes row by row, as it did before.)
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
-    if connection.dialect.insert_executemany_returning:
-        stmt = stmt.returning(table.c.id)
-    connection.execute(stmt, events)
+    """Insert ``events`` in one statement; rows whose ``event_id`` is already stored are skipped."""
+    insert_events(connection, events, ignore_duplicates=True)
 
 
 def database_unavailable(exc: BaseException) -> bool:
