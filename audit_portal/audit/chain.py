@@ -10,7 +10,6 @@ truncated tail or a chain recomputed without the key is detected by ``verify``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -20,15 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import Row, func, insert, select, text
+from sqlalchemy import DateTime, Row, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..timeutil import utcnow
+from ..timeutil import UTCDateTime, utcnow
 from .chain_models import AuditChainLink
 from .enums import ActionType, ResourceType, Status
 from .events import build_event
-from .inserts import insert_events
+from .inserts import insert_events, insert_links
 from .models import EVENT_COLUMNS, AuditLog
 
 log = logging.getLogger(__name__)
@@ -49,26 +48,29 @@ def _key() -> bytes:
 
 
 _CANONICAL_KEYS = ("id", *EVENT_COLUMNS)
+#: The time columns: the canonical form writes them as UTC ISO text with microseconds.
+_TIME_KEYS = tuple(c.name for c in _table.columns if isinstance(c.type, (DateTime, UTCDateTime)))
 #: One encoder for every row (``json.dumps`` with options builds a new one per call).
 _encode_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def canonical(row, user_id=None) -> bytes:
     """A stable serialisation of an audit row (every column; ``user_id`` as it was when sealed)."""
-    values = row._mapping if isinstance(row, Row) else None
-    data = {}
-    for name in _CANONICAL_KEYS:
-        value = values[name] if values is not None else getattr(row, name)
-        if name == "user_id":
-            value = user_id
-        elif isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat(timespec="microseconds")
-        data[name] = value
+    if isinstance(row, Row) and row._fields == _CANONICAL_KEYS:
+        data = dict(zip(_CANONICAL_KEYS, row, strict=True))  # a row of ``select(audit_logs)``: no lookups by name
+    else:
+        values = row._mapping if isinstance(row, Row) else None
+        data = {name: values[name] if values is not None else getattr(row, name) for name in _CANONICAL_KEYS}
+    data["user_id"] = user_id
+    for name in _TIME_KEYS:
+        value = data[name]
+        if isinstance(value, datetime):
+            data[name] = value.astimezone(UTC).isoformat(timespec="microseconds")
     return _encode_sorted(data).encode()
 
 
 def link_hash(prev_hash: str, row, user_id, key: bytes | None = None) -> str:
-    return hmac.new(key or _key(), prev_hash.encode() + b"|" + canonical(row, user_id), hashlib.sha256).hexdigest()
+    return hmac.digest(key or _key(), prev_hash.encode() + b"|" + canonical(row, user_id), "sha256").hex()
 
 
 @dataclass
@@ -180,8 +182,7 @@ def _seal_batch(result: SealResult, wait: bool = True) -> int:
             links.append({"seq": seq, "audit_log_id": row.id, "user_id": row.user_id, "prev_hash": prev,
                           "link_hash": digest, "sealed_at": sealed_at, "late": is_late})
             prev = digest
-        if links:
-            conn.execute(insert(_chain), links)
+        insert_links(conn, links)
         result.sealed += len(links)
         result.late += len(late)
         result.head_seq = seq

@@ -1,8 +1,8 @@
-"""Writing event rows to ``audit_logs``: one INSERT statement per call, however many rows it carries.
+"""Writing rows to ``audit_logs`` and ``audit_chain``: one INSERT statement per call, however many rows.
 
-Both write paths end here: the background writer's batches (``ignore_duplicates=True``: replays skip the
-event ids already stored) and the domain event that commits with its change (on the caller's connection,
-inside its transaction).
+Every audit row is written here: the background writer's batches (``ignore_duplicates=True``: replays skip
+the event ids already stored), the domain event that commits with its change (on the caller's connection,
+inside its transaction), checkpoints; and so is every link of the hash chain.
 
 On PostgreSQL the rows travel as one JSON parameter that the server expands with
 ``json_populate_recordset``. SQLAlchemy's own insert binds every column of every row in Python: about
@@ -18,18 +18,27 @@ from datetime import datetime
 
 from sqlalchemy import insert
 
+from .chain_models import AuditChainLink
 from .models import EVENT_COLUMNS, AuditLog
 
 _table = AuditLog.__table__
-#: One statement object for SQLAlchemy's path: it is compiled once and its cached form reused.
+_chain = AuditChainLink.__table__
+#: One statement object per table for SQLAlchemy's path: each is compiled once and its cached form reused.
 _CORE_INSERT = insert(_table)
+_CORE_INSERT_LINKS = insert(_chain)
 
-_COLUMN_LIST = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
-#: Every column of the row type is filled from the JSON object's key of the same name (a missing key is NULL);
-#: ``id`` is not selected, so it comes from its sequence. (Names from the model, not from input.)
-_PG_INSERT = (f"INSERT INTO {_table.name} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} "  # noqa: S608
-              f"FROM json_populate_recordset(NULL::{_table.name}, %s)")
+
+def _pg_insert(table, columns) -> str:
+    """``INSERT INTO table (columns) SELECT columns FROM json_populate_recordset(NULL::table, %s)``: each column
+    is filled from the JSON object's key of the same name (a missing key is NULL); a column left out (the
+    audit row's ``id``) comes from its default. Names come from the models, never from input."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table.name}, %s)"  # noqa: S608
+
+
+_PG_INSERT = _pg_insert(_table, EVENT_COLUMNS)
 _PG_INSERT_IGNORING_DUPLICATES = _PG_INSERT + " ON CONFLICT (event_id) DO NOTHING"
+_PG_INSERT_LINKS = _pg_insert(_chain, [column.name for column in _chain.columns])
 
 
 def _json_value(value):
@@ -73,3 +82,13 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
     for event in events:
         if not connection.execute(_table.select().where(_table.c.event_id == event["event_id"])).first():
             connection.execute(_CORE_INSERT, [event])
+
+
+def insert_links(connection, links: list[dict]) -> None:
+    """Insert hash-chain links (dicts of every ``audit_chain`` column) on ``connection``, in its transaction."""
+    if not links:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode(links),))
+    else:
+        connection.execute(_CORE_INSERT_LINKS, links)

@@ -4,9 +4,10 @@ without the key, a row slipped in below the head. Sealing is safe with several w
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,25 @@ def test_sealing_never_updates_an_audit_row(app):
     seal(app)
     assert [row(app, i) for i in ids] == before
     assert [link.audit_log_id for link in links(app)] == ids
+
+
+def test_every_reading_of_a_row_has_the_same_canonical_form(app):
+    """The sealer hashes rows of ``select(audit_logs)`` (read by position), ``verify`` rows joined with their
+    links (read by column name): both must give the same bytes, as must a row whose columns come in another
+    order."""
+    ids = record_events(app, 3)
+    seal(app)
+    with app.app_context():
+        plain = db.session.execute(select(LOGS).where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
+        joined = db.session.execute(select(CHAIN, LOGS).join(LOGS, LOGS.c.id == CHAIN.c.audit_log_id)
+                                    .where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
+        reordered = db.session.execute(select(*reversed(LOGS.c)).where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
+        for by_position, by_column, other_order in zip(plain, joined, reordered, strict=True):
+            form = chain.canonical(by_position, 7)
+            assert form == chain.canonical(chain._RowView(by_column._mapping), 7) == chain.canonical(other_order, 7)
+            decoded = json.loads(form)
+            assert decoded["id"] == by_position.id and decoded["user_id"] == 7
+            assert decoded["timestamp"] == by_position.timestamp.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 # -- edited, deleted, reordered ---------------------------------------------------------------
