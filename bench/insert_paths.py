@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What writing audit rows costs, SQLAlchemy Core insert against the JSON insert of ``audit/inserts.py``.
+"""What writing audit rows costs: SQLAlchemy's Core insert against ``audit/inserts.py`` (``insert_events``).
 
 Run by hand (not in CI), from the repository root, with the project's virtualenv:
 
@@ -15,10 +15,11 @@ creates an admin, then measures two write paths, each both ways, alternating the
   (``ON CONFLICT (event_id) DO NOTHING``).
 
 ``core`` is SQLAlchemy's insert as the writers used it before (a cached Core ``insert()``, executed with the
-row dicts; the batch with ``RETURNING`` so that SQLAlchemy sends multi-row VALUES); ``json`` is
-``audit.inserts.insert_events`` (one JSON parameter expanded by ``json_populate_recordset``). It reads the
-CPU time of this thread (``time.thread_time``) and of the PostgreSQL backend (``/proc``) around each share,
-and prints medians per row with quartiles, and the ratios json / core.
+row dicts; the batch with ``RETURNING`` so that SQLAlchemy sends multi-row VALUES); ``inserts`` is
+``audit.inserts.insert_events``: a single row as ``VALUES`` with the driver's parameters, a batch as one JSON
+parameter expanded by ``json_populate_recordset``. It reads the CPU time of this thread (``time.thread_time``)
+and of the PostgreSQL backend (``/proc``) around each share, and prints medians per row with quartiles, and
+the ratios inserts / core.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from _common import app_env, cpu_seconds, drop_database, flask_cli, recreate_dat
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="CPU per audit row: SQLAlchemy Core insert vs the JSON insert.")
+    parser = argparse.ArgumentParser(description="CPU per audit row: SQLAlchemy Core insert vs audit.inserts.")
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds (default: %(default)s)")
     parser.add_argument("--single", type=int, default=800,
                         help="transactions per path and round for one row in a transaction (default: %(default)s)")
@@ -107,11 +108,11 @@ def measure(args, url: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
     single_paths = {
         "none": lambda connection, event: None,
         "core": lambda connection, event: connection.execute(core_single, event),
-        "json": lambda connection, event: insert_events(connection, [event]),
+        "inserts": lambda connection, event: insert_events(connection, [event]),
     }
     batch_paths = {
         "core": lambda connection, events: connection.execute(core_batch, events),
-        "json": lambda connection, events: insert_events(connection, events, ignore_duplicates=True),
+        "inserts": lambda connection, events: insert_events(connection, events, ignore_duplicates=True),
     }
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     with app.app_context():
@@ -159,11 +160,11 @@ def report(results: dict) -> None:
                 continue
             app_values, pg_values = [v[0] for v in values], [v[1] for v in values]
             medians[name] = (statistics.median(app_values), statistics.median(pg_values))
-            print(f"    {name:<5} app {medians[name][0]:.4f} {quartiles(app_values):<17} "
+            print(f"    {name:<7} app {medians[name][0]:.4f} {quartiles(app_values):<17} "
                   f"pg {medians[name][1]:.4f} {quartiles(pg_values)}")
-        (core_app, core_pg), (json_app, json_pg) = medians["core"], medians["json"]
-        print(f"    json / core: app {json_app / core_app:.2f}, pg {json_pg / core_pg:.2f}, "
-              f"together {(json_app + json_pg) / (core_app + core_pg):.2f}")
+        (core_app, core_pg), (new_app, new_pg) = medians["core"], medians["inserts"]
+        print(f"    inserts / core: app {new_app / core_app:.2f}, pg {new_pg / core_pg:.2f}, "
+              f"together {(new_app + new_pg) / (core_app + core_pg):.2f}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ Every audit row is written here: the background writer's batches (``ignore_dupli
 the event ids already stored), the domain event that commits with its change (on the caller's connection,
 inside its transaction), checkpoints; and so is every link of the hash chain.
 
-On PostgreSQL the rows travel as one JSON parameter that the server expands with
-``json_populate_recordset``. SQLAlchemy's own insert binds every column of every row in Python: about
-0.08 ms of CPU per row in a batch and 0.23 ms for a single row in a transaction, against 0.02 and 0.11 ms
-this way, and the server parses one parameter instead of 23 per row (``bench/insert_paths.py``,
-docs/performance.md). Elsewhere (SQLite) the SQLAlchemy Core insert is used.
+On PostgreSQL the statements bypass SQLAlchemy's compiled inserts, which bind every column of every row in
+Python (``bench/insert_paths.py``, docs/performance.md): several rows travel as one JSON parameter that the
+server expands with ``json_populate_recordset`` (about 0.02 ms of CPU per row in a batch against 0.08, and
+less parsing for the server than a multi-row VALUES list); a single row, the domain event in its change's
+transaction, is a plain ``VALUES`` with the driver's own parameters (0.11 ms against 0.23; planning the
+JSON expansion would cost the server more than it saves for one row). Elsewhere (SQLite) the SQLAlchemy
+Core insert is used.
 """
 
 from __future__ import annotations
@@ -28,17 +30,24 @@ _CORE_INSERT = insert(_table)
 _CORE_INSERT_LINKS = insert(_chain)
 
 
+def _quoted(columns) -> str:
+    return ", ".join(f'"{name}"' for name in columns)
+
+
 def _pg_insert(table, columns) -> str:
     """``INSERT INTO table (columns) SELECT columns FROM json_populate_recordset(NULL::table, %s)``: each column
     is filled from the JSON object's key of the same name (a missing key is NULL); a column left out (the
     audit row's ``id``) comes from its default. Names come from the models, never from input."""
-    names = ", ".join(f'"{name}"' for name in columns)
+    names = _quoted(columns)
     return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table.name}, %s)"  # noqa: S608
 
 
+_IGNORE_DUPLICATES = " ON CONFLICT (event_id) DO NOTHING"
 _PG_INSERT = _pg_insert(_table, EVENT_COLUMNS)
-_PG_INSERT_IGNORING_DUPLICATES = _PG_INSERT + " ON CONFLICT (event_id) DO NOTHING"
 _PG_INSERT_LINKS = _pg_insert(_chain, [column.name for column in _chain.columns])
+#: One row, driver parameters by name (``%(event_id)s``): psycopg2 adapts them in C.
+_PG_INSERT_ONE = (f"INSERT INTO {_table.name} ({_quoted(EVENT_COLUMNS)}) "  # noqa: S608
+                  f"VALUES ({', '.join(f'%({name})s' for name in EVENT_COLUMNS)})")
 
 
 def _json_value(value):
@@ -61,8 +70,15 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
         return
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        statement = _PG_INSERT_IGNORING_DUPLICATES if ignore_duplicates else _PG_INSERT
-        connection.exec_driver_sql(statement, (_encode(events),))
+        suffix = _IGNORE_DUPLICATES if ignore_duplicates else ""
+        if len(events) == 1:
+            event = events[0]
+            metadata = event.get("metadata")
+            row = {name: event.get(name) for name in EVENT_COLUMNS}
+            row["metadata"] = None if metadata is None else _encode(metadata)  # text, which the server casts to JSONB
+            connection.exec_driver_sql(_PG_INSERT_ONE + suffix, row)
+        else:
+            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode(events),))
         return
     if not ignore_duplicates:
         connection.execute(_CORE_INSERT, events)

@@ -41,11 +41,14 @@ def _events(user_id: int) -> list[dict]:
     ]
 
 
-def test_every_column_is_stored_as_given(app, make_user):
+@pytest.mark.parametrize("together", [True, False], ids=["in-one-statement", "one-by-one"])
+def test_every_column_is_stored_as_given(app, make_user, together):
+    """Several rows and a single row take different statements on PostgreSQL: both store the same."""
     events = _events(make_user("inserter"))
     with app.app_context():
         with db.engine.begin() as connection:
-            insert_events(connection, events)
+            for chunk in [events] if together else [[event] for event in events]:
+                insert_events(connection, chunk)
         for event in events:
             stored = _stored(event["event_id"])
             assert stored == event
@@ -64,13 +67,18 @@ def test_duplicates_are_skipped_only_when_asked(app, make_user):
             insert_events(connection, events, ignore_duplicates=True)  # a replay of two of them, and one new
         ids = [e["event_id"] for e in events]
         assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 3
-        with pytest.raises(sa_exc.IntegrityError):
-            with db.engine.begin() as connection:
-                insert_events(connection, events[:1])
+        for chunk in (events[:1], events[:2]):
+            with pytest.raises(sa_exc.IntegrityError):
+                with db.engine.begin() as connection:
+                    insert_events(connection, chunk)
+        with db.engine.begin() as connection:
+            insert_events(connection, events[:1], ignore_duplicates=True)
+        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 3
 
 
-def test_a_row_the_database_refuses_is_an_sqlalchemy_error_and_the_transaction_keeps_nothing(app):
-    events = _events(user_id=987_654)  # no such user: the foreign key refuses the first row
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_row_the_database_refuses_is_an_sqlalchemy_error_and_the_transaction_keeps_nothing(app, count):
+    events = _events(user_id=987_654)[:count]  # no such user: the foreign key refuses the first row
     with app.app_context():
         with pytest.raises(sa_exc.IntegrityError):
             with db.engine.begin() as connection:
