@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -41,7 +42,13 @@ _MAX_DEPTH = 8
 
 def is_secret_key(name: object) -> bool:
     """True when a field called ``name`` should never be stored."""
-    return isinstance(name, str) and bool(SECRET_KEY_RE.search(name))
+    return isinstance(name, str) and _secret_name(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    # Cached: events carry the same few field names over and over ("old", "new", "full_name", ...).
+    return bool(SECRET_KEY_RE.search(name))
 
 
 def _redact_pair(match: re.Match) -> str:

@@ -118,6 +118,7 @@ def test_event_ids_are_uuid7_in_time_order(monkeypatch):
     monkeypatch.setattr(time_module, "time_ns", lambda: next(clock))
     ids = [new_event_id() for _ in range(3)]
     parsed = [uuid.UUID(value) for value in ids]
+    assert [str(p) for p in parsed] == ids  # the standard form: lower-case hex, hyphens at 8-4-4-4-12
     assert [p.version for p in parsed] == [7, 7, 7]
     assert all(p.variant == uuid.RFC_4122 for p in parsed)
     assert ids == sorted(ids)  # later events sort later: the unique index grows at its right edge
