@@ -5,12 +5,12 @@ the event ids already stored), the domain event that commits with its change (on
 inside its transaction), checkpoints; and so is every link of the hash chain.
 
 On PostgreSQL the statements bypass SQLAlchemy's compiled inserts, which bind every column of every row in
-Python (``bench/insert_paths.py``, docs/performance.md): several rows travel as one JSON parameter that the
-server expands with ``json_populate_recordset`` (about 0.02 ms of CPU per row in a batch against 0.08, and
-less parsing for the server than a multi-row VALUES list); a single row, the domain event in its change's
-transaction, is a plain ``VALUES`` with the driver's own parameters (0.11 ms against 0.23; planning the
-JSON expansion would cost the server more than it saves for one row). Elsewhere (SQLite) the SQLAlchemy
-Core insert is used.
+Python: several rows travel as one JSON parameter that the server expands with ``json_populate_recordset``
+(0.017 ms of app CPU per row in a batch of 40 against 0.055, and a little less for the server than parsing
+a multi-row VALUES list); a single row, the domain event in its change's transaction, is a plain ``VALUES``
+with the driver's own parameters (0.11 ms against 0.21; planning the JSON expansion would cost the server
+more than it saves for one row). Figures: ``bench/insert_paths.py``, docs/performance.md. Elsewhere
+(SQLite) the SQLAlchemy Core insert is used.
 """
 
 from __future__ import annotations
