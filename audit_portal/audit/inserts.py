@@ -1,22 +1,24 @@
 """Writing rows to ``audit_logs`` and ``audit_chain``: one INSERT statement per call, however many rows.
 
-Every audit row is written here: the background writer's batches (``ignore_duplicates=True``: replays skip
-the event ids already stored), the domain event that commits with its change (on the caller's connection,
-inside its transaction), checkpoints; and so is every link of the hash chain.
+The audit rows written here: the background writer's batches (``ignore_duplicates=True``: replays skip the
+event ids already stored), the domain event that commits with its change (on the caller's connection,
+inside its transaction), ``AuditLogRepository.create``, checkpoints and the retention purge's own event; and
+every link of the hash chain.
 
 On PostgreSQL the statements bypass SQLAlchemy's compiled inserts, which bind every column of every row in
 Python: several rows travel as one JSON parameter that the server expands with ``json_populate_recordset``
 (0.017 ms of app CPU per row in a batch of 40 against 0.055, and a little less for the server than parsing
-a multi-row VALUES list); a single row, the domain event in its change's transaction, is a plain ``VALUES``
-with the driver's own parameters (0.11 ms against 0.21; planning the JSON expansion would cost the server
-more than it saves for one row). Figures: ``bench/insert_paths.py``, docs/performance.md. Elsewhere
+a multi-row VALUES list); a single event (above all the domain event in its change's transaction; also a
+writer batch of one) is a plain ``VALUES`` with the driver's own parameters (0.11 ms against 0.21; planning
+the JSON expansion would cost the server more than it saves for one row). Chain links always go as JSON:
+the sealer writes them in batches. Figures: ``bench/insert_paths.py``, docs/performance.md. Elsewhere
 (SQLite) the SQLAlchemy Core insert is used.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import insert
 
@@ -50,10 +52,31 @@ _PG_INSERT_ONE = (f"INSERT INTO {_table.name} ({_quoted(EVENT_COLUMNS)}) "  # no
                   f"VALUES ({', '.join(f'%({name})s' for name in EVENT_COLUMNS)})")
 
 
+def _utc(value):
+    """A time as UTC; a naive one is refused (as the ``UTCDateTime`` column type refuses it): the server would
+    read it in its session's time zone."""
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetimes are not stored; give a timezone-aware UTC datetime")
+    return value.astimezone(UTC)
+
+
 def _json_value(value):
     if isinstance(value, datetime):
-        return value.isoformat()  # events carry aware timestamps: the offset is part of the text
+        return _utc(value).isoformat()
     raise TypeError(f"an audit event field of type {type(value).__name__} is not JSON serialisable")
+
+
+#: Python-side column defaults (``description`` "", ``is_sensitive`` False): SQLAlchemy's insert fills them in
+#: for a missing key, and so must these statements (``build_event`` always gives every key; older spool lines
+#: or hand-made events may not).
+_DEFAULTS = {c.name: c.default.arg for c in (*_table.columns, *_chain.columns)
+             if c.default is not None and c.default.is_scalar}
+
+
+def _complete(row: dict) -> dict:
+    return row if _DEFAULTS.keys() <= row.keys() else {**_DEFAULTS, **row}
 
 
 #: Event values are JSON types already (``build_event`` redacts metadata into JSON types), plus the timestamp.
@@ -65,7 +88,8 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
     """Insert ``events`` (dicts of ``EVENT_COLUMNS``) on ``connection``, in its current transaction.
 
     ``ignore_duplicates``: rows whose ``event_id`` is already stored are skipped (replays are idempotent).
-    Database errors are raised as SQLAlchemy errors, as any other statement's are."""
+    Database errors are raised as SQLAlchemy errors, as any other statement's are; a value that cannot be
+    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``."""
     if not events:
         return
     dialect = connection.dialect.name
@@ -74,11 +98,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
         if len(events) == 1:
             event = events[0]
             metadata = event.get("metadata")
-            row = {name: event.get(name) for name in EVENT_COLUMNS}
+            row = {name: event.get(name, _DEFAULTS.get(name)) for name in EVENT_COLUMNS}
             row["metadata"] = None if metadata is None else _encode(metadata)  # text, which the server casts to JSONB
+            row["timestamp"] = _utc(row["timestamp"])
             connection.exec_driver_sql(_PG_INSERT_ONE + suffix, row)
         else:
-            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode(events),))
+            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode([_complete(event) for event in events]),))
         return
     if not ignore_duplicates:
         connection.execute(_CORE_INSERT, events)
@@ -105,6 +130,6 @@ def insert_links(connection, links: list[dict]) -> None:
     if not links:
         return
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode(links),))
+        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode([_complete(link) for link in links]),))
     else:
         connection.execute(_CORE_INSERT_LINKS, links)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, select, text
 
 from ..extensions import db
 from ..timeutil import utcnow
@@ -17,6 +17,7 @@ from .chain import seal
 from .chain_models import AuditChainLink
 from .enums import ActionType, ResourceType
 from .events import build_event
+from .inserts import insert_events
 from .models import AuditLog
 
 PURGE_BATCH = 5000
@@ -82,7 +83,7 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
                 # The event goes in before the last rows go out: on SQLite an id is reused once the rows
                 # with the highest ids are deleted, and a purge of everything must not hand out id 1 again.
                 expected = conn.scalar(select(func.count()).select_from(_table).where(_table.c.id.in_(ids)))
-                conn.execute(insert(_table), [_purge_event(plan, deleted + expected, actor)])
+                insert_events(conn, [_purge_event(plan, deleted + expected, actor)])
                 batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
                 if batch != expected:  # someone else deleted rows meanwhile: roll back rather than misreport
                     raise RuntimeError("audit rows changed during the retention purge; run it again")

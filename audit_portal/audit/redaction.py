@@ -42,12 +42,20 @@ _MAX_DEPTH = 8
 
 def is_secret_key(name: object) -> bool:
     """True when a field called ``name`` should never be stored."""
-    return isinstance(name, str) and _secret_name(name)
+    if not isinstance(name, str):
+        return False
+    if len(name) <= _CACHED_NAME_MAX:
+        return _secret_name(name)
+    return bool(SECRET_KEY_RE.search(name))
+
+
+#: Names up to this length are cached: events carry the same few field names over and over ("old", "new",
+#: "full_name", ...); a query string's parameter names come from clients and can be long, so those are not kept.
+_CACHED_NAME_MAX = 64
 
 
 @functools.lru_cache(maxsize=4096)
 def _secret_name(name: str) -> bool:
-    # Cached: events carry the same few field names over and over ("old", "new", "full_name", ...).
     return bool(SECRET_KEY_RE.search(name))
 
 

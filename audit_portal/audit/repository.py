@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from .filters import AuditFilters, apply_filters, filtered
+from .inserts import insert_events
 from .models import AuditLog
 
 
@@ -19,7 +20,8 @@ class AuditLogRepository:
 
     def create(self, event: dict) -> AuditLog:
         """Insert one event (a dict from ``events.build_event``) in the current transaction."""
-        self.session.execute(insert(AuditLog.__table__).values(**event))
+        self.session.flush()  # pending changes first (as an ORM execute's autoflush would): the row may refer to them
+        insert_events(self.session.connection(), [event])
         return self.session.scalar(select(AuditLog).where(AuditLog.event_id == event["event_id"]))
 
     def get_by_id(self, log_id: int) -> AuditLog | None:

@@ -85,3 +85,33 @@ def test_a_row_the_database_refuses_is_an_sqlalchemy_error_and_the_transaction_k
                 insert_events(connection, events)
         ids = [e["event_id"] for e in events]
         assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 0
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_naive_timestamp_is_refused_and_nothing_is_stored(app, count):
+    """The server would read a time without an offset in its session's time zone: refused, as the column type
+    refuses it on SQLite."""
+    events = [{**event, "timestamp": datetime(2026, 1, 2, 3, 4, 5)} for event in _events(user_id=None)[:count]]
+    with app.app_context():
+        with pytest.raises((ValueError, sa_exc.StatementError), match="naive"):
+            with db.engine.begin() as connection:
+                insert_events(connection, events)
+        ids = [e["event_id"] for e in events]
+        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 0
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_an_event_without_the_keys_that_have_defaults_gets_the_defaults(app, count):
+    """``description`` and ``is_sensitive`` have Python-side defaults: an event without them (an older spool
+    line, a hand-made dict) is stored with the defaults, not refused for a NULL."""
+    events = []
+    for event in _events(user_id=None)[1:1 + count]:
+        event = dict(event)
+        del event["description"], event["is_sensitive"]
+        events.append(event)
+    with app.app_context():
+        with db.engine.begin() as connection:
+            insert_events(connection, events)
+        for event in events:
+            stored = _stored(event["event_id"])
+            assert stored["description"] == "" and stored["is_sensitive"] is False
