@@ -68,15 +68,19 @@ def _json_value(value):
     raise TypeError(f"an audit event field of type {type(value).__name__} is not JSON serialisable")
 
 
-#: Python-side column defaults (``description`` "", ``is_sensitive`` False): SQLAlchemy's insert fills them in
-#: for a missing key, and so must these statements (``build_event`` always gives every key; older spool lines
-#: or hand-made events may not).
-_DEFAULTS = {c.name: c.default.arg for c in (*_table.columns, *_chain.columns)
-             if c.default is not None and c.default.is_scalar}
+def _defaults(table) -> dict:
+    return {c.name: c.default.arg for c in table.columns if c.default is not None and c.default.is_scalar}
 
 
-def _complete(row: dict) -> dict:
-    return row if _DEFAULTS.keys() <= row.keys() else {**_DEFAULTS, **row}
+#: Python-side column defaults (``description`` "", ``is_sensitive`` False; a link's ``late`` False):
+#: SQLAlchemy's insert fills them in for a missing key, and so must these statements (``build_event`` always
+#: gives every key; older spool lines or hand-made events may not).
+_EVENT_DEFAULTS = _defaults(_table)
+_LINK_DEFAULTS = _defaults(_chain)
+
+
+def _complete(row: dict, defaults: dict) -> dict:
+    return row if defaults.keys() <= row.keys() else {**defaults, **row}
 
 
 #: Event values are JSON types already (``build_event`` redacts metadata into JSON types), plus the timestamp.
@@ -98,12 +102,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
         if len(events) == 1:
             event = events[0]
             metadata = event.get("metadata")
-            row = {name: event.get(name, _DEFAULTS.get(name)) for name in EVENT_COLUMNS}
+            row = {name: event.get(name, _EVENT_DEFAULTS.get(name)) for name in EVENT_COLUMNS}
             row["metadata"] = None if metadata is None else _encode(metadata)  # text, which the server casts to JSONB
             row["timestamp"] = _utc(row["timestamp"])
             connection.exec_driver_sql(_PG_INSERT_ONE + suffix, row)
         else:
-            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode([_complete(event) for event in events]),))
+            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode([_complete(event, _EVENT_DEFAULTS) for event in events]),))
         return
     if not ignore_duplicates:
         connection.execute(_CORE_INSERT, events)
@@ -119,7 +123,7 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
             statement = statement.returning(_table.c.id)
         connection.execute(statement, events)
         return
-    # pragma: no cover - only PostgreSQL and SQLite are supported
+    # Another dialect (only PostgreSQL and SQLite are supported): skip the event ids already stored one by one.
     for event in events:
         if not connection.execute(_table.select().where(_table.c.event_id == event["event_id"])).first():
             connection.execute(_CORE_INSERT, [event])
@@ -130,6 +134,6 @@ def insert_links(connection, links: list[dict]) -> None:
     if not links:
         return
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode([_complete(link) for link in links]),))
+        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode([_complete(link, _LINK_DEFAULTS) for link in links]),))
     else:
         connection.execute(_CORE_INSERT_LINKS, links)
