@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from audit_portal.audit.context import REQUEST_ID_HEADER
@@ -73,6 +75,10 @@ def test_every_response_carries_its_request_id(client, audit_rows):
     assert first and second and first != second
     [row] = audit_rows(action_type="REQUEST")
     assert row.request_id == first
+    # Time-ordered UUIDs (version 7), in the standard form: the request_id index grows at its right edge.
+    parsed = [uuid.UUID(value) for value in (first, second)]
+    assert [str(p) for p in parsed] == [first, second] and {p.version for p in parsed} == {7}
+    assert parsed[0].int >> 80 <= parsed[1].int >> 80  # the millisecond timestamp never goes backwards
 
 
 def test_request_and_error_events_of_one_request_share_its_id(client, audit_rows):
