@@ -1,5 +1,6 @@
-"""The insert path both writers use (``audit.inserts``): what goes in is what is stored, column for column, on
-SQLite and on PostgreSQL (where the rows travel as one JSON parameter)."""
+"""The insert path every audit row takes (``audit.inserts``): what goes in is what is stored, column for column,
+on SQLite and on PostgreSQL (where several rows travel as one JSON parameter and a single row as a plain
+VALUES)."""
 
 from __future__ import annotations
 
