@@ -24,6 +24,19 @@ def _stored(event_id: str) -> dict:
     return {name: row[name] for name in EVENT_COLUMNS}
 
 
+def _count_stored(events: list[dict]) -> int:
+    ids = [event["event_id"] for event in events]
+    return db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids)))
+
+
+def _assert_refused_and_nothing_stored(app, events: list[dict], errors, match: str | None = None) -> None:
+    with app.app_context():
+        with pytest.raises(errors, match=match):
+            with db.engine.begin() as connection:
+                insert_events(connection, events)
+        assert _count_stored(events) == 0
+
+
 def _events(user_id: int) -> list[dict]:
     """Events that use every column and the awkward values: NULLs, no metadata, nested and non-ASCII metadata,
     quotes and backslashes, a multi-line stack trace, a timestamp with microseconds in another time zone."""
@@ -66,26 +79,20 @@ def test_duplicates_are_skipped_only_when_asked(app, make_user):
             insert_events(connection, events[:2])
         with db.engine.begin() as connection:
             insert_events(connection, events, ignore_duplicates=True)  # a replay of two of them, and one new
-        ids = [e["event_id"] for e in events]
-        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 3
+        assert _count_stored(events) == 3
         for chunk in (events[:1], events[:2]):
             with pytest.raises(sa_exc.IntegrityError):
                 with db.engine.begin() as connection:
                     insert_events(connection, chunk)
         with db.engine.begin() as connection:
             insert_events(connection, events[:1], ignore_duplicates=True)
-        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 3
+        assert _count_stored(events) == 3
 
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_a_row_the_database_refuses_is_an_sqlalchemy_error_and_the_transaction_keeps_nothing(app, count):
     events = _events(user_id=987_654)[:count]  # no such user: the foreign key refuses the first row
-    with app.app_context():
-        with pytest.raises(sa_exc.IntegrityError):
-            with db.engine.begin() as connection:
-                insert_events(connection, events)
-        ids = [e["event_id"] for e in events]
-        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 0
+    _assert_refused_and_nothing_stored(app, events, sa_exc.IntegrityError)
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -93,12 +100,7 @@ def test_a_naive_timestamp_is_refused_and_nothing_is_stored(app, count):
     """The server would read a time without an offset in its session's time zone: refused, as the column type
     refuses it on SQLite."""
     events = [{**event, "timestamp": datetime(2026, 1, 2, 3, 4, 5)} for event in _events(user_id=None)[:count]]
-    with app.app_context():
-        with pytest.raises((ValueError, sa_exc.StatementError), match="naive"):
-            with db.engine.begin() as connection:
-                insert_events(connection, events)
-        ids = [e["event_id"] for e in events]
-        assert db.session.scalar(select(db.func.count()).where(_table.c.event_id.in_(ids))) == 0
+    _assert_refused_and_nothing_stored(app, events, (ValueError, sa_exc.StatementError), match="naive")
 
 
 @pytest.mark.parametrize("count", [1, 2])

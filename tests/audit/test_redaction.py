@@ -82,6 +82,15 @@ def test_ordinary_text_is_untouched(text):
     assert redact_text(text) == text
 
 
+def test_long_names_are_judged_like_short_ones():
+    """Short names are cached, long ones (a client's query parameters can be any length) are not: both judged alike."""
+    long_secret, long_plain = "x" * 100 + "_password", "x" * 100 + "_colour"
+    for _ in range(2):  # the second time round, a short name comes from the cache
+        assert is_secret_key("api_key") and is_secret_key(long_secret)
+        assert not is_secret_key("colour") and not is_secret_key(long_plain)
+    assert redact_query_string(f"{long_secret}=hunter2&{long_plain}=red") == f"{long_secret}={REDACTED}&{long_plain}=red"
+
+
 def test_query_string_secret_values_are_redacted():
     query = f"page=2&token={SECRET}&q=hello+world&password={SECRET}"
     assert redact_query_string(query) == "page=2&token=[REDACTED]&q=hello+world&password=[REDACTED]"
