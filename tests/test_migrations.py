@@ -63,3 +63,42 @@ def test_upgrade_builds_exactly_the_models_schema(empty_database, tmp_path):
     assert diff == []
     assert {"alembic_version", "roles", "users", "audit_logs"} <= tables
     assert set(roles) == {"admin", "user"}
+
+
+def test_the_rollup_migration_counts_the_errors_already_in_the_log(empty_database, tmp_path):
+    """0008 creates the error dashboard's rollup and fills it from the events stored before it existed."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from audit_portal.audit.enums import ActionType, ResourceType, Status
+    from audit_portal.audit.events import build_event
+    from audit_portal.audit.models import AuditLog
+    from audit_portal.timeutil import utcnow
+
+    result = flask("db", "upgrade", "0007_audit_partial_error_indexes", database_url=empty_database, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    now = utcnow()
+    events = [build_event(ActionType.ERROR_OCCURRED, ResourceType.SYSTEM, None, "boom", timestamp=now - timedelta(days=d),
+                          status=status, severity=severity, error_type=etype, fingerprint=fingerprint)
+              for d, status, severity, etype, fingerprint in [
+                  (0, Status.ERROR, "ERROR", "ValueError", "a" * 16), (0, Status.ERROR, "ERROR", "ValueError", "a" * 16),
+                  (3, Status.ERROR, "CRITICAL", "MemoryError", "b" * 16), (3, Status.ERROR, None, None, None),
+                  (3, Status.FAILURE, None, None, None)]]
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(insert(AuditLog.__table__), events)  # plain SQL: the app's insert path needs 0008
+
+    result = flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT day, fingerprint, error_type, severity, occurrences "
+                                       "FROM audit_error_rollup ORDER BY day, fingerprint")).all()
+    engine.dispose()
+    today, three_days_ago = now.date(), (now - timedelta(days=3)).date()
+    assert [(str(day)[:10], *rest) for day, *rest in rows] == [
+        (str(three_days_ago), "", "", "", 1),
+        (str(three_days_ago), "b" * 16, "MemoryError", "CRITICAL", 1),
+        (str(today), "a" * 16, "ValueError", "ERROR", 2),
+    ]

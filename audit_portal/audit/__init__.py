@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit-logs")
 
-from . import chain_models, integrity_views, views  # noqa: E402,F401  (chain_models: for migrations)
+from . import chain_models, integrity_views, rollup, views  # noqa: E402,F401  (models: for migrations)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..users.models import User
+from . import rollup
 from .bulk import copy_events, drop_secondary_indexes, rebuild_indexes
 from .seed import generate
 from .writer import insert_ignoring_duplicates
@@ -40,30 +41,47 @@ def seed_command(count: int, days: int, yes: bool):
             saved_indexes = drop_secondary_indexes(connection)
         click.echo(f"Dropped {len(saved_indexes)} secondary indexes for the load; they are rebuilt at the end.")
     written = 0
+    days: list = []  # UTC days of the error events COPY loaded: the rollup recounts from the first to the last
     try:
         with click.progressbar(length=count, label="Seeding audit events") as bar:
             batch = []
             for event in rows:
                 batch.append(event)
                 if len(batch) >= SEED_BATCH:
-                    written += _write(batch, postgres)
+                    written += _write(batch, postgres, days)
                     bar.update(len(batch))
                     batch = []
             if batch:
-                written += _write(batch, postgres)
+                written += _write(batch, postgres, days)
                 bar.update(len(batch))
     finally:
         if saved_indexes:
             click.echo("Rebuilding indexes...")
             with db.engine.begin() as connection:
                 rebuild_indexes(connection, saved_indexes)
+        if days:
+            # COPY bypasses the insert path that keeps the error rollup: recount the days it loaded.
+            with db.engine.begin() as connection:
+                rollup.rebuild(connection, min(days), max(days))
     click.echo(f"Inserted {written:,} demo events.")
 
 
-def _write(batch: list[dict], postgres: bool) -> int:
+def _write(batch: list[dict], postgres: bool, days: list) -> int:
     with db.engine.begin() as connection:
         if postgres:
             copy_events(connection, batch)
+            days.extend(rollup.event_days(batch) or ())
         else:
-            insert_ignoring_duplicates(connection, batch)
+            insert_ignoring_duplicates(connection, batch)  # keeps the rollup itself
     return len(batch)
+
+
+@audit_cli.command("rollup")
+def rollup_command():
+    """Recount the error dashboard's rollup from the audit log.
+
+    The app keeps it up to date as it writes events; this repairs it after rows reached audit_logs some
+    other way (a restore with COPY, hand-written SQL)."""
+    with db.engine.begin() as connection:
+        rows = rollup.rebuild(connection)
+    click.echo(f"Recounted the error rollup: {rows:,} rows (one per day, fingerprint, error type and severity).")

@@ -1,17 +1,23 @@
-"""The error dashboard's numbers: errors grouped by fingerprint (as Sentry does) and errors per day."""
+"""The error dashboard's numbers: errors grouped by fingerprint (as Sentry does) and errors per day.
+
+Without filters that need the events themselves, they come from the rollup (``rollup.py``: a few rows per
+day, whatever the log's size); with them (a user, an action, a search, a time of day in a date range, ...)
+they are aggregated from the matching events. Both give the same numbers (tests compare them).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, literal_column, select
 
 from ..extensions import db
 from ..timeutil import utcnow
-from .enums import ErrorSeverity
+from .enums import ErrorSeverity, Status
 from .filters import AuditFilters, apply_filters
 from .models import AuditLog
+from .rollup import NONE, ErrorRollup, midnight
 
 SEVERITY_ORDER = [ErrorSeverity.CRITICAL.value, ErrorSeverity.ERROR.value, ErrorSeverity.WARNING.value]
 
@@ -24,6 +30,48 @@ class ErrorGroup:
     first_seen: datetime
     last_seen: datetime
     latest: AuditLog  #: the newest occurrence: its description, location and severity stand for the group
+
+
+#: The filters the rollup can answer: whole UTC days, severity, error type, fingerprint (and the status, which
+#: the dashboard sets to ERROR, what the rollup counts).
+_ROLLUP_FILTERS = frozenset({"date_from", "date_to", "status", "severity", "error_type", "fingerprint"})
+
+
+def from_rollup(filters: AuditFilters) -> bool:
+    """Whether the rollup can answer for ``filters`` (else the events are aggregated)."""
+    if filters.status not in (None, Status.ERROR.value):
+        return False
+    if any(value not in (None, "") and name not in _ROLLUP_FILTERS for name, value in asdict(filters).items()):
+        return False
+    return all(moment is None or moment == midnight(moment.astimezone(UTC).date())
+               for moment in (filters.date_from, filters.date_to))
+
+
+def _rollup_where(query, filters: AuditFilters):
+    if filters.date_from is not None:
+        query = query.where(ErrorRollup.day >= filters.date_from.astimezone(UTC).date())
+    if filters.date_to is not None:  # exclusive, and a midnight: the day before is the last one
+        query = query.where(ErrorRollup.day < filters.date_to.astimezone(UTC).date())
+    for name in ("severity", "error_type", "fingerprint"):
+        value = getattr(filters, name)
+        if value is not None:
+            query = query.where(getattr(ErrorRollup, name) == value)
+    return query
+
+
+def _grouped_rollup(filters: AuditFilters):
+    return _rollup_where(
+        select(
+            ErrorRollup.fingerprint,
+            ErrorRollup.error_type,
+            func.sum(ErrorRollup.occurrences).label("occurrences"),
+            func.min(ErrorRollup.first_seen).label("first_seen"),
+            func.max(ErrorRollup.last_seen).label("last_seen"),
+            func.max(ErrorRollup.latest_id).label("latest_id"),
+            func.count().over().label("groups"),
+        ),
+        filters,
+    ).where(ErrorRollup.fingerprint != NONE).group_by(ErrorRollup.fingerprint, ErrorRollup.error_type)
 
 
 def _grouped_errors(filters: AuditFilters):
@@ -45,15 +93,17 @@ def _grouped_errors(filters: AuditFilters):
 
 def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
     """Groups of matching error events, most recently seen first, and how many groups there are."""
-    grouped = _grouped_errors(filters)
-    rows = db.session.execute(grouped.order_by(literal_column("last_seen").desc()).offset(skip).limit(limit)).all()
+    grouped = _grouped_rollup(filters) if from_rollup(filters) else _grouped_errors(filters)
+    newest_first = (literal_column("last_seen").desc(), grouped.selected_columns.fingerprint)
+    rows = db.session.execute(grouped.order_by(*newest_first).offset(skip).limit(limit)).all()
     if rows:
         total = rows[0].groups
     else:  # past the last page: count on its own
         total = db.session.scalar(select(func.count()).select_from(grouped.subquery())) if skip else 0
     latest = {log.id: log for log in db.session.scalars(select(AuditLog).where(AuditLog.id.in_([r.latest_id for r in rows])))}
     groups = [
-        ErrorGroup(r.fingerprint, r.error_type, r.occurrences, _aware(r.first_seen), _aware(r.last_seen), latest[r.latest_id])
+        ErrorGroup(r.fingerprint, r.error_type or None, int(r.occurrences), _aware(r.first_seen), _aware(r.last_seen),
+                   latest[r.latest_id])
         for r in rows
     ]
     return groups, total
@@ -67,7 +117,11 @@ def error_group(filters: AuditFilters) -> ErrorGroup | None:
 
 def errors_without_fingerprint(filters: AuditFilters, bound: int = 1000) -> tuple[int, bool]:
     """(count, exact): matching ERROR events that belong to no group (failed requests' own rows, audit
-    failures), counted up to ``bound`` so that a large log is not scanned for a footnote."""
+    failures), counted up to ``bound`` so that a large log is not scanned for a footnote (the rollup's count
+    is exact and costs nothing)."""
+    if from_rollup(filters):
+        total = _rollup_where(select(func.coalesce(func.sum(ErrorRollup.occurrences), 0)), filters)
+        return int(db.session.scalar(total.where(ErrorRollup.fingerprint == NONE))), True
     ids = apply_filters(select(AuditLog.id), filters).where(AuditLog.fingerprint.is_(None)).limit(bound + 1)
     count = db.session.scalar(select(func.count()).select_from(ids.subquery()))
     return (count, True) if count <= bound else (bound, False)
@@ -114,17 +168,24 @@ class DailyCounts:
 
 
 def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts:
-    """Matching errors per UTC day and severity, over the filtered range (the last 30 days by default)."""
+    """Matching errors per UTC day and severity, over the filtered range (by default the last 30 whole days
+    and today so far; at most 366 days)."""
     end = (filters.date_to or utcnow() + timedelta(seconds=1))
-    start = filters.date_from or (end - timedelta(days=default_days))
+    start = filters.date_from or midnight((end - timedelta(days=default_days)).date())
     if (end - start).days > 366:
-        start = end - timedelta(days=366)
-    scoped = AuditFilters(**{**filters.__dict__, "date_from": start, "date_to": end})
-    day = _day(db.engine.dialect.name).label("day")
-    query = (apply_filters(select(day, AuditLog.severity, func.count()), scoped)
-             .where(AuditLog.fingerprint.is_not(None)).group_by(day, AuditLog.severity))
-    counts = {(_day_key(row[0]), row[1]): row[2] for row in db.session.execute(query)}
+        start = midnight((end - timedelta(days=366)).date())
     days = [start.date() + timedelta(days=i) for i in range((end - timedelta(microseconds=1)).date().toordinal()
                                                            - start.date().toordinal() + 1)]
+    if from_rollup(filters):
+        query = (_rollup_where(select(ErrorRollup.day, ErrorRollup.severity, func.sum(ErrorRollup.occurrences)),
+                               replace(filters, date_from=None, date_to=None))
+                 .where(ErrorRollup.fingerprint != NONE, ErrorRollup.day.between(days[0], days[-1]))
+                 .group_by(ErrorRollup.day, ErrorRollup.severity))
+    else:
+        scoped = replace(filters, date_from=start, date_to=end)
+        day = _day(db.engine.dialect.name).label("day")
+        query = (apply_filters(select(day, AuditLog.severity, func.count()), scoped)
+                 .where(AuditLog.fingerprint.is_not(None)).group_by(day, AuditLog.severity))
+    counts = {(_day_key(row[0]), row[1]): int(row[2]) for row in db.session.execute(query)}
     series = {sev: [counts.get((d.isoformat(), sev), 0) for d in days] for sev in SEVERITY_ORDER}
     return DailyCounts(days, series)

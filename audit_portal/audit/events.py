@@ -145,9 +145,9 @@ def build_event(
         "status": outcome.value,
         "is_sensitive": bool(is_sensitive),
         "severity": ErrorSeverity.parse(severity).value if severity else None,
-        "error_type": single_line(error_type, m.ERROR_TYPE_MAX),
+        "error_type": single_line(error_type, m.ERROR_TYPE_MAX) or None,  # blank: none (the rollup's key)
         "stack_trace": multi_line(stack_trace, m.STACK_TRACE_MAX),
-        "fingerprint": single_line(fingerprint, 64),
+        "fingerprint": single_line(fingerprint, 64) or None,
         "request_id": single_line(request_id_, 36),
         "http_method": single_line(http_method, 10),
         "path": single_line(redact_text(path), m.PATH_MAX),

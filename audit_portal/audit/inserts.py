@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert
 
+from . import rollup
 from .chain_models import AuditChainLink
 from .models import EVENT_COLUMNS, AuditLog
 
@@ -93,11 +94,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
 
     ``ignore_duplicates``: rows whose ``event_id`` is already stored are skipped (replays are idempotent).
     Database errors are raised as SQLAlchemy errors, as any other statement's are; a value that cannot be
-    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``."""
+    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``.
+
+    Error events also update the error dashboard's rollup (``rollup.py``) in the same transaction."""
     if not events:
         return
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
+    if connection.dialect.name == "postgresql":
         suffix = _IGNORE_DUPLICATES if ignore_duplicates else ""
         if len(events) == 1:
             event = events[0]
@@ -105,10 +107,26 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
             row = {name: event.get(name, _EVENT_DEFAULTS.get(name)) for name in EVENT_COLUMNS}
             row["metadata"] = None if metadata is None else _encode(metadata)  # text, which the server casts to JSONB
             row["timestamp"] = _utc(row["timestamp"])
-            connection.exec_driver_sql(_PG_INSERT_ONE + suffix, row)
+            statement, parameters = _PG_INSERT_ONE + suffix, row
         else:
-            connection.exec_driver_sql(_PG_INSERT + suffix, (_encode([_complete(event, _EVENT_DEFAULTS) for event in events]),))
+            statement = _PG_INSERT + suffix
+            parameters = (_encode([_complete(event, _EVENT_DEFAULTS) for event in events]),)
+        if any(rollup.counts(event) for event in events):
+            # One statement: the rows this insert stored (not the duplicates it skipped) go into the rollup.
+            statement = f"WITH inserted AS ({statement}{rollup.PG_UPSERT_FROM_INSERTED}"
+        connection.exec_driver_sql(statement, parameters)
         return
+    _insert_elsewhere(connection, events, ignore_duplicates)
+    days = rollup.event_days(events)
+    if days:
+        # SQLite's writers take turns (this transaction holds the write lock now): recounting the days the
+        # batch touched from the table is exact, duplicates skipped or not.
+        rollup.rebuild(connection, *days)
+
+
+def _insert_elsewhere(connection, events: list[dict], ignore_duplicates: bool) -> None:
+    """SQLite (and any other database): SQLAlchemy Core's insert."""
+    dialect = connection.dialect.name
     if not ignore_duplicates:
         connection.execute(_CORE_INSERT, events)
         return

@@ -7,12 +7,13 @@ records that cut (position and hash) in its RETENTION_PURGE event, where ``verif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select, text
 
 from ..extensions import db
 from ..timeutil import utcnow
+from . import rollup
 from .chain import seal
 from .chain_models import AuditChainLink
 from .enums import ActionType, ResourceType
@@ -87,6 +88,10 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
                 batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
                 if batch != expected:  # someone else deleted rows meanwhile: roll back rather than misreport
                     raise RuntimeError("audit rows changed during the retention purge; run it again")
+                # The error rollup forgets the purged days, and recounts the last one (partly purged), with the
+                # same commit. Until then (a purge interrupted halfway) it still counts the deleted errors.
+                if plan.last_timestamp is not None:
+                    rollup.rebuild(conn, None, plan.last_timestamp.astimezone(UTC).date())
             else:
                 batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
             deleted += batch
