@@ -25,8 +25,10 @@ What it does:
 4. Latency: for ``--reps`` repetitions, every case is requested once on each database, alternating which
    goes first (A B, B A, ...); one request per fresh connection, as gunicorn's sync workers close them.
    Cases, for the JSON list API and for the HTML viewer: no filter; a user; an action type + a 7-day
-   range; a search word; the 1,000th page by cursor. Prints the median latency of each side and the median
-   of the per-pair ratios large/small with quartiles. Target: every ratio <= 2.
+   range; a search word; the 1,000th page by cursor; for the HTML side also the error dashboard (unfiltered,
+   one severity: both from the error rollup; one user's errors, from the events, for information). Prints
+   the median latency of each side and the median of the per-pair ratios large/small with quartiles.
+   Target: every ratio <= 2 (the information-only case is not held to it).
 5. Mixed load (skipped with ``--mixed-seconds 0``): gunicorn with 4 sync workers on the large database,
    ``wrk`` on loopback for ``--mixed-seconds`` rotating over the viewer (several filters, the error
    dashboard), the list API, HTML logins of ordinary users and status changes through the JSON users API.
@@ -83,6 +85,11 @@ DEPTH_PAGES = 1000
 #: The deep-page case pages by 10: a 10,000-row log has no 1,000th page of 50, but it has one of 10.
 DEPTH_PAGE = 10
 SEARCH_WORD = "password"
+#: The error dashboard (HTML only): the unfiltered page and a severity, answered from the error rollup; a user
+#: filter needs the events themselves, so that case is measured for information, not held to the target.
+DASHBOARD_CASES = {"errors: dashboard": {}, "errors: CRITICAL": {"severity": "CRITICAL"},
+                   "errors: a user (info)": {"user_id": "5"}}
+INFO_ONLY = {"errors: a user (info)"}
 QUICK = {"reps": 5, "mixed_seconds": 10}
 FULL = {"reps": 25, "mixed_seconds": 60}
 
@@ -251,6 +258,9 @@ def measure_latency(args, ports: dict[str, int], auth: dict[str, dict], cases: d
         for side in paths:
             paths[side][f"page {DEPTH_PAGES} (by {DEPTH_PAGE}), cursor"] = base + urllib.parse.urlencode(
                 {"limit": DEPTH_PAGE, "cursor": cursors[side][kind]})
+            if kind == "html":
+                for name, params in DASHBOARD_CASES.items():
+                    paths[side][name] = "/admin/audit-logs/errors?" + urllib.parse.urlencode(params)
         for side in paths:  # warm-up, unmeasured, and a check that every case answers 200
             for name, path in paths[side].items():
                 status, _, _, _ = http_request(ports[side], "GET", path, headers=auth[side][kind])
@@ -437,10 +447,10 @@ def report(latency: dict, sizes: dict, mixed: dict | None) -> bool:
         print(f"  {'case':<28}{'small ms':>10}{'large ms':>10}{'ratio':>8}  {'q1-q3':<13} ok")
         for name, r in cases.items():
             met = r["ratio"]["median"] <= TARGET_RATIO
-            ok &= met
+            ok &= met or name in INFO_ONLY
             print(f"  {name:<28}{r['small_ms']['median']:>10.1f}{r['large_ms']['median']:>10.1f}"
                   f"{r['ratio']['median']:>8.2f}  {r['ratio']['q1']:.2f}-{r['ratio']['q3']:.2f}"
-                  f"{'':<4} {'yes' if met else 'NO'}")
+                  f"{'':<4} {'-' if name in INFO_ONLY else 'yes' if met else 'NO'}")
     if mixed:
         errors = sum(mixed["wrk_errors"].values()) + sum(mixed["bad_statuses"].values())
         equal = (mixed["expected_request_events"] == mixed["stored_request_events"] == mixed["distinct_request_ids"]

@@ -209,6 +209,31 @@ def read_checkpoints() -> list[dict]:
     return out
 
 
+def last_checkpoint() -> dict | None:
+    """The newest checkpoint (``read_checkpoints()[-1]``), reading only the end of the file: every background
+    seal pass asks, and the file gains a line per CHECKPOINT_EVERY links for as long as the log lives."""
+    try:
+        with open(_checkpoint_path(), "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            block = 4096
+            while True:
+                start = max(0, size - block)
+                fh.seek(start)
+                lines = fh.read().splitlines()
+                for line in reversed(lines[1:] if start else lines):  # the block's first line may be cut
+                    try:
+                        point = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(point, dict):
+                        return point
+                if not start:
+                    return None
+                block *= 8
+    except FileNotFoundError:
+        return None
+
+
 def maybe_checkpoint(force: bool = False) -> dict | None:
     """Record the chain head when it moved on by CHECKPOINT_EVERY links (or ``force``)."""
     # Its own connection: rolling back the caller's session here would throw away the caller's work.
@@ -216,12 +241,12 @@ def maybe_checkpoint(force: bool = False) -> dict | None:
         head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
     if head is None:
         return None
-    checkpoints = read_checkpoints()
-    last_seq = checkpoints[-1]["seq"] if checkpoints else 0
+    last = last_checkpoint()
+    last_seq = last["seq"] if last else 0
     if not force and head.seq - last_seq < CHECKPOINT_EVERY:
         return None
     if head.seq == last_seq:
-        return checkpoints[-1]
+        return last
     point = {"seq": head.seq, "hash": head.link_hash, "at": utcnow().isoformat()}
     path = _checkpoint_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from ..auth.decorators import admin_required
 from ..extensions import db
 from . import bp
-from .chain import read_checkpoints, record_verification, seal, verify
+from .chain import last_checkpoint, record_verification, seal, verify
 from .chain_models import AuditChainLink
 from .enums import ActionType
 from .models import AuditLog
@@ -27,9 +27,8 @@ def integrity():
     head = db.session.scalar(select(func.max(AuditChainLink.seq)))
     unsealed = db.session.scalar(select(func.count()).select_from(AuditLog).where(
         AuditLog.id > (select(func.coalesce(func.max(AuditChainLink.audit_log_id), 0)).scalar_subquery())))
-    checkpoints = read_checkpoints()
     return render_template("audit/integrity.html", last=_last_verification(), head=head, unsealed=unsealed,
-                           checkpoint=checkpoints[-1] if checkpoints else None, form=FlaskForm())
+                           checkpoint=last_checkpoint(), form=FlaskForm())
 
 
 @bp.post("/integrity/verify")

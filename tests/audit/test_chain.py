@@ -431,3 +431,21 @@ def test_concurrent_writers_and_sealers_produce_one_intact_chain(app):
     assert len(chained_ids) == len(set(chained_ids)) == total_rows  # each event exactly once
     assert unchained == 0
     assert sealed_by_workers + final.sealed == total_rows  # the sealers shared the work without overlap
+
+
+def test_the_newest_checkpoint_is_the_last_whole_one_even_past_a_damaged_tail(app):
+    """``last_checkpoint`` reads the file from its end (every seal pass asks; the file only grows): it gives what
+    reading the whole file gives, also when the last valid line is further back than one read."""
+    with app.app_context():
+        path = chain._checkpoint_path()
+        assert chain.last_checkpoint() is None  # no file yet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        points = [{"seq": 1000 * i, "hash": f"{i:064x}", "at": "2026-11-27T00:00:00+00:00"} for i in range(1, 3001)]
+        path.write_text("".join(json.dumps(p) + "\n" for p in points), encoding="utf-8")
+        assert chain.last_checkpoint() == chain.read_checkpoints()[-1] == points[-1]
+
+        with open(path, "a", encoding="utf-8") as fh:  # a torn write, then junk longer than the first block read
+            fh.write('{"seq": 3001000, "hash": "ab')
+            fh.write("\n" + "x" * 5000 + "\n[1, 2]\n")
+        assert chain.last_checkpoint() == points[-1]
+        assert len(path.read_bytes()) > 300_000
