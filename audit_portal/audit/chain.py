@@ -210,8 +210,9 @@ def read_checkpoints() -> list[dict]:
 
 
 def last_checkpoint() -> dict | None:
-    """The newest checkpoint (``read_checkpoints()[-1]``), reading only the end of the file: every background
-    seal pass asks, and the file gains a line per CHECKPOINT_EVERY links for as long as the log lives."""
+    """The newest checkpoint: the file's last line that holds a JSON object. Reads only the end of the file:
+    every background seal pass asks, and the file gains a line per CHECKPOINT_EVERY links for as long as the
+    log lives."""
     try:
         with open(_checkpoint_path(), "rb") as fh:
             size = fh.seek(0, os.SEEK_END)

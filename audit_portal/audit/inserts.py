@@ -1,5 +1,8 @@
 """Writing rows to ``audit_logs`` and ``audit_chain``: one INSERT statement per call, however many rows.
 
+Error events also update the error dashboard's rollup (``rollup.py``) in the same transaction: on PostgreSQL
+within the same statement, on SQLite by recounting their days after the insert.
+
 The audit rows written here: the background writer's batches (``ignore_duplicates=True``: replays skip the
 event ids already stored), the domain event that commits with its change (on the caller's connection,
 inside its transaction), ``AuditLogRepository.create``, checkpoints and the retention purge's own event; and
@@ -94,9 +97,7 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
 
     ``ignore_duplicates``: rows whose ``event_id`` is already stored are skipped (replays are idempotent).
     Database errors are raised as SQLAlchemy errors, as any other statement's are; a value that cannot be
-    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``.
-
-    Error events also update the error dashboard's rollup (``rollup.py``) in the same transaction."""
+    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``."""
     if not events:
         return
     if connection.dialect.name == "postgresql":

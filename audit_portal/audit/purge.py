@@ -7,7 +7,7 @@ records that cut (position and hash) in its RETENTION_PURGE event, where ``verif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, text
 
@@ -80,6 +80,9 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
             ids = select(_chain.c.audit_log_id).where(_chain.c.seq.between(start, end))
+            # The days this batch deletes errors from: the error rollup recounts them with the same commit.
+            first, last = conn.execute(select(func.min(_table.c.timestamp), func.max(_table.c.timestamp))
+                                       .where(_table.c.id.in_(ids), _table.c.status == rollup.ERROR)).one()
             if end == plan.cut_seq:
                 # The event goes in before the last rows go out: on SQLite an id is reused once the rows
                 # with the highest ids are deleted, and a purge of everything must not hand out id 1 again.
@@ -88,12 +91,10 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
                 batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
                 if batch != expected:  # someone else deleted rows meanwhile: roll back rather than misreport
                     raise RuntimeError("audit rows changed during the retention purge; run it again")
-                # The error rollup forgets the purged days, and recounts the last one (partly purged), with the
-                # same commit. Until then (a purge interrupted halfway) it still counts the deleted errors.
-                if plan.last_timestamp is not None:
-                    rollup.rebuild(conn, None, plan.last_timestamp.astimezone(UTC).date())
             else:
                 batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
+            if first is not None:
+                rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
             deleted += batch
             conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
         if progress:

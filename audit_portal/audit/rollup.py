@@ -5,14 +5,18 @@ instead of aggregating every error event in the log: at 10,000,000 events (1,000
 took about a second per page, and it grew with the log (docs/scaling.md). The rollup has one row per
 (day, fingerprint, error type, severity) that occurred, so it stays small whatever the log's size.
 
-It counts every event whose status is ERROR, and it is exact, never "eventually" right:
+It counts every event whose status is ERROR, and every change to ``audit_logs`` keeps it in the same
+transaction, so that every commit leaves it equal to a count of the events:
 
-* every insert into ``audit_logs`` goes through ``inserts.insert_events``, which keeps the rollup in the
-  same transaction: on PostgreSQL the insert and the rollup's upsert are one statement (the upsert adds
-  the rows the insert really stored, so a replay that skips known event ids adds nothing); on SQLite,
-  whose writers take turns, the days the batch touched are recounted;
-* bulk loads (``flask demo seed``), the migration that created the table, the retention purge and
-  ``flask audit rollup`` recount whole days with ``rebuild``.
+* every insert goes through ``inserts.insert_events``: on PostgreSQL the insert and the rollup's upsert are
+  one statement (the upsert adds the rows the insert really stored, so a replay that skips known event ids
+  adds nothing); on SQLite, whose writers take turns, the days the batch touched are recounted (a cost
+  that grows with the day's errors: fine at SQLite's scale);
+* bulk loads (``flask demo seed``, COPY) recount the days they loaded, each retention purge batch the days
+  it deleted from, and ``flask audit rollup`` everything, with ``rebuild``; the migration that created the
+  table counted the events stored before it.
+
+Anything else that writes ``audit_logs`` (hand-written SQL, a restore) must run ``flask audit rollup``.
 
 Empty strings stand for a missing fingerprint, error type or severity (they are part of the primary key);
 no stored event has an empty one (``build_event`` turns blank values into NULL).
@@ -23,7 +27,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import BigInteger, Date, Index, String, delete, func, literal_column, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -87,11 +90,12 @@ ON CONFLICT (day, fingerprint, error_type, severity) DO UPDATE SET
 
 def event_days(events: list[dict]) -> tuple[date, date] | None:
     """The first and last UTC day of the counted events among ``events`` (None: there are none)."""
-    days = [_utc_day(event["timestamp"]) for event in events if counts(event) and event.get("timestamp")]
+    days = [utc_day(event["timestamp"]) for event in events if counts(event) and event.get("timestamp")]
     return (min(days), max(days)) if days else None
 
 
-def _utc_day(value) -> date:
+def utc_day(value) -> date:
+    """The UTC day of a timestamp: an aware datetime, a naive one (SQLite's aggregates: UTC), or ISO text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.astimezone(UTC).date() if value.tzinfo else value.date()
@@ -115,10 +119,15 @@ def rebuild(connection, first_day: date | None = None, last_day: date | None = N
     """Recount the days from ``first_day`` to ``last_day`` (both included; None: no bound) from the audit
     rows, in the caller's transaction. Returns how many rollup rows those days have now.
 
-    Safe beside concurrent writers on PostgreSQL (read committed): rows committed before the recount's
-    snapshot are counted by it; a writer still in flight adds its own rows to the recounted ones through
-    the same upsert the recount uses."""
+    Beside concurrent writers: on PostgreSQL the recount first locks the rollup against other writers'
+    upserts (SHARE ROW EXCLUSIVE, until the caller commits): it waits for the transactions that already added
+    to it, and those that come later wait for it, so every event is counted exactly once, by the recount or by
+    its own insert. (Without the lock, a writer that committed between the DELETE and the INSERT below was
+    counted twice.) Error events written meanwhile wait that long; the recount of one day takes milliseconds,
+    of a whole ten-million-event log a few seconds. On SQLite the DELETE takes the database's write lock."""
     dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(f"LOCK TABLE {_rollup.name} IN SHARE ROW EXCLUSIVE MODE")
     day = _day_of(dialect)
     wanted = delete(_rollup)
     source = select(
@@ -135,21 +144,7 @@ def rebuild(connection, first_day: date | None = None, last_day: date | None = N
     source = source.group_by(literal_column("1"), literal_column("2"), literal_column("3"), literal_column("4"))
     columns = ["day", "fingerprint", "error_type", "severity", "occurrences", "first_seen", "last_seen", "latest_id"]
     connection.execute(wanted)
-    if dialect == "postgresql":
-        statement = pg_insert(_rollup).from_select(columns, source.order_by(literal_column("1"), literal_column("2"),
-                                                                             literal_column("3"), literal_column("4")))
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=["day", "fingerprint", "error_type", "severity"],
-            set_={"occurrences": _rollup.c.occurrences + excluded.occurrences,
-                  "first_seen": func.least(_rollup.c.first_seen, excluded.first_seen),
-                  "last_seen": func.greatest(_rollup.c.last_seen, excluded.last_seen),
-                  "latest_id": func.greatest(_rollup.c.latest_id, excluded.latest_id)},
-        )
-    else:
-        # SQLite: the caller's transaction holds the write lock from the DELETE on, so nobody else adds rows.
-        statement = _rollup.insert().from_select(columns, source)
-    connection.execute(statement)
+    connection.execute(_rollup.insert().from_select(columns, source))
     query = select(func.count()).select_from(_rollup)
     if first_day is not None:
         query = query.where(_rollup.c.day >= first_day)
