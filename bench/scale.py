@@ -25,10 +25,11 @@ What it does:
 4. Latency: for ``--reps`` repetitions, every case is requested once on each database, alternating which
    goes first (A B, B A, ...); one request per fresh connection, as gunicorn's sync workers close them.
    Cases, for the JSON list API and for the HTML viewer: no filter; a user; an action type + a 7-day
-   range; a search word; the 1,000th page by cursor; for the HTML side also the error dashboard (unfiltered,
-   one severity: both from the error rollup; one user's errors, from the events, for information). Prints
+   range; a search word; the 1,000th page by cursor; for the HTML side also the error dashboard (unfiltered
+   and one severity, from the error rollup; the last 24 hours, counted from the events through the partial
+   index of ERROR events by time; one user's errors, from the events, for information). Prints
    the median latency of each side and the median of the per-pair ratios large/small with quartiles.
-   Target: every ratio <= 2 (the information-only case is not held to it).
+   Target: every ratio <= 2 (the two information-only dashboard cases are not held to it).
 5. Mixed load (skipped with ``--mixed-seconds 0``): gunicorn with 4 sync workers on the large database,
    ``wrk`` on loopback for ``--mixed-seconds`` rotating over the viewer (several filters, the error
    dashboard), the list API, HTML logins of ordinary users and status changes through the JSON users API.
@@ -85,11 +86,13 @@ DEPTH_PAGES = 1000
 #: The deep-page case pages by 10: a 10,000-row log has no 1,000th page of 50, but it has one of 10.
 DEPTH_PAGE = 10
 SEARCH_WORD = "password"
-#: The error dashboard (HTML only): the unfiltered page and a severity, answered from the error rollup; a user
-#: filter needs the events themselves, so that case is measured for information, not held to the target.
+#: The error dashboard (HTML only): the unfiltered page and a severity, answered from the error rollup. A rolling
+#: 24 hours and a user filter need the events themselves (their cost follows the errors in the window or of
+#: the user, not the log's size alone): measured for information, not held to the target.
 DASHBOARD_CASES = {"errors: dashboard": {}, "errors: CRITICAL": {"severity": "CRITICAL"},
+                   "errors: last 24 hours": {"date_from": "24h"},  # replaced by the time 24 hours before now
                    "errors: a user (info)": {"user_id": "5"}}
-INFO_ONLY = {"errors: a user (info)"}
+INFO_ONLY = {"errors: last 24 hours", "errors: a user (info)"}
 QUICK = {"reps": 5, "mixed_seconds": 10}
 FULL = {"reps": 25, "mixed_seconds": 60}
 
@@ -259,7 +262,9 @@ def measure_latency(args, ports: dict[str, int], auth: dict[str, dict], cases: d
             paths[side][f"page {DEPTH_PAGES} (by {DEPTH_PAGE}), cursor"] = base + urllib.parse.urlencode(
                 {"limit": DEPTH_PAGE, "cursor": cursors[side][kind]})
             if kind == "html":
+                day_ago = (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M")
                 for name, params in DASHBOARD_CASES.items():
+                    params = {k: day_ago if v == "24h" else v for k, v in params.items()}
                     paths[side][name] = "/admin/audit-logs/errors?" + urllib.parse.urlencode(params)
         for side in paths:  # warm-up, unmeasured, and a check that every case answers 200
             for name, path in paths[side].items():

@@ -104,6 +104,13 @@ for _first, _second in ORDERED_FILTER_PAIRS:
     Index(f"ix_audit_logs_{_first}_{_second}_timestamp", getattr(AuditLog, _first), getattr(AuditLog, _second),
           AuditLog.timestamp.desc(), AuditLog.id.desc())
 
+#: ERROR events by time, for the error dashboard's views that the rollup cannot answer (a time of day in the
+#: range, "last 24 hours"): partial, so other events never pay for it; on PostgreSQL covering (migration 0008),
+#: so a day's errors are grouped from the index alone (238 ms -> 18 ms at 10,000,000 events, docs/scaling.md).
+Index("ix_audit_logs_error_times", AuditLog.timestamp.desc(), AuditLog.id.desc(),
+      postgresql_where=AuditLog.status == "ERROR", sqlite_where=AuditLog.status == "ERROR",
+      postgresql_include=["fingerprint", "error_type", "severity"])
+
 #: Indexes that exist only in the database (created by migrations), not in the models: the trigram index
 #: behind ``search`` (PostgreSQL), and the error dashboard's partial index, which also serves every
 #: fingerprint lookup: ``(fingerprint, timestamp DESC, id DESC) WHERE fingerprint IS NOT NULL``, on PostgreSQL

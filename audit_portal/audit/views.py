@@ -72,13 +72,17 @@ def _paging(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int, di
     return skip, limit, errors
 
 
-def _page_context(raw: dict, errors: dict, skip: int, limit: int, filters: AuditFilters) -> dict:
-    """What every list page's filter bar, filter chips and pager need."""
+def _page_context(raw: dict, errors: dict, skip: int, limit: int, filters: AuditFilters,
+                  whole_days: bool = False) -> dict:
+    """What every list page's filter bar, filter chips and pager need. ``whole_days``: the quick ranges of a
+    week or more start at a UTC midnight (the error dashboard: its chart has a bar per day, and whole days
+    are answered from the rollup)."""
     from ..users.models import User
 
     user = db.session.get(User, filters.user_id) if filters.user_id else None
     now = utcnow()
-    quick_ranges = [(label, (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
+    quick_ranges = [(label, (now - span).date().isoformat() if whole_days and span.days >= 7
+                     else (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
     return dict(raw=raw, errors=errors, skip=skip, limit=limit, choices=FILTER_CHOICES, page_sizes=PAGE_SIZES,
                 user_names={filters.user_id: user.username} if user else {}, quick_ranges=quick_ranges)
 
@@ -128,7 +132,7 @@ def errors():
     filters = replace(filters, status=Status.ERROR.value)
     skip, limit, paging_errors = _paging(50, 200)
     errors = {**errors, **paging_errors}
-    context = _page_context(raw, errors, skip, limit, filters)
+    context = _page_context(raw, errors, skip, limit, filters, whole_days=True)
     if errors:
         return render_template("audit/errors.html", groups=[], group=None, items=[], total=0, chart=None,
                                unfingerprinted=(0, True), **context), 422

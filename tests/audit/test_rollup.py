@@ -3,9 +3,11 @@ to a count of the events themselves, and the dashboard gives the same numbers fr
 
 from __future__ import annotations
 
+import html
 import random
 import re
 import threading
+import urllib.parse
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, timedelta
@@ -351,3 +353,22 @@ def test_the_dashboard_page_shows_the_rollups_counts(app, admin_client):
     # ... and a filter the rollup cannot answer counts the events.
     page = admin_client.get("/admin/audit-logs/errors?search=boom").get_data(as_text=True)
     assert re.findall(r'data-testid="group-count">([\d,]+)<', page) == ["7", "3"]
+
+
+def test_the_dashboards_week_and_month_links_start_at_midnight_and_read_the_rollup(app, admin_client, monkeypatch):
+    """The quick ranges of a week or more on the error dashboard are whole UTC days (its chart has a bar per
+    day), so the rollup answers them; "24 hours" stays a rolling window, counted from the events."""
+    write(app, [error_event(FINGERPRINTS[1], days_ago=d) for d in (0, 3, 12)])
+    page = html.unescape(admin_client.get("/admin/audit-logs/errors").get_data(as_text=True))
+    links = dict((label, since) for since, label in re.findall(r'href="[^"]*date_from=([^"&]+)[^"]*">([^<]+)</a>', page))
+    today = utcnow().date()
+    assert links["7 days"] == (today - timedelta(days=7)).isoformat()
+    assert links["30 days"] == (today - timedelta(days=30)).isoformat()
+    assert "T" in urllib.parse.unquote(links["24 hours"])
+
+    used = []
+    real = dashboard.from_rollup
+    monkeypatch.setattr(dashboard, "from_rollup", lambda filters: used.append(real(filters)) or used[-1])
+    page = admin_client.get(f"/admin/audit-logs/errors?date_from={links['7 days']}").get_data(as_text=True)
+    assert re.findall(r'data-testid="group-count">([\d,]+)<', page) == ["2"]
+    assert used and all(used)
