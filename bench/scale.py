@@ -87,8 +87,9 @@ DEPTH_PAGES = 1000
 DEPTH_PAGE = 10
 SEARCH_WORD = "password"
 #: The error dashboard (HTML only): the unfiltered page and a severity, answered from the error rollup. A rolling
-#: 24 hours and a user filter need the events themselves (their cost follows the errors in the window or of
-#: the user, not the log's size alone): measured for information, not held to the target.
+#: 24 hours and a user filter need the events themselves (partial indexes of ERROR events serve them; their
+#: cost follows the errors in the window or of the user, not the log's size alone): measured for information,
+#: not held to the target.
 DASHBOARD_CASES = {"errors: dashboard": {}, "errors: CRITICAL": {"severity": "CRITICAL"},
                    "errors: last 24 hours": {"date_from": "24h"},  # replaced by the time 24 hours before now
                    "errors: a user (info)": {"user_id": "5"}}

