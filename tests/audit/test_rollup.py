@@ -372,3 +372,18 @@ def test_the_dashboards_week_and_month_links_start_at_midnight_and_read_the_roll
     page = admin_client.get(f"/admin/audit-logs/errors?date_from={links['7 days']}").get_data(as_text=True)
     assert re.findall(r'data-testid="group-count">([\d,]+)<', page) == ["2"]
     assert used and all(used)
+
+
+def test_a_users_page_links_to_the_errors_in_their_requests(app, admin_client, make_user):
+    alice = make_user("alice")
+    write(app, [{**error_event(FINGERPRINTS[1], error_type="TimeoutError"), "user_id": alice} for _ in range(2)])
+    write(app, [error_event(FINGERPRINTS[2], error_type="KeyError")])  # nobody's
+
+    page = admin_client.get(f"/admin/users/{alice}").get_data(as_text=True)
+    link = html.unescape(re.search(r'href="([^"]+)" data-testid="user-errors"', page).group(1))
+    assert link == f"/admin/audit-logs/errors?user_id={alice}"
+
+    errors_page = admin_client.get(link).get_data(as_text=True)
+    table = errors_page[errors_page.index('data-testid="result-count"'):]
+    assert "TimeoutError" in table and "KeyError" not in table
+    assert re.findall(r'data-testid="group-count">([\d,]+)<', errors_page) == ["2"]
