@@ -128,26 +128,20 @@ def rebuild(connection, first_day: date | None = None, last_day: date | None = N
     dialect = connection.dialect.name
     if dialect == "postgresql":
         connection.exec_driver_sql(f"LOCK TABLE {_rollup.name} IN SHARE ROW EXCLUSIVE MODE")
-    day = _day_of(dialect)
-    wanted = delete(_rollup)
+    days = []  # the recounted days, in the rollup
     source = select(
-        day, func.coalesce(_logs.c.fingerprint, NONE), func.coalesce(_logs.c.error_type, NONE),
+        _day_of(dialect), func.coalesce(_logs.c.fingerprint, NONE), func.coalesce(_logs.c.error_type, NONE),
         func.coalesce(_logs.c.severity, NONE), func.count(), func.min(_logs.c.timestamp),
         func.max(_logs.c.timestamp), func.max(_logs.c.id),
     ).where(_logs.c.status == ERROR)
     if first_day is not None:
-        wanted = wanted.where(_rollup.c.day >= first_day)
+        days.append(_rollup.c.day >= first_day)
         source = source.where(_logs.c.timestamp >= midnight(first_day))
     if last_day is not None:
-        wanted = wanted.where(_rollup.c.day <= last_day)
+        days.append(_rollup.c.day <= last_day)
         source = source.where(_logs.c.timestamp < midnight(last_day + timedelta(days=1)))
     source = source.group_by(literal_column("1"), literal_column("2"), literal_column("3"), literal_column("4"))
     columns = ["day", "fingerprint", "error_type", "severity", "occurrences", "first_seen", "last_seen", "latest_id"]
-    connection.execute(wanted)
+    connection.execute(delete(_rollup).where(*days))
     connection.execute(_rollup.insert().from_select(columns, source))
-    query = select(func.count()).select_from(_rollup)
-    if first_day is not None:
-        query = query.where(_rollup.c.day >= first_day)
-    if last_day is not None:
-        query = query.where(_rollup.c.day <= last_day)
-    return connection.scalar(query)
+    return connection.scalar(select(func.count()).select_from(_rollup).where(*days))

@@ -49,9 +49,8 @@ def upgrade():
     )
     op.create_index("ix_audit_error_rollup_fingerprint_day", "audit_error_rollup", ["fingerprint", "day"])
     op.execute(BACKFILL.format(day=DAY[op.get_bind().dialect.name]))
-    # ERROR events by time: the dashboard's views the rollup cannot answer (a time of day in the range) group
-    # them from this partial index (covering on PostgreSQL) instead of the table.
-    # ... and per user: one user's errors.
+    # ERROR events by time, and by user and time: the dashboard's views the rollup cannot answer (a time of day
+    # in the range, one user's errors) group them from these partial indexes (covering on PostgreSQL).
     for name, leading in (("ix_audit_logs_error_times", []), ("ix_audit_logs_user_errors", ["user_id"])):
         op.create_index(name, "audit_logs", [*leading, sa.text("timestamp DESC"), sa.text("id DESC")],
                         postgresql_where=sa.text("status = 'ERROR'"), sqlite_where=sa.text("status = 'ERROR'"),
