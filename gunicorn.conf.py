@@ -24,6 +24,6 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Write the audit events still queued in this worker before it goes (SIGTERM, reload, max-requests)."""
-    from audit_portal.audit.writer import close_all_writers
+    from audit_portal.audit import close_all_writers
 
     close_all_writers()

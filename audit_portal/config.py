@@ -151,3 +151,15 @@ def check_production(settings: dict) -> None:
             + " set to random strings of at least 32 characters, e.g. "
             + " ".join(f'{name}="$(python -c \'import secrets; print(secrets.token_urlsafe(48))\')"' for name in missing)
         )
+
+
+def configure(app, overrides: dict) -> None:
+    """Load the settings of ``APP_ENV`` (or ``overrides["APP_ENV"]``) into ``app``, then ``overrides`` (tests use
+    them); refuse an unsafe production configuration."""
+    app_env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
+    settings = settings_from(app_env)
+    settings.update(overrides)
+    check_production(settings)
+    app.config.from_mapping(settings)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config["AUDIT_DATA_DIR"] = app.config["AUDIT_DATA_DIR"] or app.instance_path

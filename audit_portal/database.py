@@ -1,9 +1,75 @@
-"""Database set-up that depends on the backend."""
+"""The database: engine options per backend, binding Flask-SQLAlchemy and Flask-Migrate, SQLite's pragmas,
+and releasing a request's session even when the connection is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
 
 from flask import Flask
 from sqlalchemy import event
 
-from .extensions import db
+from .extensions import db, migrate
+
+log = logging.getLogger(__name__)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Seconds a new PostgreSQL connection may take (libpq ``connect_timeout``). Without it a database host that
+#: stops answering (a black-holed connection) would hold a request until the worker is killed, not a 503.
+POSTGRES_CONNECT_TIMEOUT_S = 5
+
+
+def init_app(app: Flask) -> None:
+    """Point the app at its database (``DATABASE_URL``, else a SQLite file in the instance folder) and bind
+    Flask-SQLAlchemy and Flask-Migrate to it."""
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        url = app.config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "audit_portal.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(url)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
+    db.init_app(app)
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse order).
+    app.teardown_appcontext(release_session)
+    configure_sqlite(app)
+    migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True,
+                     include_object=include_object)
+
+
+def engine_options(url: str) -> dict:
+    """Engine options per backend. SQLite waits for a lock instead of failing at once. PostgreSQL checks a
+    pooled connection before handing it out (``pool_pre_ping``: after an outage or a server restart the dead
+    connections are replaced, not used) and bounds the time a new connection may take (unless the URL
+    sets ``connect_timeout`` itself)."""
+    # hide_parameters: a database error's message never carries the statement's values (a password hash,
+    # say), so an error event built from it cannot store them.
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    options: dict = {"pool_pre_ping": True, "hide_parameters": True}
+    if "connect_timeout=" not in url:
+        options["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+    return options
+
+
+def normalise_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
+def release_session(exc: BaseException | None = None) -> None:
+    """End the request's database session without ever raising. When the connection was lost during the
+    request (a database outage), the rollback that closing the session does cannot reach the server and
+    raises; left alone, that error would escape from the teardown and turn the request's answer (a 503
+    page) into a 500. The session is then closed by invalidating its connection (the pool replaces it)."""
+    try:
+        db.session.remove()
+    except Exception:  # noqa: BLE001 - the connection is gone: nothing to roll back on the server
+        log.warning("database connection lost during the request; its session is discarded")
+        with contextlib.suppress(Exception):
+            db.session.invalidate()
+        db.session.registry.clear()
 
 
 def configure_sqlite(app: Flask) -> None:
@@ -24,10 +90,9 @@ def configure_sqlite(app: Flask) -> None:
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Alembic autogenerate: ignore indexes that only migrations create (see ``DATABASE_ONLY_INDEXES``)."""
-    from .audit.models import DATABASE_ONLY_INDEXES
-
-    return not (type_ == "index" and name in DATABASE_ONLY_INDEXES)
+    """Alembic autogenerate: ignore indexes that only migrations create (models list them in the metadata's
+    ``info["database_only_indexes"]``)."""
+    return not (type_ == "index" and name in db.metadata.info.get("database_only_indexes", ()))
 
 
 def escape_like(text: str) -> str:

@@ -11,9 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from .audit.enums import ActionType
-from .audit.events import single_line
-from .audit.service import log_error, log_permission_denied
+from .audit import ActionType, log_error, log_permission_denied, single_line
 from .extensions import db, login_manager
 
 log = logging.getLogger(__name__)
@@ -129,7 +127,7 @@ def _database_answers() -> bool:
     return True
 
 
-def register_errorhandlers(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     # Registered after flask-smorest's own HTTPException handler, so this one wins for every path.
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_exception)

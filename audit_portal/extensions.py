@@ -1,5 +1,7 @@
-"""Unbound extension instances; ``create_app`` binds them."""
+"""Unbound extension instances; ``init_app`` binds those no feature owns (``database`` binds db and migrate,
+``rest`` the API)."""
 
+from flask import Flask
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -40,3 +42,10 @@ class EnvelopeApi(Api):
 api = EnvelopeApi()
 #: No default limits: only the routes that ask for one (the login form) are limited.
 limiter = Limiter(key_func=lambda: "global", default_limits=[])
+
+
+def init_app(app: Flask) -> None:
+    """Bind CSRF protection, Flask-Login and the rate limiter."""
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)

@@ -2,7 +2,7 @@
 
 import contextlib
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Flask, jsonify
 from sqlalchemy import text
 
 from .extensions import csrf, db, limiter
@@ -22,4 +22,7 @@ def healthz():
     return jsonify({"status": "ok", "database": "ok"})
 
 
-csrf.exempt(bp)
+
+def init_app(app: Flask) -> None:
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from .envelope import ErrorEnvelopeSchema
 from .extensions import api, csrf
+from .params import repeated_parameters
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 BEARER_HELP = "Send 'Authorization: Bearer <token>' (create one with 'flask tokens create') or log in."
@@ -77,16 +78,9 @@ def _authenticate() -> None:
         csrf.protect()  # browser session: the X-CSRFToken header is required
 
 
-def repeated_parameters() -> list[str]:
-    """Query parameters given more than once: no parameter takes a list, so keeping one of the values and
-    dropping the others would be a silent ignore."""
-    return sorted(key for key in request.args if len(request.args.getlist(key)) > 1)
-
-
 def _reject_repeated_parameters() -> None:
-    repeated = repeated_parameters()
-    if repeated:
-        abort_invalid(repeated[0], f"Give {repeated[0]} once; it was given {len(request.args.getlist(repeated[0]))} times.")
+    for name, messages in repeated_parameters(request.args).items():
+        abort_invalid(name, messages[0])
 
 
 def require_login() -> None:
@@ -113,17 +107,17 @@ def swagger_ui():
     return render_template("api/docs.html")
 
 
-def register_api(app: Flask) -> None:
-    """Bind flask-smorest, register every API blueprint and the docs page."""
-    from .audit.api import blp as audit_blp
-    from .users.api import blp as users_blp
-    from .users.api import me_blp
-
+def init_app(app: Flask) -> None:
+    """Bind flask-smorest and register the docs page; features then add their blueprints (``register``)."""
     api.init_app(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
                                                         "description": BEARER_HELP})
     api.spec.components.security_scheme("sessionCookie", {"type": "apiKey", "in": "cookie", "name": "session"})
-    for blp in (audit_blp, users_blp, me_blp):
+    app.register_blueprint(docs_bp)
+
+
+def register(*blueprints) -> None:
+    """Add a feature's API blueprints (after ``init_app``)."""
+    for blp in blueprints:
         csrf.exempt(blp)  # CSRF is enforced in _authenticate for session-authenticated calls only
         api.register_blueprint(blp)
-    app.register_blueprint(docs_bp)

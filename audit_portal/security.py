@@ -30,3 +30,7 @@ class SecurityHeaders:
             # Audit pages, exports and a new token's page hold sensitive data: no browser or proxy cache.
             headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def init_app(app: Flask) -> None:
+    SecurityHeaders(app)

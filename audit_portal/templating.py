@@ -1,4 +1,4 @@
-"""Jinja filters shared by every page."""
+"""Jinja filters shared by every page (the audit package adds its own)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from datetime import datetime
 
 from flask import Flask
 
-from .audit import presenter
 from .timeutil import utcnow
 
 
@@ -27,9 +26,5 @@ def timeago(when: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
-def register_template_filters(app: Flask) -> None:
-    app.add_template_filter(presenter.status_colour, "status_colour")
-    app.add_template_filter(presenter.severity_colour, "severity_colour")
-    app.add_template_filter(presenter.actor_name, "actor")
-    app.add_template_filter(presenter.readable_description, "readable")
+def init_app(app: Flask) -> None:
     app.add_template_filter(timeago, "timeago")

@@ -1,6 +1,6 @@
 """Time helpers: every timestamp the app stores is timezone-aware UTC."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
@@ -9,6 +9,11 @@ from sqlalchemy.types import TypeDecorator
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def midnight(day: date) -> datetime:
+    """The UTC midnight at which ``day`` starts."""
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class UTCDateTime(TypeDecorator):

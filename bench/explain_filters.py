@@ -7,7 +7,7 @@ Run by hand against a seeded PostgreSQL database (docs/scaling.md), from the rep
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ap_bench_scale \\
         .venv/bin/python bench/explain_filters.py [--summary] [--only NAME ...]
 
-It calls the real functions (``fetch_page`` for the list page and its bounded count, the dashboard's
+It calls the real functions (``AuditLogRepository.page`` for the list page and its bounded count, the dashboard's
 ``error_groups``, ``errors_per_day`` and ``errors_without_fingerprint``), records each statement they send,
 and prints the plan of each. ``--summary`` prints one line per statement: time, and whether the plan has a
 sequential scan or a sort over many rows. Read-only: the statements are SELECTs (EXPLAIN ANALYZE runs them).
@@ -67,10 +67,9 @@ def main(argv=None) -> int:
     from sqlalchemy import event, func, select
 
     from audit_portal import create_app
-    from audit_portal.audit.dashboard import error_groups, errors_per_day, errors_without_fingerprint
-    from audit_portal.audit.filters import AuditFilters
-    from audit_portal.audit.models import AuditLog
-    from audit_portal.audit.paging import fetch_page
+    from audit_portal.audit.read.dashboard import error_groups, errors_per_day, errors_without_fingerprint
+    from audit_portal.audit.read.query import AuditFilters, AuditLogRepository
+    from audit_portal.audit.record.models import AuditLog
     from audit_portal.extensions import db
 
     app = create_app({"AUDIT_ENABLED": False, "AUDIT_SEAL_INTERVAL": 0})
@@ -91,12 +90,12 @@ def main(argv=None) -> int:
 
         runs: list[tuple[str, callable]] = []
         for name, values in cases(newest, 5, fingerprint, request_id).items():
-            runs.append((f"list: {name}", lambda v=values: fetch_page(AuditFilters(**v), 0, 50)))
-        from audit_portal.audit.paging import make_cursor
+            runs.append((f"list: {name}", lambda v=values: AuditLogRepository().page(AuditFilters(**v), 0, 50)))
+        from audit_portal.audit.read.query import make_cursor
 
         def deep_page(values):
             filters = AuditFilters(**values)
-            return fetch_page(filters, 0, 50, make_cursor(deep, filters, "list"))
+            return AuditLogRepository().page(filters, 0, 50, make_cursor(deep, filters, "list"))
 
         runs.append(("list: page 1000 by cursor", lambda: deep_page({})))
         if not args.no_dashboard:

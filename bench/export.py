@@ -179,7 +179,7 @@ class NullSink:
 
 
 def copy_sql() -> str:
-    from audit_portal.audit.exporter import CSV_COLUMNS
+    from audit_portal.audit.read.export import CSV_COLUMNS
 
     columns = ", ".join(f'"{name}"' for name in CSV_COLUMNS)
     return (f"COPY (SELECT {columns} FROM audit_logs ORDER BY \"timestamp\" DESC, id DESC) "  # noqa: S608 - constants

@@ -70,8 +70,8 @@ def make_tables(cursor) -> None:
 
 
 def request_rows(count: int, user_ids: list[int]) -> list[tuple]:
-    from audit_portal.audit.events import build_event
-    from audit_portal.audit.models import EVENT_COLUMNS
+    from audit_portal.audit.record.events import build_event
+    from audit_portal.audit.record.models import EVENT_COLUMNS
     from audit_portal.timeutil import utcnow
 
     rows = []
@@ -88,7 +88,7 @@ def request_rows(count: int, user_ids: list[int]) -> list[tuple]:
 def main(argv=None) -> int:
     from psycopg2.extras import execute_values
 
-    from audit_portal.audit.models import EVENT_COLUMNS
+    from audit_portal.audit.record.models import EVENT_COLUMNS
 
     args = parse_args(argv)
     url = f"{args.pg_url}/{args.db_name}"

@@ -79,10 +79,10 @@ def measure(args, url: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     from audit_portal import create_app
-    from audit_portal.audit.enums import ActionType, ResourceType
-    from audit_portal.audit.events import build_event
-    from audit_portal.audit.inserts import insert_events
-    from audit_portal.audit.models import AuditLog
+    from audit_portal.audit.record.enums import ActionType, ResourceType
+    from audit_portal.audit.record.events import build_event
+    from audit_portal.audit.record.models import AuditLog
+    from audit_portal.audit.write.inserts import insert_events
     from audit_portal.extensions import db
     from audit_portal.timeutil import utcnow
 

@@ -366,7 +366,7 @@ def significance_rule(env: dict):
     """The hooks' own ``is_significant``, configured from the server's settings."""
     from flask import Flask
 
-    from audit_portal.audit.hooks import AuditMiddleware
+    from audit_portal.audit.write.hooks import AuditMiddleware
     from audit_portal.config import settings_from
 
     stub = Flask("bench_stub")

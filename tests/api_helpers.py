@@ -1,8 +1,8 @@
 """Helpers for API tests: tokens made through the same service as `flask tokens create`."""
 
-from audit_portal.auth.tokens import create_token
 from audit_portal.extensions import db
 from audit_portal.users.models import User
+from audit_portal.users.tokens import create_token
 
 
 def make_token(app, user_id: int, name: str = "test") -> str:

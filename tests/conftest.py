@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from audit_portal import create_app, normalise_database_url
-from audit_portal.audit.models import AuditLog
+from audit_portal import create_app
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.database import normalise_database_url
 from audit_portal.extensions import db
 from audit_portal.users import services as user_services
 

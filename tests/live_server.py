@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from audit_portal import normalise_database_url
+from audit_portal.database import normalise_database_url
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -54,7 +54,7 @@ def test_unknown_app_env(monkeypatch):
 
 
 def test_postgres_urls_use_psycopg2():
-    from audit_portal import normalise_database_url
+    from audit_portal.database import normalise_database_url
 
     assert normalise_database_url("postgres://u@h/d") == "postgresql+psycopg2://u@h/d"
     assert normalise_database_url("postgresql://u@h/d") == "postgresql+psycopg2://u@h/d"

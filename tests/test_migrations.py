@@ -71,9 +71,9 @@ def test_the_rollup_migration_counts_the_errors_already_in_the_log(empty_databas
 
     from sqlalchemy import insert
 
-    from audit_portal.audit.enums import ActionType, ResourceType, Status
-    from audit_portal.audit.events import build_event
-    from audit_portal.audit.models import AuditLog
+    from audit_portal.audit.record.enums import ActionType, ResourceType, Status
+    from audit_portal.audit.record.events import build_event
+    from audit_portal.audit.record.models import AuditLog
     from audit_portal.timeutil import utcnow
 
     result = flask("db", "upgrade", "0007_audit_partial_error_indexes", database_url=empty_database, data_dir=tmp_path)

@@ -19,15 +19,14 @@ from flask import Flask
 from sqlalchemy import inspect, select, text
 
 from audit_portal import create_app
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.events import build_event
-from audit_portal.audit.models import AuditLog
-from audit_portal.audit.service import log_error
-from audit_portal.auth.models import ApiToken
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.write.service import log_error
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 from audit_portal.users import services as user_services
-from audit_portal.users.models import User
+from audit_portal.users.models import ApiToken, User
 from tests.api_helpers import bearer, make_token
 from tests.conftest import PASSWORD, csrf_token, form_post
 

@@ -1,7 +1,97 @@
-"""The audit log: the record, how events are written, and the pages and API that read them."""
+"""The audit log, as a Flask extension: ``init_app(app)`` wires it in, and this module is its public face.
 
-from flask import Blueprint
+Application code records events through the names below (the audit package is arranged by role inside:
+``record`` what an event is, ``write`` getting events in, ``read`` getting them out, ``integrity`` the hash chain
+and retention, ``web`` the pages and the API, ``demo`` synthetic data, ``cli`` the commands)::
 
-bp = Blueprint("audit", __name__, url_prefix="/admin/audit-logs")
+    from audit_portal.audit import ActionType, ResourceType, log_audit
 
-from . import chain_models, integrity_views, rollup, views  # noqa: E402,F401  (models: for migrations)
+    log_audit(user.id, ActionType.UPDATE, ResourceType.SETTING, "theme", "Changed the theme",
+              metadata={"old": "light", "new": "dark"})
+
+The names are loaded when first used, so importing one sub-module (an enum, a model) loads nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+#: Public name -> the module (below this package) that defines it.
+_FACE = {
+    **dict.fromkeys(("ActionType", "Category", "ErrorSeverity", "ResourceType", "Status"), "record.enums"),
+    "single_line": "record.events",
+    "use_actor_directory": "record.actors",
+    **dict.fromkeys(("log_audit", "log_login", "log_login_failed", "log_logout", "log_user_action", "log_admin_action",
+                     "log_error", "log_permission_denied", "log_export", "audit_log"), "write.service"),
+    **dict.fromkeys(("client_ip", "remember_actor"), "write.context"),
+    "close_all_writers": "write.writer",
+    "AuditLogRepository": "read.query",
+}
+
+if TYPE_CHECKING:
+    from .read.query import AuditLogRepository
+    from .record.actors import use_actor_directory
+    from .record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+    from .record.events import single_line
+    from .write.context import client_ip, remember_actor
+    from .write.service import (
+        audit_log,
+        log_admin_action,
+        log_audit,
+        log_error,
+        log_export,
+        log_login,
+        log_login_failed,
+        log_logout,
+        log_permission_denied,
+        log_user_action,
+    )
+    from .write.writer import close_all_writers
+
+
+def __getattr__(name: str):
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_FACE])
+
+
+def init_app(app) -> None:
+    """Wire auditing into ``app``: the background writer (with the sealer as its housekeeping) and its SIGTERM
+    flush, the request hooks, the pages, the API, the commands and the template filters."""
+    from ..rest import register
+    from .cli import audit_cli, demo_cli
+    from .integrity.seal import seal_in_background
+    from .record.presentation import TEMPLATE_FILTERS
+    from .web import (
+        api,
+        integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
+        views,
+    )
+    from .write.hooks import AuditMiddleware
+    from .write.writer import AuditWriter, install_sigterm_flush
+
+    app.extensions["audit_writer"] = AuditWriter(app, housekeeping=seal_in_background)
+    install_sigterm_flush()
+    AuditMiddleware(app)
+    app.register_blueprint(views.bp)
+    register(api.blp)
+    app.cli.add_command(audit_cli)
+    app.cli.add_command(demo_cli)
+    for name, function in TEMPLATE_FILTERS.items():
+        app.add_template_filter(function, name)
+
+
+__all__ = [  # what _FACE maps, and init_app (a test checks the two agree)
+    "ActionType", "AuditLogRepository", "Category", "ErrorSeverity", "ResourceType", "Status", "audit_log",
+    "client_ip", "close_all_writers", "init_app", "log_admin_action", "log_audit", "log_error", "log_export",
+    "log_login", "log_login_failed", "log_logout", "log_permission_denied", "log_user_action", "remember_actor",
+    "single_line", "use_actor_directory",
+]

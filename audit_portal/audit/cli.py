@@ -1,25 +1,31 @@
-"""Audit commands: ``flask demo seed`` (and, as they land, ``flask audit ...``)."""
+"""The audit commands: ``flask audit verify|purge|export|rollup`` and ``flask demo seed``."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
+from marshmallow import ValidationError
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..users.models import User
-from . import rollup
-from .bulk import copy_events, drop_secondary_indexes, rebuild_indexes
-from .seed import generate
-from .writer import insert_ignoring_duplicates
+from .demo.bulk import load_events
+from .demo.seed import generate
+from .integrity.purge import execute_purge, plan_purge
+from .integrity.seal import seal
+from .integrity.verify import record_verification, verify
+from .read.export import ExportTooLarge, prepare_export
+from .read.query import AuditFilters
+from .read.schemas import AuditLogFilterSchema
+from .record.actors import directory
+from .record.models import AuditChainLink
+from .write import rollup
+from .write.service import log_export
 
 demo_cli = AppGroup("demo", help="Demo data.")
 audit_cli = AppGroup("audit", help="Audit log maintenance.")
-
-SEED_BATCH = 5000
-#: From this many events on, a PostgreSQL seed drops the secondary indexes and rebuilds them afterwards.
-REBUILD_INDEXES_FROM = 500_000
 
 
 @demo_cli.command("seed")
@@ -30,50 +36,12 @@ def seed_command(count: int, days: int, yes: bool):
     """Fill the audit log with synthetic, realistic events (marked as demo data in their metadata)."""
     if current_app.config["APP_ENV"] == "production" and not yes:
         click.confirm(f"Insert {count:,} demo events into the PRODUCTION audit log?", abort=True)
-    users = [(u.id, u.username) for u in db.session.scalars(select(User).limit(50))]
-    users += [(None, None)] if not users else []
+    users = directory().some(50) or [(None, None)]
     db.session.commit()
-    rows = generate(count, users, days=days, demo=True)
-    postgres = db.engine.dialect.name == "postgresql"
-    saved_indexes = []
-    if postgres and count >= REBUILD_INDEXES_FROM:
-        with db.engine.begin() as connection:
-            saved_indexes = drop_secondary_indexes(connection)
-        click.echo(f"Dropped {len(saved_indexes)} secondary indexes for the load; they are rebuilt at the end.")
-    written = 0
-    days: list = []  # UTC days of the error events COPY loaded: the rollup recounts from the first to the last
-    try:
-        with click.progressbar(length=count, label="Seeding audit events") as bar:
-            batch = []
-            for event in rows:
-                batch.append(event)
-                if len(batch) >= SEED_BATCH:
-                    written += _write(batch, postgres, days)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                written += _write(batch, postgres, days)
-                bar.update(len(batch))
-    finally:
-        if saved_indexes:
-            click.echo("Rebuilding indexes...")
-            with db.engine.begin() as connection:
-                rebuild_indexes(connection, saved_indexes)
-        if days:
-            # COPY bypasses the insert path that keeps the error rollup: recount the days it loaded.
-            with db.engine.begin() as connection:
-                rollup.rebuild(connection, min(days), max(days))
+    events = generate(count, users, days=days, demo=True)
+    with click.progressbar(length=count, label="Seeding audit events") as bar:
+        written = load_events(events, count, progress=bar.update, say=click.echo)
     click.echo(f"Inserted {written:,} demo events.")
-
-
-def _write(batch: list[dict], postgres: bool, days: list) -> int:
-    with db.engine.begin() as connection:
-        if postgres:
-            copy_events(connection, batch)
-            days.extend(rollup.event_days(batch) or ())
-        else:
-            insert_ignoring_duplicates(connection, batch)  # keeps the rollup itself
-    return len(batch)
 
 
 @audit_cli.command("rollup")
@@ -85,3 +53,93 @@ def rollup_command():
     with db.engine.begin() as connection:
         rows = rollup.rebuild(connection)
     click.echo(f"Recounted the error rollup: {rows:,} rows (one per day, fingerprint, error type and severity).")
+
+
+@audit_cli.command("verify")
+def verify_command():
+    """Seal new events, then walk the hash chain; exit 0 only when it is intact."""
+    sealed = seal()
+    if sealed.sealed:
+        click.echo(f"Sealed {sealed.sealed:,} new events" + (f" ({sealed.late} committed late)" if sealed.late else "")
+                   + ".")
+    total = db.session.scalar(select(func.count()).select_from(AuditChainLink)) or 0
+    with click.progressbar(length=total, label="Verifying the audit chain", file=sys.stderr) as bar:
+        result = verify(progress=bar.update)
+    record_verification(result)
+    if result.late:
+        click.echo(f"Note: {result.late:,} event(s) committed late (after newer events had been sealed) and were "
+                   f"chained at the end: events {', '.join(map(str, result.late_events))}"
+                   + (" and more" if result.late > len(result.late_events) else "")
+                   + ". A slow transaction explains one; check any you do not expect.")
+    if result.ok:
+        click.echo(f"OK: the audit chain is intact ({result.checked:,} events, head at link {result.head_seq}).")
+        return
+    click.echo(f"FAILED: {result.problem_count:,} problem(s) in the audit chain:", err=True)
+    for problem in result.problems[:20]:
+        click.echo(f"  - {problem}", err=True)
+    if result.problem_count > 20:
+        click.echo(f"  ... and {result.problem_count - 20:,} more.", err=True)
+    sys.exit(1)
+
+
+@audit_cli.command("purge")
+@click.option("--older-than-days", required=True, type=click.IntRange(min=0), help="Delete events older than this.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge_command(older_than_days: int, dry_run: bool, yes: bool):
+    """Delete events older than N days, in batches, and record that the purge ran."""
+    retention = current_app.config["AUDIT_RETENTION_DAYS"]
+    if older_than_days < retention:
+        click.echo(f"Warning: {older_than_days} days is shorter than AUDIT_RETENTION_DAYS ({retention}).", err=True)
+    plan = plan_purge(older_than_days)
+    db.session.rollback()  # no transaction stays open (holding a snapshot) while the operator reads the prompt
+    if plan.count == 0:
+        click.echo(f"Nothing to purge: no sealed events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC.")
+        return
+    summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
+               f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
+    if dry_run:
+        click.echo(f"Dry run: would delete {summary}.")
+        return
+    if not yes:
+        click.confirm(f"Delete {summary}? This cannot be undone", abort=True)
+    with click.progressbar(length=plan.count, label="Purging", file=sys.stderr) as bar:
+        deleted = execute_purge(plan, progress=bar.update)
+    click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
+
+
+def _filter_options(func):
+    for name in reversed(AuditFilters.names()):
+        func = click.option(f"--{name.replace('_', '-')}", name, default=None, help=f"Filter: {name}.")(func)
+    return func
+
+
+@audit_cli.command("export")
+@click.option("--format", "fmt", default="csv", show_default=True, help="csv, json or ndjson.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: standard output).")
+@_filter_options
+def export_command(fmt: str, output: str | None, **raw_filters):
+    """Export the audit events matching the filters (same names and rules as the API)."""
+    raw = {k: v for k, v in raw_filters.items() if v is not None}
+    try:
+        filters = AuditLogFilterSchema().load(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{k.replace('_', '-')}: {' '.join(map(str, v))}" for k, v in exc.messages.items())
+        raise click.UsageError(problems) from None
+    try:
+        export = prepare_export(filters, fmt)
+    except ValueError as exc:
+        raise click.UsageError(f"--format: {exc}") from None
+    except ExportTooLarge as exc:
+        raise click.ClickException(str(exc)) from None
+    log_export(export.count, export.format.value, filters.active(), "cli")
+    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        for chunk in export.chunks():
+            stream.write(chunk)
+    finally:
+        if output:
+            stream.close()
+    if output:
+        click.echo(f"Wrote {export.count:,} events to {output}.", err=True)

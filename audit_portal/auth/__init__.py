@@ -1,7 +1,15 @@
-"""Authentication: login, logout, password change, and the session user loader."""
+"""Authentication: login, logout, password change, login throttling, and how a request's user is found
+(session or API token)."""
 
-from flask import Blueprint
+from flask import Flask
 
-bp = Blueprint("auth", __name__, url_prefix="/auth")
 
-from . import loaders, models, views  # noqa: E402,F401  (routes, the user loaders, the token model)
+def init_app(app: Flask) -> None:
+    """The login pages, the user loaders, and the user directory the audit package names actors through."""
+    from ..audit import use_actor_directory
+    from . import loaders  # noqa: F401 - registers the Flask-Login user loaders
+    from .actors import UserDirectory
+    from .views import bp
+
+    app.register_blueprint(bp)
+    use_actor_directory(app, UserDirectory())

@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from ..users.services import PASSWORD_MAX
+from ..users.rules import PASSWORD_MAX
 
 
 class LoginForm(FlaskForm):

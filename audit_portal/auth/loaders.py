@@ -1,8 +1,11 @@
 """How Flask-Login finds the current user."""
 
-from ..audit.context import remember_actor
+from flask import g
+
+from ..audit import remember_actor
 from ..extensions import db, login_manager
 from ..users.models import User
+from ..users.tokens import authenticate_token
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please log in to see that page."
@@ -26,10 +29,6 @@ def load_user(session_key: str) -> User | None:
 @login_manager.request_loader
 def load_user_from_token(req) -> User | None:
     """``Authorization: Bearer <token>`` for scripts. No session is created; no CSRF is needed."""
-    from flask import g
-
-    from .tokens import authenticate_token
-
     header = req.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() != "bearer":

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
-from ..audit.enums import ActionType, ResourceType
-from ..audit.service import log_audit, log_login, log_login_failed, log_logout
+from ..audit import ActionType, ResourceType, log_audit, log_login, log_login_failed, log_logout
 from ..extensions import db
 from ..timeutil import utcnow
 from ..users.models import User
-from ..users.services import ServiceError, check_password_strength
-from .passwords import burn_verification_time, hash_password, verify_password
+from ..users.passwords import burn_verification_time, hash_password, verify_password
+from ..users.rules import ServiceError, check_password_strength
+from ..users.services import find_user_by_username
 
 
 class LoginFailed(Exception):
@@ -18,12 +16,6 @@ class LoginFailed(Exception):
 
 
 GENERIC_FAILURE = "Invalid username or password."
-
-
-def find_user_by_username(username: str) -> User | None:
-    if "\x00" in username:  # no username contains NUL, and PostgreSQL refuses it in a query
-        return None
-    return db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
 
 
 def authenticate(username: str, password: str) -> User:

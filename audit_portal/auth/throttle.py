@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from ..audit.context import client_ip
-from ..audit.enums import ActionType, ResourceType, Status
-from ..audit.events import single_line
-from ..audit.service import log_audit
+from ..audit import ActionType, ResourceType, Status, client_ip, log_audit, single_line
 from ..extensions import limiter
 
 

@@ -2,16 +2,17 @@
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..audit.context import remember_actor
+from ..audit import remember_actor
 from ..extensions import db
-from ..users.services import ServiceError
-from . import bp
+from ..users.rules import ServiceError
 from .forms import LoginForm, PasswordChangeForm
 from .services import LoginFailed, authenticate, change_own_password, end_session
 from .throttle import login_limits
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 
 def _safe_next(target: str | None) -> str | None:

@@ -9,9 +9,10 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
-from ..audit.enums import ActionType
+from ..audit import ActionType
 from ..rest import abort_invalid, documented_errors, envelope, ok, require_admin, require_login
 from . import services
+from .rules import NotFound, ServiceError
 from .schemas import (
     PasswordResetSchema,
     StatusChangeSchema,
@@ -36,7 +37,7 @@ UserListEnvelope = envelope(UserListSchema, "UserListEnvelope")
 def _user_or_404(user_id: int):
     try:
         return services.get_user(user_id) if user_id < 2**31 else abort(404)
-    except services.NotFound:
+    except NotFound:
         abort(404, description=f"There is no user with id {user_id}.")
 
 
@@ -44,7 +45,7 @@ def _apply(action, action_type: ActionType, target_id: int | None = None):
     """Run a service call and commit; on a broken rule (recorded as refused) answer 422 naming the field."""
     try:
         return services.run_operation(current_user, action_type, target_id, action)
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         abort_invalid(exc.field, exc.message)
 
 

@@ -1,12 +1,18 @@
-"""``flask users ...``: create accounts from the command line (through the same services as the UI)."""
+"""``flask users ...`` and ``flask tokens ...``: accounts and API tokens from the command line (through the same
+services as the UI)."""
+
+import secrets
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from ..extensions import db
-from .models import RoleName
-from .services import ServiceError, create_user, ensure_default_roles
+from .models import Role, RoleName, User
+from .rules import ServiceError
+from .services import create_user, ensure_default_roles, find_user_by_username
+from .tokens import create_token
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 
@@ -51,12 +57,6 @@ def ensure_admin_command():
     if it is missing. Otherwise, if there is no administrator at all, one called ``admin`` is created
     with a random password that is printed once.
     """
-    import secrets
-
-    from sqlalchemy import func, select
-
-    from .models import Role, User
-
     cfg = current_app.config
     ensure_default_roles()
     username, password = cfg["ADMIN_USERNAME"], cfg["ADMIN_PASSWORD"]
@@ -65,7 +65,7 @@ def ensure_admin_command():
         raise click.UsageError(f"ADMIN_USERNAME and ADMIN_PASSWORD go together: set {missing} too, or neither "
                                "(then an 'admin' account with a generated password is created).")
     if username and password:
-        existing = db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+        existing = find_user_by_username(username)
         if existing is None:
             _create(username, password, cfg["ADMIN_EMAIL"] or f"{username}@localhost.localdomain", RoleName.ADMIN.value, "")
         elif not existing.is_admin:
@@ -89,3 +89,26 @@ def ensure_admin_command():
     click.echo(f"    password: {password}")
     click.echo("  This password is shown only once; change it under 'Change password' after logging in.")
     click.echo("")
+
+
+tokens_cli = AppGroup("tokens", help="API tokens for scripts.")
+
+
+@tokens_cli.command("create")
+@click.option("--username", required=True, help="The user the token acts as.")
+@click.option("--name", default="", help="What the token is for, e.g. 'nightly export'.")
+def create_token_command(username: str, name: str):
+    """Create an API token and print it once (it is stored only as a hash)."""
+    user = find_user_by_username(username)
+    if user is None:
+        raise click.UsageError(f"No user called {username!r}.")
+    if not user.can_log_in:
+        raise click.UsageError(f"{username} cannot log in (inactive or not active status); a token would not work.")
+    try:
+        token, raw = create_token(None, user, name)
+    except ServiceError as exc:
+        db.session.rollback()
+        raise click.UsageError(f"{exc.field}: {exc.message}") from None
+    db.session.commit()
+    click.echo(raw)
+    click.echo(f"Token {token.prefix}… for {user.username} created. Store it now: it cannot be shown again.", err=True)

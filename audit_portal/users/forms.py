@@ -5,8 +5,8 @@ from wtforms import BooleanField, EmailField, PasswordField, SelectField, String
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
-from .services import PASSWORD_MAX
+from .models import EMAIL_MAX, FULL_NAME_MAX, TOKEN_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
+from .rules import PASSWORD_MAX
 
 ROLE_CHOICES = [SelectChoice(r.value, r.value.capitalize()) for r in RoleName]
 STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in UserStatus]
@@ -47,3 +47,8 @@ class ConfirmForm(FlaskForm):
     """A bare form: CSRF protection for one-button actions (activate, deactivate, delete)."""
 
     submit = SubmitField("Confirm")
+
+
+class TokenCreateForm(FlaskForm):
+    name = StringField("Token name", validators=[Length(max=TOKEN_NAME_MAX)])
+    submit = SubmitField("Create token")

@@ -3,7 +3,7 @@
 from marshmallow import RAISE, Schema, fields, validate
 
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
-from .services import PASSWORD_MAX, USERNAME_RE
+from .rules import PASSWORD_MAX, USERNAME_RE
 
 #: The rules the services enforce, documented (not enforced here: the services' messages are clearer).
 USERNAME_DOC = {"pattern": USERNAME_RE.pattern,

@@ -3,86 +3,29 @@ flushes. The caller (a view, an API resource or a command) commits."""
 
 from __future__ import annotations
 
-import re
-
-from flask import current_app
 from sqlalchemy import false, func, select
+from sqlalchemy.exc import IntegrityError
 
-from ..audit.enums import ActionType
-from ..audit.service import log_user_action
+from ..audit import ActionType, ResourceType, Status, log_audit, log_user_action
 from ..database import escape_like
 from ..extensions import db
-from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, Role, RoleName, User, UserStatus
-
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{2,63}$")
-#: No control characters (PostgreSQL cannot even store NUL in a string) and no lone UTF-16 surrogates
-#: (a JSON body can carry "\ud800"; no database can store it).
-EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f\ud800-\udfff]+@[^@\s\x00-\x1f\x7f\ud800-\udfff]+"
-                      r"\.[^@\s\x00-\x1f\x7f\ud800-\udfff]+$")
-PASSWORD_MAX = 256
-
-
-class ServiceError(ValueError):
-    """A rule was broken. ``field`` names the input at fault; the message is safe to show."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+from .models import Role, RoleName, User, UserStatus
+from .passwords import hash_password
+from .rules import (
+    NotFound,
+    ServiceError,
+    check_email,
+    check_full_name,
+    check_password_strength,
+    check_username,
+    parse_status,
+)
 
 
-class NotFound(LookupError):
-    pass
-
-
-# -- validation shared by every entry point --------------------------------------------------
-
-
-def check_username(username: str) -> str:
-    username = (username or "").strip()
-    if not USERNAME_RE.match(username):
-        raise ServiceError(
-            "username",
-            f"Username must be 3 to {USERNAME_MAX} characters: letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit.",
-        )
-    return username
-
-
-def check_email(email: str) -> str:
-    email = (email or "").strip().lower()
-    if len(email) > EMAIL_MAX or not EMAIL_RE.match(email):
-        raise ServiceError("email", "Enter a valid email address.")
-    return email
-
-
-def check_full_name(full_name: str | None) -> str:
-    full_name = (full_name or "").strip()
-    if len(full_name) > FULL_NAME_MAX or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in full_name):
-        raise ServiceError("full_name", f"Full name must be at most {FULL_NAME_MAX} printable characters.")
-    return full_name
-
-
-def check_password_strength(password: str, username: str = "") -> None:
-    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
-    if not password or len(password) < minimum:
-        raise ServiceError("password", f"Password must be at least {minimum} characters long.")
-    if len(password) > PASSWORD_MAX:
-        raise ServiceError("password", f"Password must be at most {PASSWORD_MAX} characters long.")
-    if username and username.lower() in password.lower():
-        raise ServiceError("password", "Password must not contain the username.")
-    if len(set(password)) < 4:
-        raise ServiceError("password", "Password is too simple: use more different characters.")
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in password):  # only a JSON "\udXXX" escape can send one
-        raise ServiceError("password", "Password must be valid Unicode text (it has a lone surrogate).")
-
-
-def parse_status(status: str) -> UserStatus:
-    try:
-        return UserStatus(str(status).strip().lower())
-    except ValueError:
-        allowed = ", ".join(s.value for s in UserStatus)
-        raise ServiceError("status", f"Unknown status {status!r}; allowed: {allowed}.") from None
+def find_user_by_username(username: str) -> User | None:
+    if "\x00" in username:  # no username contains NUL, and PostgreSQL refuses it in a query
+        return None
+    return db.session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
 
 
 def get_role(name: str) -> Role:
@@ -174,8 +117,6 @@ def create_user(actor: User | None, *, username: str, email: str, password: str,
                 role: str = RoleName.USER.value, status: str = UserStatus.ACTIVE.value,
                 is_active: bool = True) -> User:
     """Create a user; records CREATE (without any password material)."""
-    from ..auth.passwords import hash_password
-
     username, email, full_name = check_username(username), check_email(email), check_full_name(full_name)
     role_obj, status_obj = get_role(role), parse_status(status)
     check_password_strength(password, username)
@@ -270,8 +211,6 @@ def set_active(actor: User, user: User, active: bool) -> User:
 
 def reset_password(actor: User, user: User, new_password: str) -> User:
     """An admin sets another user's password; that user's sessions end. Recorded as sensitive."""
-    from ..auth.passwords import hash_password
-
     check_password_strength(new_password, user.username)
     user.password_hash = hash_password(new_password)
     user.session_version += 1
@@ -297,9 +236,6 @@ def delete_user(actor: User, user: User) -> None:
 
 def record_refusal(actor: User | None, action_type: ActionType, target_id: int | None, exc: ServiceError) -> None:
     """A refused attempt (a broken rule): recorded on its own, since the change itself rolled back."""
-    from ..audit.enums import ResourceType, Status
-    from ..audit.service import log_audit
-
     who = actor.username if actor else "the command line"
     what = action_type.value.lower().replace("_", " ")
     log_audit(actor.id if actor else None, action_type, ResourceType.USER, target_id,
@@ -313,8 +249,6 @@ def run_operation(actor: User | None, action_type: ActionType, target_id: int | 
 
     A unique-constraint race (two admins creating the same username at once) is reported like the
     check that lost it."""
-    from sqlalchemy.exc import IntegrityError
-
     try:
         result = operation()
         db.session.commit()

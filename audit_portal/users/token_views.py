@@ -3,36 +3,28 @@
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
-from wtforms.validators import Length
 
-from ..auth import tokens
-from ..auth.decorators import admin_required
-from ..auth.models import TOKEN_NAME_MAX
+from ..access import admin_required
 from ..extensions import db
-from . import bp
-from .services import NotFound, ServiceError
-from .views import _detail, _user_or_404
-
-
-class TokenCreateForm(FlaskForm):
-    name = StringField("Token name", validators=[Length(max=TOKEN_NAME_MAX)])
-    submit = SubmitField("Create token")
+from . import tokens
+from .forms import TokenCreateForm
+from .rules import NotFound, ServiceError
+from .views import bp, render_detail, user_or_404
 
 
 @bp.post("/<int:user_id>/tokens")
 @admin_required
 def create_token(user_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = TokenCreateForm()
     if not form.validate_on_submit():
-        return _detail(user, token_form=form), 400
+        return render_detail(user, token_form=form), 400
     try:
         token, raw = tokens.create_token(current_user, user, form.name.data)
     except ServiceError as exc:
         db.session.rollback()
         form.name.errors = [exc.message]
-        return _detail(user, token_form=form), 400
+        return render_detail(user, token_form=form), 400
     db.session.commit()
     return render_template("users/token_created.html", user=user, token=token, raw=raw)
 
@@ -40,7 +32,7 @@ def create_token(user_id: int):
 @bp.post("/<int:user_id>/tokens/<int:token_id>/revoke")
 @admin_required
 def revoke_token(user_id: int, token_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     try:
         token = tokens.get_token(token_id)
     except NotFound:

@@ -1,18 +1,21 @@
 """User management pages. Each view parses the form, calls one service, commits, and renders."""
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..audit.enums import ActionType
-from ..auth.decorators import admin_required
-from . import bp, services
-from .forms import ConfirmForm, ResetPasswordForm, StatusForm, UserCreateForm, UserEditForm
-from .services import NotFound, ServiceError
+from ..access import admin_required
+from ..audit import ActionType, AuditLogRepository
+from . import services
+from .forms import ConfirmForm, ResetPasswordForm, StatusForm, TokenCreateForm, UserCreateForm, UserEditForm
+from .rules import NotFound, ServiceError
+from .tokens import tokens_for
+
+bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
 PER_PAGE_CHOICES = (10, 25, 50, 100)
 
 
-def _user_or_404(user_id: int):
+def user_or_404(user_id: int):
     try:
         return services.get_user(user_id)
     except NotFound:
@@ -66,13 +69,9 @@ def create_user():
     return render_template("users/form.html", form=form, user=None), status
 
 
-def _detail(user, **forms):
-    from ..audit.repository import AuditLogRepository
-
+def render_detail(user, **forms):
+    """A user's page: profile, forms for its actions, API tokens and recent events."""
     forms.setdefault("status_form", StatusForm(status=user.status))
-    from ..auth.tokens import tokens_for
-    from .token_views import TokenCreateForm
-
     forms.setdefault("password_form", ResetPasswordForm())
     forms.setdefault("token_form", TokenCreateForm())
     recent = AuditLogRepository().recent_for_user(user.id, limit=10)
@@ -83,13 +82,13 @@ def _detail(user, **forms):
 @bp.get("/<int:user_id>")
 @admin_required
 def show_user(user_id: int):
-    return _detail(_user_or_404(user_id))
+    return render_detail(user_or_404(user_id))
 
 
 @bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
 @admin_required
 def edit_user(user_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = UserEditForm(obj=user, role=user.role.name)
     if form.validate_on_submit():
         _, ok = _commit_or_report(form, lambda: services.update_user(
@@ -103,13 +102,13 @@ def edit_user(user_id: int):
 
 
 def _one_button_action(user_id: int, action, done: str, action_type: ActionType):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400, description="The form's security token is missing or wrong. Reload the page and try again.")
     _, ok = _commit_or_report(form, lambda: action(user), action_type, user.id)
     if not ok:
-        return _detail(user), 400
+        return render_detail(user), 400
     flash(done.format(username=user.username), "success")
     return redirect(url_for("users.show_user", user_id=user.id))
 
@@ -131,7 +130,7 @@ def deactivate_user(user_id: int):
 @bp.post("/<int:user_id>/status")
 @admin_required
 def change_status(user_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = StatusForm()
     if form.validate_on_submit():
         _, ok = _commit_or_report(form, lambda: services.change_status(current_user, user, form.status.data),
@@ -139,13 +138,13 @@ def change_status(user_id: int):
         if ok:
             flash(f"Status of {user.username} is now {user.status}.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
-    return _detail(user, status_form=form), 400
+    return render_detail(user, status_form=form), 400
 
 
 @bp.post("/<int:user_id>/password")
 @admin_required
 def reset_password(user_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = ResetPasswordForm()
     if form.validate_on_submit():
         _, ok = _commit_or_report(form, lambda: services.reset_password(current_user, user, form.password.data),
@@ -153,13 +152,13 @@ def reset_password(user_id: int):
         if ok:
             flash(f"Password of {user.username} reset; their sessions have ended.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
-    return _detail(user, password_form=form), 400
+    return render_detail(user, password_form=form), 400
 
 
 @bp.route("/<int:user_id>/delete", methods=["GET", "POST"])
 @admin_required
 def delete_user(user_id: int):
-    user = _user_or_404(user_id)
+    user = user_or_404(user_id)
     form = ConfirmForm()
     if form.validate_on_submit():
         name = user.username

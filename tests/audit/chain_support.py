@@ -8,12 +8,13 @@ from datetime import timedelta
 
 from sqlalchemy import func, insert, select, text, update
 
-from audit_portal.audit import chain
-from audit_portal.audit.chain_models import AuditChainLink
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.events import build_event
-from audit_portal.audit.models import AuditLog
-from audit_portal.audit.service import log_audit
+from audit_portal.audit.integrity import checkpoints
+from audit_portal.audit.integrity import seal as chain_seal
+from audit_portal.audit.integrity import verify as chain_verify
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import AuditChainLink, AuditLog
+from audit_portal.audit.write.service import log_audit
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 
@@ -57,21 +58,21 @@ def bump_id_sequence(app, to: int) -> None:
 
 def seal(app):
     with app.app_context():
-        result = chain.seal()
+        result = chain_seal.seal()
         db.session.remove()
         return result
 
 
-def verify(app) -> chain.VerifyResult:
+def verify(app) -> chain_verify.VerifyResult:
     with app.app_context():
-        result = chain.verify()
+        result = chain_verify.verify()
         db.session.remove()
         return result
 
 
 def checkpoint(app) -> dict:
     with app.app_context():
-        return chain.maybe_checkpoint(force=True)
+        return checkpoints.maybe_checkpoint(force=True)
 
 
 def links(app) -> list:
@@ -112,10 +113,10 @@ def recompute_chain(app, key: str, rewrite=None) -> None:
         with app.app_context(), db.engine.connect() as conn:
             joined = conn.execute(select(CHAIN.c.seq, CHAIN.c.user_id.label("sealed_user"), LOGS)
                                   .join(LOGS, LOGS.c.id == CHAIN.c.audit_log_id).order_by(CHAIN.c.seq)).all()
-            prev = chain.GENESIS
+            prev = chain_seal.GENESIS
             new_links = []
             for r in joined:
-                digest = chain.link_hash(prev, r, r.sealed_user)
+                digest = chain_seal.link_hash(prev, r, r.sealed_user)
                 new_links.append((r.seq, prev, digest))
                 prev = digest
     finally:

@@ -12,7 +12,7 @@ from flask import Blueprint, abort, request
 from marshmallow import ValidationError
 from sqlalchemy import create_engine
 
-from audit_portal.audit.spool import SPOOL_NAME
+from audit_portal.audit.write.spool import SPOOL_NAME
 from audit_portal.extensions import csrf
 
 ERRORS = {

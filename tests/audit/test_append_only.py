@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from audit_portal import create_app
-from audit_portal.audit.enums import ActionType
+from audit_portal.audit.record.enums import ActionType
 from audit_portal.extensions import db
 from audit_portal.users import services as user_services
 from audit_portal.users.models import User

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, insert, select, update
 
-from audit_portal.audit import chain
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.events import build_event
-from audit_portal.audit.service import log_audit
+from audit_portal.audit.integrity import checkpoints
+from audit_portal.audit.integrity import seal as chain_seal
+from audit_portal.audit.integrity import verify as chain_verify
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.write.service import log_audit
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 from audit_portal.users import services as user_services
@@ -100,8 +102,9 @@ def test_every_reading_of_a_row_has_the_same_canonical_form(app):
                                     .where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
         reordered = db.session.execute(select(*reversed(LOGS.c)).where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
         for by_position, by_column, other_order in zip(plain, joined, reordered, strict=True):
-            form = chain.canonical(by_position, 7)
-            assert form == chain.canonical(chain._RowView(by_column._mapping), 7) == chain.canonical(other_order, 7)
+            form = chain_seal.canonical(by_position, 7)
+            by_name = chain_seal.canonical(chain_verify._RowView(by_column._mapping), 7)
+            assert form == by_name == chain_seal.canonical(other_order, 7)
             decoded = json.loads(form)
             assert decoded["id"] == by_position.id and decoded["user_id"] == 7
             assert decoded["timestamp"] == by_position.timestamp.astimezone(UTC).isoformat(timespec="microseconds")
@@ -216,7 +219,7 @@ def test_a_truncated_tail_is_detected_by_a_checkpoint(app, runner, survivor):
     if survivor == "checkpoint file":
         statements.append(delete(LOGS).where(LOGS.c.action_type == ActionType.CHAIN_CHECKPOINT.value))
     else:
-        (Path(app.config["AUDIT_DATA_DIR"]) / chain.CHECKPOINT_FILE).unlink()
+        (Path(app.config["AUDIT_DATA_DIR"]) / checkpoints.CHECKPOINT_FILE).unlink()
     tamper(app, *statements)
 
     result = verify_cli(runner)
@@ -312,7 +315,7 @@ def test_a_slow_transaction_on_postgresql_is_sealed_late(app):
 
 
 def test_a_row_inserted_below_the_head_outside_the_app_is_reported(app, runner, monkeypatch):
-    monkeypatch.setattr(chain, "LATE_WINDOW", 100)
+    monkeypatch.setattr(chain_seal, "LATE_WINDOW", 100)
     _chain_with_head_at_1000(app)
     insert_event(app, id=500, description="Forged: the admin approved this")
 
@@ -380,10 +383,10 @@ def _writer_process(database_url: str, data_dir: str, name: str, rounds: int, pe
                         log_audit(None, ActionType.UPDATE, ResourceType.SETTING, name, description,
                                   transactional=True)
                         db.session.commit()
-                result = chain.seal()
+                result = chain_seal.seal()
                 sealed, late = sealed + result.sealed, late + result.late
             worker_app.extensions["audit_writer"].close()
-            result = chain.seal()
+            result = chain_seal.seal()
             results.put((name, sealed + result.sealed, late + result.late, None))
     except BaseException as exc:  # noqa: BLE001 - reported to the test
         results.put((name, 0, 0, repr(exc)))
@@ -437,14 +440,14 @@ def test_the_newest_checkpoint_is_the_last_whole_one_even_past_a_damaged_tail(ap
     """``last_checkpoint`` reads the file from its end (every seal pass asks; the file only grows): it gives what
     reading the whole file gives, also when the last valid line is further back than one read."""
     with app.app_context():
-        path = chain._checkpoint_path()
-        assert chain.last_checkpoint() is None  # no file yet
+        path = checkpoints._checkpoint_path()
+        assert checkpoints.last_checkpoint() is None  # no file yet
         path.parent.mkdir(parents=True, exist_ok=True)
         points = [{"seq": 1000 * i, "hash": f"{i:064x}", "at": "2026-11-27T00:00:00+00:00"} for i in range(1, 3001)]
         path.write_text("".join(json.dumps(p) + "\n" for p in points), encoding="utf-8")
-        assert chain.last_checkpoint() == chain.read_checkpoints()[-1] == points[-1]
+        assert checkpoints.last_checkpoint() == checkpoints.read_checkpoints()[-1] == points[-1]
 
         with open(path, "a", encoding="utf-8") as fh:  # a torn write, then junk longer than the first block read
             fh.write('{"seq": 3001000, "hash": "ab')
             fh.write("\n" + "x" * 5000 + "\n[1, 2]\n")
-        assert chain.last_checkpoint() == points[-1]
+        assert checkpoints.last_checkpoint() == points[-1]

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_portal.audit import models
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.events import build_event, single_line
-from audit_portal.audit.service import log_audit, log_login_failed
+from audit_portal.audit.record import models
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event, single_line
+from audit_portal.audit.write.service import log_audit, log_login_failed
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -112,7 +112,7 @@ def test_event_ids_are_uuid7_in_time_order(monkeypatch):
     import time as time_module
     import uuid
 
-    from audit_portal.audit.events import new_event_id
+    from audit_portal.audit.record.events import new_event_id
 
     clock = iter([1_800_000_000_000_000_000, 1_800_000_000_001_000_000, 1_800_000_000_002_000_000])
     monkeypatch.setattr(time_module, "time_ns", lambda: next(clock))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from audit_portal.audit.context import REQUEST_ID_HEADER
+from audit_portal.audit.write.context import REQUEST_ID_HEADER
 from tests.conftest import PASSWORD
 
 CASES = [

@@ -2,9 +2,9 @@ import csv
 import io
 import json
 
-from audit_portal.audit.enums import ActionType, ResourceType, Status
-from audit_portal.audit.events import build_event
-from audit_portal.audit.writer import insert_ignoring_duplicates
+from audit_portal.audit.record.enums import ActionType, ResourceType, Status
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.write.store import insert_ignoring_duplicates
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 

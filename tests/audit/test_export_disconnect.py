@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from audit_portal import normalise_database_url
+from audit_portal.database import normalise_database_url
 from tests.live_server import ROOT, _listening_socket, _stop, _wait_until_healthy
 
 pytestmark = [

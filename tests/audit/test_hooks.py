@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from audit_portal.audit.context import REQUEST_ID_HEADER
+from audit_portal.audit.write.context import REQUEST_ID_HEADER
 
 
 def _requests(audit_rows) -> list[tuple[str, str]]:

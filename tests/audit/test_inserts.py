@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
-from audit_portal.audit.enums import ActionType, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.events import build_event
-from audit_portal.audit.inserts import insert_events
-from audit_portal.audit.models import EVENT_COLUMNS, AuditLog
+from audit_portal.audit.record.enums import ActionType, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import EVENT_COLUMNS, AuditLog
+from audit_portal.audit.write.inserts import insert_events
 from audit_portal.extensions import db
 
 _table = AuditLog.__table__

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import text
 
-from audit_portal.audit.models import AuditLog
+from audit_portal.audit.record.models import AuditLog
 from audit_portal.extensions import db
 from tests.conftest import PASSWORD, AuthActions, form_post
 

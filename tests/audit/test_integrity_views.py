@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import select, update
 
-from audit_portal.audit.enums import ActionType
+from audit_portal.audit.record.enums import ActionType
 from audit_portal.extensions import db
 from tests.conftest import AuthActions, csrf_token, form_post
 

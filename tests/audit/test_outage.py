@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from audit_portal.audit.context import REQUEST_ID_HEADER
-from audit_portal.audit.models import AuditLog
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.write.context import REQUEST_ID_HEADER
 from tests.conftest import PASSWORD, csrf_token
 from tests.tcp_proxy import BLACKHOLE, TcpProxy
 
@@ -312,9 +312,10 @@ def test_a_database_that_stops_answering_is_a_503_within_the_connect_timeout(app
     """A host that black-holes connections (no refusal, no answer) must not hold requests: the app's default
     PostgreSQL connect timeout turns it into a 503 (here lowered to libpq's minimum, 2 s, to keep it short)."""
     import audit_portal
+    from audit_portal import database
 
     make_user("admin", role="admin")
-    monkeypatch.setattr(audit_portal, "POSTGRES_CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 2)
     url = make_url(app_config["SQLALCHEMY_DATABASE_URI"])
     no_timeout = url.difference_update_query(["connect_timeout"]).render_as_string(hide_password=False)
     app = audit_portal.create_app({**app_config, "SQLALCHEMY_DATABASE_URI": no_timeout})
@@ -341,7 +342,7 @@ def test_a_database_that_stops_answering_is_a_503_within_the_connect_timeout(app
 
 def test_postgresql_connections_are_checked_and_bounded_by_default():
     """pool_pre_ping replaces connections that died during an outage; connect_timeout bounds a new one."""
-    from audit_portal import POSTGRES_CONNECT_TIMEOUT_S, engine_options
+    from audit_portal.database import POSTGRES_CONNECT_TIMEOUT_S, engine_options
 
     # hide_parameters: error messages (and so error events) never carry a statement's values.
     assert engine_options("postgresql+psycopg2://u@db/app") == {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import event, select
 
-from audit_portal.audit import purge
-from audit_portal.audit.enums import ActionType
+from audit_portal.audit.integrity import purge
+from audit_portal.audit.record.enums import ActionType
 from audit_portal.extensions import db
 
 from .chain_support import CHAIN, LOGS, checkpoint, count_rows, links, record_events, row, seal

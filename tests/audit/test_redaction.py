@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.redaction import REDACTED, is_secret_key, redact, redact_query_string, redact_text
-from audit_portal.audit.service import log_audit
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.redaction import REDACTED, is_secret_key, redact, redact_query_string, redact_text
+from audit_portal.audit.write.service import log_audit
 
 SECRET = "hunter2-Secret-9d8c"
 
@@ -130,7 +130,7 @@ def test_stored_events_carry_no_secret(app, audit_rows):
 from hypothesis import given, settings  # noqa: E402 - grouped with the tests that use it
 from hypothesis import strategies as st  # noqa: E402
 
-from audit_portal.audit.redaction import _may_hold_secret, _redact_patterns  # noqa: E402
+from audit_portal.audit.record.redaction import _may_hold_secret, _redact_patterns  # noqa: E402
 
 _FRAGMENTS = ["pass", "PWD", "secret", "toKen", "api-key", "apikey", "Auth", "cookie", "session", "csrf",
               "credential", "private_key", "signature", "pin", "otp", "Bearer ", "basic ", "token ", "=", ": ",

@@ -16,14 +16,15 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from audit_portal.audit import dashboard, purge
-from audit_portal.audit.enums import ActionType, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.events import build_event
-from audit_portal.audit.filters import AuditFilters
-from audit_portal.audit.inserts import insert_events
-from audit_portal.audit.models import AuditLog
-from audit_portal.audit.rollup import ErrorRollup, midnight, rebuild
-from audit_portal.audit.service import log_audit, log_error
+from audit_portal.audit.integrity import purge
+from audit_portal.audit.read import dashboard
+from audit_portal.audit.read.query import AuditFilters
+from audit_portal.audit.record.enums import ActionType, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.write.inserts import insert_events
+from audit_portal.audit.write.rollup import ErrorRollup, midnight, rebuild
+from audit_portal.audit.write.service import log_audit, log_error
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 

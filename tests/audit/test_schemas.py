@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from marshmallow import ValidationError
 
-from audit_portal.audit.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.filters import AuditFilters
-from audit_portal.audit.models import AuditLog
-from audit_portal.audit.schemas import AuditLogCreateSchema, AuditLogFilterSchema, AuditLogSchema
+from audit_portal.audit.read.query import AuditFilters
+from audit_portal.audit.read.schemas import AuditLogCreateSchema, AuditLogFilterSchema, AuditLogSchema
+from audit_portal.audit.record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.record.models import AuditLog
 
 
 def _errors(params: dict, schema=AuditLogFilterSchema) -> dict:
@@ -85,7 +85,8 @@ def test_date_from_after_date_to_is_refused():
 
 
 def test_an_unknown_parameter_is_refused():
-    assert _errors({"status": "SUCCESS", "colour": "red"}) == {"colour": ["Unknown field."]}
+    assert _errors({"status": "SUCCESS", "colour": "red"}) == {
+        "colour": ["Unknown parameter; the parameters are: " + ", ".join(AuditFilters.names()) + "."]}
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5", str(2**63)])

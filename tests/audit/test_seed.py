@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from audit_portal.audit.enums import ActionType, ErrorSeverity, Status
-from audit_portal.audit.seed import NOT_SEEDED, SCENARIOS, generate
+from audit_portal.audit.demo.seed import NOT_SEEDED, SCENARIOS, generate
+from audit_portal.audit.record.enums import ActionType, ErrorSeverity, Status
 
 PRODUCTION = {"APP_ENV": "production", "AUDIT_HMAC_KEY": "k" * 40}
 #: Every action type, except those that carry integrity state (a new action type needs a scenario).

@@ -9,8 +9,8 @@ from flask_login import login_user
 from marshmallow import ValidationError as MarshmallowValidationError
 from wtforms.validators import ValidationError as WTFormsValidationError
 
-from audit_portal.audit.enums import ActionType, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.service import (
+from audit_portal.audit.record.enums import ActionType, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.write.service import (
     audit_log,
     log_admin_action,
     log_audit,

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.events import build_event
-from audit_portal.audit.spool import SPOOL_NAME, Spool
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.write.spool import SPOOL_NAME, Spool
 
 
 def _events(count: int) -> list[dict]:
@@ -72,7 +72,7 @@ def test_a_full_spool_refuses_new_events_and_keeps_the_old(tmp_path):
 
 
 def test_every_append_and_every_replay_is_fsynced(tmp_path, monkeypatch):
-    import audit_portal.audit.spool as spool_module
+    import audit_portal.audit.write.spool as spool_module
 
     synced: list[int] = []
     real_fsync = spool_module.os.fsync
@@ -87,9 +87,9 @@ def test_every_append_and_every_replay_is_fsynced(tmp_path, monkeypatch):
 def test_a_full_spool_says_so_in_the_log(tmp_path, caplog):
     spool = Spool(tmp_path, max_bytes=1500)
     spool.append(_events(2))
-    with caplog.at_level("WARNING", logger="audit_portal.audit.spool"):
+    with caplog.at_level("WARNING", logger="audit_portal.audit.write.spool"):
         assert spool.append(_events(5)) == 0
-    [record] = [r for r in caplog.records if r.name == "audit_portal.audit.spool"]
+    [record] = [r for r in caplog.records if r.name == "audit_portal.audit.write.spool"]
     assert record.levelname == "WARNING"
     message = record.getMessage()
     assert "is full" in message and "AUDIT_SPOOL_MAX_BYTES=1500" in message and "5 events dropped" in message

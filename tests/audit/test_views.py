@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from audit_portal.audit.enums import ActionType, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.events import build_event
-from audit_portal.audit.models import AuditLog
-from audit_portal.audit.writer import insert_ignoring_duplicates
+from audit_portal.audit.record.enums import ActionType, ErrorSeverity, ResourceType, Status
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.write.store import insert_ignoring_duplicates
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 
@@ -524,16 +524,16 @@ def test_a_tampered_cursor_is_a_422_with_a_way_back(admin_client):
 def test_a_filter_given_twice_is_a_422_in_the_viewer(admin_client):
     response = admin_client.get(f"{VIEWER}?status=SUCCESS&status=FAILURE")
     assert response.status_code == 422
-    assert "Give this parameter once." in page_text(response)
+    assert "<strong>status</strong>: Give status once; it was given 2 times." in page_text(response)
 
 
 def test_the_chart_counts_each_error_on_its_utc_day(app, audit_rows):
     from datetime import UTC, datetime
 
-    from audit_portal.audit.dashboard import errors_per_day
-    from audit_portal.audit.events import build_event
-    from audit_portal.audit.filters import AuditFilters
-    from audit_portal.audit.writer import store_events
+    from audit_portal.audit.read.dashboard import errors_per_day
+    from audit_portal.audit.read.query import AuditFilters
+    from audit_portal.audit.record.events import build_event
+    from audit_portal.audit.write.store import store_events
     from audit_portal.extensions import db
 
     moments = [datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC), datetime(2026, 3, 2, 0, 0, 0, tzinfo=UTC),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_portal.audit.enums import ActionType, ResourceType
-from audit_portal.audit.service import log_audit
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.write.service import log_audit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_an_event_for_a_vanished_user_does_not_hold_back_the_others(app, writer,
 
 def test_a_row_the_database_refuses_is_kept_as_a_stand_in_and_never_blocks_the_spool(app, writer, audit_rows,
                                                                                      spooled):
-    from audit_portal.audit.events import build_event
+    from audit_portal.audit.record.events import build_event
     from audit_portal.timeutil import utcnow
 
     def event(description, **override):
@@ -114,8 +114,8 @@ def test_events_submitted_after_close_are_written_at_once(app, writer, audit_row
 def test_the_write_delay_gathers_events_but_never_holds_back_a_full_batch(app, writer):
     from sqlalchemy import func, select
 
-    from audit_portal.audit.models import AuditLog
-    from audit_portal.audit.writer import BATCH_SIZE
+    from audit_portal.audit.record.models import AuditLog
+    from audit_portal.audit.write.writer import BATCH_SIZE
     from audit_portal.extensions import db
 
     def stored() -> int:
@@ -143,7 +143,7 @@ def test_the_write_delay_gathers_events_but_never_holds_back_a_full_batch(app, w
 CHILD = """
 import json, sys, time
 from audit_portal import create_app
-from audit_portal.audit import writer as audit_writer
+from audit_portal.audit.write import writer as audit_writer
 from tests.audit.conftest import make_test_blueprint
 
 config = json.loads(sys.argv[1])

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from audit_portal import create_app
-from audit_portal.auth.passwords import hash_password, verify_password
+from audit_portal.users.passwords import hash_password, verify_password
 
 HASH_RE = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
 #: OWASP Password Storage Cheat Sheet: argon2id with m=19 MiB (19456 KiB), t=2, p=1.

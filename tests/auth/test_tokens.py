@@ -1,5 +1,5 @@
-from audit_portal.auth.models import ApiToken
 from audit_portal.extensions import db
+from audit_portal.users.models import ApiToken
 from tests.api_helpers import bearer, make_token
 from tests.conftest import csrf_token
 

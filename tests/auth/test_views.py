@@ -1,4 +1,4 @@
-from audit_portal.audit.enums import ActionType, Status
+from audit_portal.audit.record.enums import ActionType, Status
 from tests.conftest import PASSWORD, csrf_token, form_post
 
 

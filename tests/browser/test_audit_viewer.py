@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from audit_portal.audit.exporter import CSV_COLUMNS
+from audit_portal.audit.read.export import CSV_COLUMNS
 
 pytestmark = pytest.mark.browser
 

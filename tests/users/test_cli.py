@@ -5,10 +5,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from audit_portal.audit.models import AuditLog
-from audit_portal.auth.passwords import verify_password
+from audit_portal.audit.record.models import AuditLog
 from audit_portal.extensions import db
 from audit_portal.users.models import User
+from audit_portal.users.passwords import verify_password
 from tests.conftest import PASSWORD
 
 

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from audit_portal.audit.models import AuditLog
+from audit_portal.audit.record.models import AuditLog
 from audit_portal.auth.services import authenticate
 from audit_portal.extensions import db
 from audit_portal.users import services

@@ -1,0 +1,1 @@
+"""Synthetic events for demos, staging and benchmarks, and bulk loading them."""

@@ -1,0 +1,1 @@
+"""Tamper evidence and retention: sealing the hash chain, checkpoints, verification and the purge."""

@@ -1,0 +1,240 @@
+"""The one exporter behind the API download, the viewer's Export buttons and ``flask audit export``.
+
+Callers record the EXPORT event (``write.service.log_export``) once ``prepare_export`` has accepted the export.
+
+Rows are read in batches through a server-side cursor, on a connection of the export's own opened when the
+export is asked for, and written as they are read, so memory does not grow with the size of the export; the
+connection goes back to the pool when the download ends or the client goes away. The database formats each
+CSV line (see ``_csv_select``; bench/export.py measures it against PostgreSQL's COPY). Text a spreadsheet would
+run as a formula is neutralised.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import String, Text, case, cast, func, literal, select, type_coerce
+from sqlalchemy.orm import Session
+
+from ...extensions import db
+from ...serving import heartbeat
+from ...timeutil import utcnow
+from ..record.enums import ExportFormat
+from ..record.models import AuditLog
+from .query import AuditFilters, AuditLogRepository, filtered, ordered
+from .schemas import AuditLogSchema
+
+#: CSV columns: every field of the record, then the UI helpers.
+CSV_COLUMNS = (
+    "id", "event_id", "timestamp", "user_id", "username", "action_type", "resource_type", "resource_id", "category",
+    "description", "metadata", "ip_address", "user_agent", "status", "is_sensitive", "severity", "error_type",
+    "stack_trace", "fingerprint", "request_id", "http_method", "path", "status_code", "duration_ms",
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+MEDIA_TYPES = {
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.JSON: "application/json; charset=utf-8",
+    ExportFormat.NDJSON: "application/x-ndjson; charset=utf-8",
+}
+_item_schema = AuditLogSchema()
+
+
+class ExportTooLarge(Exception):
+    """More rows match than ``AUDIT_EXPORT_MAX_ROWS`` allows."""
+
+    def __init__(self, matched: int, limit: int):
+        self.matched, self.limit = matched, limit
+        super().__init__(
+            f"{matched:,} events match these filters, more than the export limit of {limit:,} "
+            "(AUDIT_EXPORT_MAX_ROWS). Narrow the filters, e.g. a shorter date range, and export in parts."
+        )
+
+
+def neutralise(value: str) -> str:
+    """Prefix text that a spreadsheet would run as a formula with an apostrophe."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+#: Rows per batch read from the server-side cursor, and so per chunk sent (about 1 MB of text). Larger batches
+#: were no faster on PostgreSQL and cost the worker more memory.
+CSV_BATCH = 2000
+_CSV_HEADER = ",".join(CSV_COLUMNS) + "\r\n"
+_NUMBER_COLUMNS = frozenset({"id", "user_id", "status_code", "duration_ms"})
+
+
+def _text_cell(text, dialect: str):
+    """SQL for one CSV cell of text: neutralised, quotes doubled and always quoted (so no comma, quote or newline
+    inside can open a new cell or row); NULL stays NULL."""
+    if dialect == "postgresql":  # ascii(): the code point of the first character; cheaper than comparing text
+        formula = func.ascii(text).in_([ord(c) for c in FORMULA_STARTS])
+    else:
+        formula = func.substr(text, 1, 1).in_(FORMULA_STARTS)
+    prefix = case((formula, literal("'", String)), else_=literal("", String))
+    return literal('"', String) + prefix + func.replace(text, '"', '""', type_=String) + literal('"', String)
+
+
+def _csv_cell_sql(name: str, dialect: str):
+    column = AuditLog.__table__.c[name]
+    if name == "timestamp":  # UTC ISO 8601, never a formula, never quoted
+        if dialect == "postgresql":
+            return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"', type_=String)
+        return func.replace(type_coerce(column, String), " ", "T", type_=String) + "+00:00"  # SQLite: UTC text
+    if name in _NUMBER_COLUMNS:  # numbers stay numbers: unquoted
+        return type_coerce(cast(column, Text), String)
+    if name == "is_sensitive":
+        return case((column.is_(True), literal("true", String)), (column.is_(False), literal("false", String)))
+    return _text_cell(type_coerce(cast(column, Text), String), dialect)  # metadata: the JSON as text
+
+
+@functools.cache
+def _csv_line(dialect: str):
+    """The line expression, built once per dialect (a few hundred SQL nodes: building them took longer than
+    the rest of a small export's set-up)."""
+    line = None
+    for name in CSV_COLUMNS:
+        cell = func.coalesce(_csv_cell_sql(name, dialect), literal("", String), type_=String)
+        line = cell if line is None else line + literal(",", String) + cell
+    return line.label("line")
+
+
+def _csv_select(filters: AuditFilters, dialect: str):
+    """One column: the whole CSV line of each row, formatted by the database.
+
+    Building Python objects for 24 columns per row (and formatting them back into text) is what makes a CSV
+    export slow; PostgreSQL (or SQLite) formats the line in C and the app only joins lines and sends them.
+    Empty cells are NULLs; text is always quoted, so an empty text is ``""``.
+    """
+    query = ordered(select(_csv_line(dialect)).select_from(AuditLog.__table__), filters)
+    return query.execution_options(stream_results=True, yield_per=CSV_BATCH)
+
+
+def _open(execute) -> Iterator:
+    """Run ``execute(connection)`` now, on a connection of the export's own, and return a generator of what
+    it yields that closes the cursor and gives the connection back when it ends, also when the client goes
+    away halfway (the server then closes the response iterator, which ends here with GeneratorExit).
+
+    Executed now, in the view, not when the server starts sending: the file holds the rows as they were when
+    the export was asked for (just counted), not also those written meanwhile, such as this very request's
+    REQUEST event. Its own connection, not the request's session: Flask ends that session (teardown) between
+    the view and the streaming of the body.
+    """
+    connection = db.engine.connect()
+    try:
+        pieces, close = execute(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return _released(connection, close, pieces)
+
+
+def _released(connection, close, pieces: Iterator[str]) -> Iterator[str]:
+    try:
+        yield from pieces
+    finally:
+        try:
+            close()  # the cursor
+        finally:
+            connection.close()  # back to the pool, rolled back: nothing left "idle in transaction"
+
+
+def _csv_chunks(filters: AuditFilters) -> Iterator[str]:
+    def execute(connection):
+        # Core, not the ORM: no ORM row processing for a plain column of text.
+        result = connection.execute(_csv_select(filters, connection.dialect.name))
+        return _csv_pieces(result), result.close
+
+    return _open(execute)
+
+
+def _csv_pieces(result) -> Iterator[str]:
+    yield _CSV_HEADER
+    for lines in result.scalars().partitions():
+        yield "\r\n".join(lines) + "\r\n"
+        heartbeat()
+
+
+def _items(filters: AuditFilters, pieces) -> Iterator[str]:
+    """The API items of the matching events, newest first, read in batches from a server-side cursor and
+    turned into text by ``pieces``."""
+
+    def execute(connection):
+        session = Session(bind=connection)
+        result = session.execute(filtered(filters).execution_options(yield_per=1000, stream_results=True))
+
+        def close():
+            result.close()
+            session.close()
+
+        return pieces(_dumped(result.scalars())), close
+
+    return _open(execute)
+
+
+def _dumped(logs) -> Iterator[dict]:
+    for i, log in enumerate(logs, 1):
+        yield _item_schema.dump(log)
+        if i % 1000 == 0:
+            heartbeat()
+
+
+def _json_array(items: Iterator[dict]) -> Iterator[str]:
+    yield "["
+    first = True
+    for item in items:
+        yield ("" if first else ",") + "\n" + json.dumps(item, ensure_ascii=False)
+        first = False
+    yield "\n]\n"
+
+
+def _json_lines(items: Iterator[dict]) -> Iterator[str]:
+    for item in items:
+        yield json.dumps(item, ensure_ascii=False) + "\n"
+
+
+def _json_chunks(filters: AuditFilters) -> Iterator[str]:
+    return _items(filters, _json_array)
+
+
+def _ndjson_chunks(filters: AuditFilters) -> Iterator[str]:
+    return _items(filters, _json_lines)
+
+
+_WRITERS = {ExportFormat.CSV: _csv_chunks, ExportFormat.JSON: _json_chunks, ExportFormat.NDJSON: _ndjson_chunks}
+
+
+@dataclass
+class Export:
+    """A prepared export: how many rows, its file name and media type, and the chunks to send."""
+
+    format: ExportFormat
+    filters: AuditFilters
+    count: int
+    filename: str
+    media_type: str
+
+    def chunks(self) -> Iterator[str]:
+        return _WRITERS[self.format](self.filters)
+
+
+def export_filename(filters: AuditFilters, fmt: ExportFormat) -> str:
+    start = filters.date_from.strftime("%Y%m%dT%H%M%SZ") if filters.date_from else "start"
+    end = filters.date_to.strftime("%Y%m%dT%H%M%SZ") if filters.date_to else utcnow().strftime("%Y%m%dT%H%M%SZ")
+    return f"audit-logs_{start}_{end}.{fmt.value}"
+
+
+def prepare_export(filters: AuditFilters, fmt: str) -> Export:
+    """Count the matching events against the limit and return the export to stream (the caller records it).
+
+    Raises ``ExportTooLarge`` (nothing is sent, nothing partial) when too many rows match, and ``ValueError``
+    for an unknown format.
+    """
+    fmt = ExportFormat.parse(fmt)
+    count = AuditLogRepository().count(filters)
+    limit = current_app.config["AUDIT_EXPORT_MAX_ROWS"]
+    if count > limit:
+        raise ExportTooLarge(count, limit)
+    return Export(fmt, filters, count, export_filename(filters, fmt), MEDIA_TYPES[fmt])

@@ -1,0 +1,278 @@
+"""marshmallow schemas for audit events: creation, storage, responses, filters and lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from ..record import presentation
+from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
+from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX
+from .query import AuditFilters
+
+MAX_INT64 = 2**63 - 1
+
+
+class CaseInsensitiveEnum(fields.String):
+    """A string restricted to an enum's values, matched case-insensitively; errors list the allowed values."""
+
+    def __init__(self, enum_cls, **kwargs):
+        self.enum_cls = enum_cls
+        meta = {"enum": enum_cls.values(), **kwargs.pop("metadata", {})}
+        super().__init__(metadata=meta, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return self.enum_cls.parse(raw).value
+        except ValueError:
+            allowed = ", ".join(self.enum_cls.values())
+            raise ValidationError(f"Unknown value {raw[:50]!r}; must be one of: {allowed}.") from None
+
+
+class DateOrDateTime(fields.Field):
+    """ISO 8601 date or datetime. A date alone means the whole day (UTC): its start for ``date_from``,
+    the next midnight (exclusive) for ``date_to``. A datetime without an offset is taken as UTC."""
+
+    def __init__(self, *, end: bool = False, **kwargs):
+        self.end = end
+        super().__init__(metadata={"type": "string", "format": "date-time", **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                day = datetime.fromisoformat(text).date()
+                start = datetime.combine(day, time.min, tzinfo=UTC)
+                return start + timedelta(days=1) if self.end else start
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+        except ValueError:
+            raise ValidationError(
+                f"Not a valid ISO 8601 date or datetime: {text[:40]!r} (e.g. 2026-01-31 or 2026-01-31T14:00:00Z)."
+            ) from None
+        except OverflowError:
+            raise ValidationError(f"Date out of range: {text[:40]!r}.") from None
+
+
+def no_nul(value: str) -> None:
+    """Refuse a NUL character: no stored text contains one (they are escaped on the way in), and PostgreSQL
+    refuses it in a query, so it could only ever fail."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL character (\\x00).")
+
+
+class AuditLogFilterSchema(Schema):
+    """Filters accepted by every list and export endpoint and by the HTML viewer."""
+
+    class Meta:
+        unknown = RAISE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Name what is accepted: a typo'd parameter is then easy to fix.
+        self.error_messages = {**self.error_messages,
+                               "unknown": f"Unknown parameter; the parameters are: {', '.join(self.load_fields)}."}
+
+    date_from = DateOrDateTime(metadata={"description": "Events at or after this time (ISO 8601; a date alone "
+                                                        "means from the start of that day, UTC)."})
+    date_to = DateOrDateTime(end=True, metadata={"description": "Events up to this time (ISO 8601; a date alone "
+                                                               "includes that whole day, UTC)."})
+    user_id = fields.Integer(strict=False, validate=validate.Range(min=1, max=MAX_INT64),
+                             metadata={"description": "Only events performed by this user id."})
+    action_type = CaseInsensitiveEnum(ActionType, metadata={"description": "Only this action type."})
+    resource_type = CaseInsensitiveEnum(ResourceType, metadata={"description": "Only this resource type."})
+    status = CaseInsensitiveEnum(Status, metadata={"description": "Only this outcome."})
+    category = CaseInsensitiveEnum(Category, metadata={"description": "Only this category."})
+    severity = CaseInsensitiveEnum(ErrorSeverity, metadata={"description": "Only errors of this severity."})
+    error_type = fields.String(validate=[no_nul, validate.Length(min=1, max=ERROR_TYPE_MAX)],
+                               metadata={"description": "Only errors of this exception type, e.g. ZeroDivisionError."})
+    search = fields.String(validate=[no_nul, validate.Length(min=1, max=200)],
+                           metadata={"description": "Case-insensitive text search in the description; "
+                                                    "% and _ match themselves."})
+    fingerprint = fields.String(validate=[no_nul, validate.Length(equal=32)],
+                                metadata={"description": "Only occurrences of this error group."})
+    request_id = fields.String(validate=[no_nul, validate.Length(min=8, max=36)],
+                               metadata={"description": "Only events produced by this HTTP request."})
+
+    @validates_schema
+    def _check_range(self, data, **kwargs):
+        if data.get("date_from") and data.get("date_to") and data["date_from"] >= data["date_to"]:
+            raise ValidationError("date_from must be before date_to.", field_name="date_from")
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        return AuditFilters(**data)
+
+
+def _skip_field():
+    return fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64,
+                                                                  error="Must be a whole number, 0 or more."),
+                          metadata={"description": "How many matching events to skip (default 0)."})
+
+
+def _limit_field(maximum: int):
+    return fields.Integer(load_default=50, validate=validate.Range(min=1, max=maximum,
+                                                                   error="Must be a whole number from {min} to {max}."),
+                          metadata={"description": f"Page size (default 50, at most {maximum})."})
+
+
+class AuditLogPageArgsSchema(AuditLogFilterSchema):
+    """Filters plus paging, for pages of at most 200 events. Loads to ``{"filters", "skip", "limit", "cursor"}``."""
+
+    skip = _skip_field()
+    limit = _limit_field(200)
+    cursor = fields.String(validate=validate.Length(min=1, max=500),
+                           metadata={"description": "The `next_cursor` of the previous page: keyset paging that "
+                                                    "stays fast and stable while events arrive. Use the same "
+                                                    "filters; `skip` must then be 0."})
+
+    #: Whether ``skip`` may come with a ``cursor``, to number the page (the viewer's Next link carries both).
+    skip_numbers_cursor_pages = False
+
+    @validates_schema
+    def _cursor_or_skip(self, data, **kwargs):
+        if data.get("cursor") and data.get("skip") and not self.skip_numbers_cursor_pages:
+            raise ValidationError("Give either skip or cursor, not both.", field_name="cursor")
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        paging = {"skip": data.pop("skip"), "limit": data.pop("limit"), "cursor": data.pop("cursor", None)}
+        return {"filters": AuditFilters(**data), **paging}
+
+
+class AuditLogViewerArgsSchema(AuditLogPageArgsSchema):
+    """The HTML viewer's query string: its Next link keeps ``skip`` beside the cursor, to number the page (the
+    rows come from the cursor's position)."""
+
+    skip_numbers_cursor_pages = True
+
+
+class AuditLogQueryArgsSchema(AuditLogPageArgsSchema):
+    """Filters plus paging, for ``GET /api/v1/audit-logs/`` (at most 500 per page)."""
+
+    limit = _limit_field(500)
+
+
+ERRORS_ONLY = "This list holds only ERROR events: leave status out, or give ERROR."
+
+
+class AuditErrorQueryArgsSchema(AuditLogPageArgsSchema):
+    """Filters plus paging for the error events: ``GET /api/v1/audit-logs/errors`` and the error dashboard
+    (at most 200 per page). The one "errors only" rule: ``status`` is ERROR, given or not."""
+
+    status = CaseInsensitiveEnum(Status, validate=validate.Equal(Status.ERROR.value, error=ERRORS_ONLY),
+                                 metadata={"description": "Always ERROR here (any other value is refused)."})
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        return super()._to_filters({**data, "status": Status.ERROR.value}, **kwargs)
+
+
+class ExportArgsSchema(AuditLogFilterSchema):
+    """Filters plus the file format, for exports. Loads to ``{"filters", "format"}``."""
+
+    format = CaseInsensitiveEnum(ExportFormat, load_default=ExportFormat.CSV.value,
+                                 metadata={"description": "csv (default), json (one array) or ndjson (one item per line)."})
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        fmt = data.pop("format")
+        return {"filters": AuditFilters(**data), "format": fmt}
+
+
+def _ex(example, description: str | None = None) -> dict:
+    """Field metadata with an example (Swagger UI shows a realistic event) and, optionally, a description."""
+    return {"example": example, **({"description": description} if description else {})}
+
+
+class AuditLogBaseSchema(Schema):
+    """Fields shared by every representation of an event."""
+
+    action_type = CaseInsensitiveEnum(ActionType, required=True, metadata=_ex("EXCEPTION_RAISED"))
+    resource_type = CaseInsensitiveEnum(ResourceType, required=True, metadata=_ex("SYSTEM"))
+    resource_id = fields.String(allow_none=True, validate=validate.Length(max=64), metadata=_ex(None))
+    description = fields.String(load_default="", validate=validate.Length(max=DESCRIPTION_MAX),
+                                metadata=_ex("ZeroDivisionError: division by zero"))
+    metadata = fields.Dict(allow_none=True, metadata=_ex(
+        {"message": "division by zero", "location": "audit_portal/reports/totals.py:average_per_day"},
+        "Context; {old, new} for changes."))
+    status = CaseInsensitiveEnum(Status, load_default=Status.SUCCESS.value, metadata=_ex("ERROR"))
+    is_sensitive = fields.Boolean(load_default=False, metadata=_ex(False))
+
+
+class AuditLogCreateSchema(AuditLogBaseSchema):
+    """What a caller supplies to record an event (the app fills time, actor and request context)."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_INT64))
+    severity = CaseInsensitiveEnum(ErrorSeverity, allow_none=True)
+    error_type = fields.String(allow_none=True, validate=validate.Length(max=ERROR_TYPE_MAX))
+
+
+class AuditLogInDBSchema(AuditLogBaseSchema):
+    """Every stored column."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(dump_only=True, metadata=_ex(48213))
+    event_id = fields.String(metadata=_ex("01936f4e-8c1a-7b3e-9f2d-6a4c8e1b2d3f", "UUID; unique."))
+    timestamp = fields.DateTime(format="iso", metadata=_ex("2026-11-30T14:05:09.412318+00:00", "UTC, ISO 8601."))
+    user_id = fields.Integer(allow_none=True, metadata=_ex(7))
+    username = fields.String(allow_none=True, metadata=_ex("alice", "The actor's username at the time."))
+    category = fields.String(metadata=_ex("errors"))
+    metadata = fields.Dict(attribute="event_metadata", allow_none=True, metadata=_ex(
+        {"message": "division by zero", "location": "audit_portal/reports/totals.py:average_per_day"},
+        "Context; {old, new} for changes. Secrets are redacted."))
+    ip_address = fields.String(allow_none=True, metadata=_ex("203.0.113.24"))
+    user_agent = fields.String(allow_none=True, metadata=_ex("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"))
+    severity = fields.String(allow_none=True, metadata=_ex("ERROR", "WARNING, ERROR or CRITICAL (errors only)."))
+    error_type = fields.String(allow_none=True, metadata=_ex("ZeroDivisionError"))
+    stack_trace = fields.String(allow_none=True, metadata=_ex(
+        "Traceback (most recent call last):\n  File \"audit_portal/reports/totals.py\", line 41, in "
+        "average_per_day\n    return total / days\nZeroDivisionError: division by zero\n"))
+    fingerprint = fields.String(allow_none=True, metadata=_ex("5b0f7e2c9a1d4e8f3b6a0c2d7e9f1a4b",
+                                                              "Groups occurrences of one error."))
+    request_id = fields.String(allow_none=True, metadata=_ex("01936f4e-8b77-7c21-a4d9-3e5f7a9b1c2d",
+                                                             "Shared by every event of one HTTP request."))
+    http_method = fields.String(allow_none=True, metadata=_ex("POST"))
+    path = fields.String(allow_none=True, metadata=_ex("/admin/reports/totals"))
+    status_code = fields.Integer(allow_none=True, metadata=_ex(500))
+    duration_ms = fields.Integer(allow_none=True, metadata=_ex(37))
+
+
+class AuditLogSchema(AuditLogInDBSchema):
+    """An event as the API returns it, with the helpers a UI needs."""
+
+    status_color = fields.Function(lambda log: presentation.status_colour(log.status),
+                                   metadata={"description": "green (SUCCESS), red (FAILURE), orange (ERROR).",
+                                             "example": "orange"})
+    severity_color = fields.Function(lambda log: presentation.severity_colour(log.severity),
+                                     metadata={"description": "red (CRITICAL), orange (ERROR), yellow (WARNING).",
+                                               "example": "orange"})
+    readable_description = fields.Function(lambda log: presentation.readable_description(log),
+                                           metadata={"description": "The description, naming the actor.",
+                                                     "example": "alice: ZeroDivisionError: division by zero"})
+    actor = fields.Function(lambda log: presentation.actor_name(log),
+                            metadata={"description": "Who did it: the username, or 'anonymous'.", "example": "alice"})
+
+
+class AuditLogListResponseSchema(Schema):
+    """One page of events."""
+
+    items = fields.List(fields.Nested(AuditLogSchema), metadata={"description": "Events, newest first."})
+    total = fields.Integer(metadata={"description": "How many events match the filters (a lower bound when "
+                                                    "total_is_exact is false).", "example": 1})
+    total_is_exact = fields.Boolean(metadata={"description": "False when more than AUDIT_COUNT_LIMIT events match "
+                                                             "(AUDIT_SEARCH_COUNT_LIMIT with `search`): "
+                                                             "counting stopped there.", "example": True})
+    skip = fields.Integer(metadata={"description": "Offset of this page.", "example": 0})
+    limit = fields.Integer(metadata={"description": "Page size.", "example": 50})
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as `cursor` for the next page; "
+                                                                          "null on the last page.", "example": None})

@@ -1,0 +1,52 @@
+"""How an event reads on a page, in a chart or in an API item: colours (the one place), actor names, sentences."""
+
+from __future__ import annotations
+
+from .enums import ErrorSeverity, Status
+
+#: Badge colours. Colour is never the only signal: badges also carry their text.
+STATUS_COLOURS = {Status.SUCCESS: "green", Status.FAILURE: "red", Status.ERROR: "orange"}
+SEVERITY_COLOURS = {ErrorSeverity.CRITICAL: "red", ErrorSeverity.ERROR: "orange", ErrorSeverity.WARNING: "yellow"}
+#: The fill of each colour where a page draws rather than styles it (the error chart's bars and legend).
+FILLS = {"red": "#dc3545", "orange": "#fd7e14", "yellow": "#ffc107"}
+
+
+def status_colour(status: str) -> str:
+    """The badge colour of a status; grey for a value that is not a Status."""
+    try:
+        return STATUS_COLOURS.get(Status(status), "grey")
+    except ValueError:
+        return "grey"
+
+
+def severity_colour(severity: str | None) -> str | None:
+    """The badge colour of a severity; None for none (or a value that is not an ErrorSeverity)."""
+    try:
+        return SEVERITY_COLOURS.get(ErrorSeverity(severity)) if severity else None
+    except ValueError:
+        return None
+
+
+def severity_fill(severity: str) -> str:
+    """The fill colour of a severity in a chart."""
+    return FILLS[SEVERITY_COLOURS[ErrorSeverity(severity)]]
+
+
+def actor_name(log) -> str:
+    if log.username:
+        return log.username
+    if log.user_id:
+        return f"user #{log.user_id}"
+    return "anonymous"
+
+
+def readable_description(log) -> str:
+    """The description, prefixed with the actor unless it already names them."""
+    actor = actor_name(log)
+    text = log.description or f"{log.action_type} on {log.resource_type}"
+    return text if text.startswith(actor) else f"{actor}: {text}"
+
+
+#: The Jinja filters every page uses (registered by ``audit.init_app``).
+TEMPLATE_FILTERS = {"status_colour": status_colour, "severity_colour": severity_colour, "actor": actor_name,
+                    "readable": readable_description}

@@ -1,0 +1,143 @@
+"""HTML pages: the log viewer, an event's detail page, the error dashboard and the download (admins only).
+
+Query strings go through the API's own schemas (``read/schemas.py``): same rules, same messages, shown on
+the page with a 422. The one difference is that a blank form field means "any" (a GET form sends every field).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, render_template, request
+from marshmallow import ValidationError
+
+from ...access import admin_required
+from ...params import repeated_parameters
+from ...timeutil import utcnow
+from ..read.dashboard import error_group, error_groups, errors_per_day, errors_without_fingerprint
+from ..read.export import ExportTooLarge, prepare_export
+from ..read.query import AuditFilters, AuditLogRepository, BadCursor
+from ..read.schemas import AuditErrorQueryArgsSchema, AuditLogViewerArgsSchema, ExportArgsSchema
+from ..record.actors import directory
+from ..record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+from ..write.service import log_export
+from .charts import stacked_bars
+from .download import download_response
+
+bp = Blueprint("audit", __name__, url_prefix="/admin/audit-logs")
+
+PAGE_SIZES = (25, 50, 100, 200)
+FILTER_CHOICES = {
+    "action_type": ActionType.values(),
+    "resource_type": ResourceType.values(),
+    "status": Status.values(),
+    "category": Category.values(),
+    "severity": ErrorSeverity.values(),
+}
+#: How many events of the same request the detail page lists.
+SAME_REQUEST_MAX = 20
+#: One-click date ranges offered under the filter bar (they set ``date_from``).
+QUICK_RANGES = (("last hour", timedelta(hours=1)), ("24 hours", timedelta(days=1)), ("7 days", timedelta(days=7)),
+                ("30 days", timedelta(days=30)))
+_FILTER_NAMES = frozenset(AuditFilters.names())
+
+
+def _load(schema_cls) -> tuple[dict | None, dict, dict]:
+    """The query string through ``schema_cls``: (what it loaded, or None when something is wrong; the filter
+    values as given, to refill the form and build links; the errors by parameter)."""
+    args = request.args
+    given = {key: value for key, value in args.items() if value.strip() != ""}
+    raw = {key: value for key, value in given.items() if key in _FILTER_NAMES}
+    errors = repeated_parameters(args)
+    try:
+        loaded = schema_cls().load(given)
+    except ValidationError as exc:
+        return None, raw, {**exc.messages, **errors}
+    return (None if errors else loaded), raw, errors
+
+
+def _page_context(raw: dict, errors: dict, args: dict | None, whole_days: bool = False) -> dict:
+    """What every list page's filter bar, filter chips and pager need. ``whole_days``: the quick ranges of a
+    week or more start at a UTC midnight (the error dashboard: its chart has a bar per day, and whole days
+    are answered from the rollup)."""
+    filters = args["filters"] if args else AuditFilters()
+    names = directory().names([filters.user_id]) if filters.user_id else {}
+    now = utcnow()
+    quick_ranges = [(label, (now - span).date().isoformat() if whole_days and span.days >= 7
+                     else (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
+    return dict(raw=raw, errors=errors, skip=args["skip"] if args else 0, limit=args["limit"] if args else 50,
+                choices=FILTER_CHOICES, page_sizes=PAGE_SIZES, user_names=names, quick_ranges=quick_ranges)
+
+
+def _render_list(args: dict | None, raw: dict, errors: dict, status: int | None = None, **context):
+    """The viewer: Next links carry a keyset cursor (fast at any depth); counts stop at AUDIT_COUNT_LIMIT."""
+    page = None
+    if args is not None and not errors:
+        try:
+            page = AuditLogRepository().page(args["filters"], 0 if args["cursor"] else args["skip"], args["limit"],
+                                             args["cursor"], scope="html")
+        except BadCursor as exc:
+            errors = {"cursor": [f"{exc} The link may be stale: start again from the first page."]}
+    return render_template(
+        "audit/list.html", items=page.items if page else [], total=page.total if page else 0,
+        total_is_exact=page.total_is_exact if page else True, next_cursor=page.next_cursor if page else None,
+        **_page_context(raw, errors, args), **context,
+    ), status or (422 if errors else 200)
+
+
+@bp.get("/")
+@admin_required
+def list_logs():
+    args, raw, errors = _load(AuditLogViewerArgsSchema)
+    return _render_list(args, raw, errors)
+
+
+@bp.get("/<int:log_id>")
+@admin_required
+def show_log(log_id: int):
+    repo = AuditLogRepository()
+    log = repo.get_by_id(log_id)
+    if log is None:
+        abort(404, description=f"There is no audit event with id {log_id}.")
+    same_request = repo.get_all(AuditFilters(request_id=log.request_id), 0, SAME_REQUEST_MAX) if log.request_id else []
+    occurrences = repo.count(AuditFilters(fingerprint=log.fingerprint)) if log.fingerprint else 0
+    return render_template("audit/detail.html", log=log, same_request=same_request, occurrences=occurrences)
+
+
+@bp.get("/errors")
+@admin_required
+def errors():
+    """Errors grouped by fingerprint with a chart; with ``fingerprint=`` the occurrences of one group."""
+    args, raw, errors = _load(AuditErrorQueryArgsSchema)
+    if args and args["cursor"]:
+        args, errors = None, {"cursor": ["The error dashboard pages with skip; cursor belongs to the event lists."]}
+    context = _page_context(raw, errors, args, whole_days=True)
+    if args is None:
+        return render_template("audit/errors.html", groups=[], group=None, items=[], total=0, chart=None,
+                               unfingerprinted=(0, True), **context), 422
+    filters, skip, limit = args["filters"], args["skip"], args["limit"]
+    chart = stacked_bars(errors_per_day(filters))
+    if filters.fingerprint:
+        group = error_group(filters)
+        items = AuditLogRepository().get_all(filters, skip, limit)
+        return render_template("audit/errors.html", groups=None, group=group, items=items,
+                               total=group.count if group else 0, chart=chart, unfingerprinted=(0, True), **context)
+    groups, total = error_groups(filters, skip, limit)
+    return render_template("audit/errors.html", groups=groups, group=None, items=[], total=total, chart=chart,
+                           unfingerprinted=errors_without_fingerprint(filters), **context)
+
+
+@bp.get("/export")
+@admin_required
+def export():
+    """The viewer's Export buttons: the same filters, the whole filtered set, as a download."""
+    args, raw, errors = _load(ExportArgsSchema)
+    if args is None:
+        return _render_list(None, raw, errors)
+    try:
+        export = prepare_export(args["filters"], args["format"])
+    except ExportTooLarge as exc:
+        first_page = {"filters": args["filters"], "skip": 0, "limit": 50, "cursor": None}
+        return _render_list(first_page, raw, {}, status=422, export_error=str(exc))
+    log_export(export.count, export.format.value, args["filters"].active(), "ui")
+    return download_response(export)

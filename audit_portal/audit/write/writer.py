@@ -1,0 +1,246 @@
+"""The background writer: request and error events leave the request path here.
+
+Events are queued in memory and inserted in batches by a daemon thread (one per process, started
+after a fork). When the database cannot take them they go to the local spool and are replayed once
+it answers again; inserts skip event ids already stored, so replays are idempotent. Queued events
+are written when the process exits normally or on SIGTERM. Between batches the thread also runs the
+housekeeping it was given (``audit.init_app`` gives it the background sealer) every AUDIT_SEAL_INTERVAL seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import weakref
+
+from ...extensions import db
+from .spool import Spool
+from .store import database_unavailable, store_events
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+#: Every live writer of this process, closed (flushed) at exit.
+_WRITERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def close_all_writers() -> None:
+    """Flush and stop every writer of this process (at exit, and from gunicorn's worker_exit hook)."""
+    for writer in list(_WRITERS):
+        writer.close()
+
+
+REPLAY_INTERVAL_S = 2.0
+
+
+class AuditWriter:
+    """Queue + thread + spool for one app in one process."""
+
+    def __init__(self, app, housekeeping=None):
+        self.app = app
+        #: Called (in an app context) every AUDIT_SEAL_INTERVAL seconds from the writer thread; may raise.
+        self._housekeeping = housekeeping
+        self.spool = Spool(app.config["AUDIT_DATA_DIR"], app.config["AUDIT_SPOOL_MAX_BYTES"])
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._hurry = threading.Event()  # set: write what is queued now, without waiting for more
+        self._wakeup = threading.Event()  # set: stop gathering (a flush, close, or a full batch queued)
+        self._closed = False
+        self._last_replay = 0.0
+        self._last_seal = time.monotonic()
+        self._seal_interval = app.config.get("AUDIT_SEAL_INTERVAL", 0)
+        #: After the first event of a batch the writer waits this long for more before it writes
+        #: (AUDIT_WRITE_DELAY_MS): one transaction, one connection checkout and one commit for all the events
+        #: that arrive meanwhile, and no thread switch per event (a request that queues an event while the
+        #: writer waits does not wake it). A batch has a fixed cost on top of its rows (docs/performance.md),
+        #: so gathering more events per batch makes each cheaper. ``flush()`` and ``close()`` cut the wait short.
+        self._linger = max(0, app.config.get("AUDIT_WRITE_DELAY_MS", 250)) / 1000
+        _WRITERS.add(self)
+
+    # -- producer side (request threads) -------------------------------------------------------
+
+    def submit(self, event: dict) -> None:
+        """Queue ``event`` for writing. Never blocks on the database, never raises."""
+        if self._closed:
+            self._write([event])
+            return
+        self._ensure_thread()
+        self._queue.put(event)
+        if self._queue.qsize() >= BATCH_SIZE:
+            self._wakeup.set()  # a full batch is waiting: write it now, not after the delay
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is written (or spooled). True if it finished in time."""
+        deadline = time.monotonic() + timeout
+        self._hurry.set()
+        self._wakeup.set()
+        try:
+            while self._queue.unfinished_tasks:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.005)
+            return True
+        finally:
+            if not self._closed:
+                self._hurry.clear()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hurry.set()
+        self._wakeup.set()
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        self._drain_inline()
+
+    # -- consumer side (the thread) -------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child inherits the parent's queue object but not its thread.
+                self._queue = queue.Queue()
+                self._hurry = threading.Event()
+                self._wakeup = threading.Event()
+                self._thread = None
+            if self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=REPLAY_INTERVAL_S)
+            except queue.Empty:
+                self._maybe_replay()
+                self._maybe_seal()
+                continue
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            self._gather(time.monotonic() + self._linger)
+            stop = False
+            while len(batch) < BATCH_SIZE:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            try:
+                self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
+            self._maybe_seal()
+
+    def _gather(self, deadline: float) -> None:
+        """Wait until ``deadline`` for more events, unless a flush or close hurries, or a full batch is queued:
+        the delay is for gathering events, never for holding back a backlog."""
+        while not self._hurry.is_set() and self._queue.qsize() < BATCH_SIZE - 1:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.wait(remaining)
+            self._wakeup.clear()
+
+    def _maybe_seal(self) -> None:
+        """Run the housekeeping (the background sealer) every AUDIT_SEAL_INTERVAL seconds (0: never)."""
+        if (self._housekeeping is None or not self._seal_interval
+                or time.monotonic() - self._last_seal < self._seal_interval):
+            return
+        self._last_seal = time.monotonic()
+        try:
+            with self.app.app_context():
+                self._housekeeping()
+        except Exception:  # noqa: BLE001 - sealing is retried at the next interval and by `flask audit verify`
+            log.warning("audit chain: background sealing failed; will retry", exc_info=True)
+
+    def _drain_inline(self) -> None:
+        batch = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._queue.task_done()
+            if item is not None:
+                batch.append(item)
+        if batch:
+            self._write(batch)
+
+    def _engine(self):
+        """The app's database engine (tests point this at an unreachable one to simulate an outage)."""
+        with self.app.app_context():
+            return db.engine
+
+    def _store(self, batch: list[dict]) -> None:
+        store_events(lambda: self._engine().begin(), batch)
+
+    def _write(self, batch: list[dict]) -> None:
+        try:
+            self._store(batch)
+        except Exception as exc:  # noqa: BLE001 - the database is down or refused: keep the events locally
+            if database_unavailable(exc):
+                # Expected during an outage: one line per batch, not a traceback each.
+                log.warning("audit writer: database unavailable (%s: %s); spooling %d events",
+                            type(exc).__name__, str(exc).split("\n", 1)[0][:300], len(batch))
+            else:
+                log.exception("audit writer: database write failed; spooling %d events", len(batch))
+            try:
+                self.spool.append(batch)
+            except Exception:  # noqa: BLE001
+                log.critical("audit writer: could not spool %d events: %r", len(batch), batch, exc_info=True)
+            return
+        self._maybe_replay()
+
+    def _maybe_replay(self) -> None:
+        now = time.monotonic()
+        if now - self._last_replay < REPLAY_INTERVAL_S or self.spool.pending_bytes() == 0:
+            return
+        self._last_replay = now
+        self.replay_spool()
+
+    def replay_spool(self) -> int:
+        """Write the spooled events to the database; returns how many (0 if it is still unavailable)."""
+
+        try:
+            return self.spool.replay(self._store)
+        except Exception:  # noqa: BLE001
+            log.warning("audit spool: database still unavailable; will retry", exc_info=True)
+            return 0
+
+
+def install_sigterm_flush() -> None:
+    """Turn SIGTERM into a normal exit (so atexit flushes the queue) where nobody else handles it.
+
+    Gunicorn installs its own handler and exits its workers normally, which runs atexit too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
