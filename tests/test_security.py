@@ -1,7 +1,7 @@
 """The security an audit system needs, attacked from outside: headers, cookies, proxies, login timing,
 escaping, log injection, SQL and LIKE metacharacters, secrets that must never be stored, access control
 and CSRF. (Logout ending a copied session, session renewal at login and X-Forwarded-For in audit events
-are proven in tests/auth/test_views.py and tests/audit/test_hooks.py; see docs/security.md.)"""
+are proven in tests/auth/test_views.py and tests/audit/write/test_hooks.py; see docs/security.md.)"""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def test_session_cookie_secure_true_marks_the_cookie_secure(app_config, monkeypa
 def test_a_spoofed_x_forwarded_for_does_not_dodge_the_per_ip_login_limit(app_config, trusted, limited):
     """With no trusted proxy, X-Forwarded-For is the client's own claim: rotating it changes nothing. Behind
     one trusted proxy, the entry that proxy appended is the client, so different entries are different
-    clients. (That the recorded IP follows the same rule: tests/audit/test_hooks.py.)"""
+    clients. (That the recorded IP follows the same rule: tests/audit/write/test_hooks.py.)"""
     with built_app(app_config, RATELIMIT_ENABLED=True, TRUSTED_PROXY_COUNT=trusted, LOGIN_LIMIT_PER_IP="3 per minute",
                    LOGIN_LIMIT_PER_USERNAME="100 per minute") as app:
         client = app.test_client()

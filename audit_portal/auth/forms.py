@@ -20,7 +20,3 @@ class PasswordChangeForm(FlaskForm):
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords do not match.")]
     )
     submit = SubmitField("Change password")
-
-
-class LogoutForm(FlaskForm):
-    """CSRF token for the logout button in the navigation."""

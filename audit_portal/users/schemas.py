@@ -2,6 +2,7 @@
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from ..params import QueryArgsSchema
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
 from .rules import PASSWORD_MAX, USERNAME_RE
 
@@ -65,7 +66,7 @@ class PasswordResetSchema(_Strict):
                              metadata=PASSWORD_DOC)
 
 
-class UserQueryArgsSchema(_Strict):
+class UserQueryArgsSchema(QueryArgsSchema):
     search = fields.String(load_default="", validate=validate.Length(max=100),
                            metadata={"description": "Substring of username, email or full name."})
     skip = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31))

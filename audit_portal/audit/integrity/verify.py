@@ -64,69 +64,79 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
     """Walk the chain and report the first problems: changed, deleted, reordered or unsealed events,
     a chain that does not start where it should, and a tail shorter than the last checkpoint."""
     result = VerifyResult()
-    first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
-    expected_prev = None
-    expected_seq = None
-    if first is not None:
-        expected_prev = _anchor(first.seq, first.prev_hash)
-        if expected_prev is None:
-            result.problem(f"The chain starts at link {first.seq} without a retention purge that cut it "
-                           "there: earlier events were deleted.")
-            expected_prev = first.prev_hash
-        expected_seq = first.seq
-        last_seq = first.seq - 1
-    else:
-        # Empty: nothing sealed yet, or a retention purge removed every link (the chain goes on from its cut).
-        with db.engine.connect() as conn:
-            cut = latest_purge_cut(conn)
-        last_seq = cut["seq"] if cut else 0
-    deleted_users = None
-    previous_event = None
+    walk = _Walk(result)
     while True:
         query = (select(_chain, _table).outerjoin(_table, _table.c.id == _chain.c.audit_log_id)
-                 .where(_chain.c.seq > last_seq).order_by(_chain.c.seq).limit(batch))
+                 .where(_chain.c.seq > walk.last_seq).order_by(_chain.c.seq).limit(batch))
         rows = db.session.execute(query).all()
         if not rows:
             break
         for row in rows:
-            m = row._mapping
-            link_seq, link_prev, link_digest = m[_chain.c.seq], m[_chain.c.prev_hash], m[_chain.c.link_hash]
-            audit_id = m[_chain.c.audit_log_id]
-            if link_seq != expected_seq:
-                span = f"Link {expected_seq} is" if link_seq - expected_seq == 1 else \
-                    f"Links {expected_seq} to {link_seq - 1} are"
-                result.problem(f"{span} missing from the chain (after event {previous_event}, before event "
-                               f"{audit_id}): events were deleted.")
-            elif link_prev != expected_prev:
-                result.problem(f"Link {link_seq} (event {audit_id}) does not follow link {link_seq - 1}: the chain "
-                               "was reordered or rewritten.")
-            if m[_table.c.id] is None:
-                result.problem(f"Event {audit_id} (link {link_seq}) was deleted.")
-            else:
-                stored_user = m[_table.c.user_id]
-                sealed_user = m[_chain.c.user_id]
-                if stored_user != sealed_user:
-                    if deleted_users is None:
-                        deleted_users = _deleted_user_check()
-                    if not (stored_user is None and deleted_users(sealed_user)):
-                        result.problem(f"Event {audit_id} (link {link_seq}): its user was changed.")
-                recomputed = link_hash(link_prev, _RowView(m), sealed_user)
-                if not hmac.compare_digest(recomputed, link_digest):
-                    result.problem(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
-            if m[_chain.c.late]:
-                result.late += 1
-                if len(result.late_events) < 20:
-                    result.late_events.append(audit_id)
-            expected_prev, expected_seq = link_digest, link_seq + 1
-            previous_event = audit_id
-            result.checked += 1
-            last_seq = link_seq
+            walk.step(row._mapping)
         if progress:
             progress(len(rows))
-    result.head_seq = last_seq
+    result.head_seq = walk.last_seq
     _check_checkpoints(result)
     _check_unsealed(result)
     return result
+
+
+class _Walk:
+    """Where a verification stands: the position and hash the next link must continue from."""
+
+    def __init__(self, result: VerifyResult):
+        self.result = result
+        self.previous_event = None
+        self.deleted_users = _deleted_user_check()
+        first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
+        if first is None:
+            # Empty: nothing sealed yet, or a retention purge removed every link (the chain goes on from its cut).
+            with db.engine.connect() as conn:
+                cut = latest_purge_cut(conn)
+            self.expected_seq = self.expected_prev = None
+            self.last_seq = cut["seq"] if cut else 0
+            return
+        self.expected_prev = _anchor(first.seq, first.prev_hash)
+        if self.expected_prev is None:
+            result.problem(f"The chain starts at link {first.seq} without a retention purge that cut it "
+                           "there: earlier events were deleted.")
+            self.expected_prev = first.prev_hash
+        self.expected_seq = first.seq
+        self.last_seq = first.seq - 1
+
+    def step(self, m) -> None:
+        """Check one link (``m``: a row of the chain joined with its event) and move on past it."""
+        result = self.result
+        link_seq, link_prev, link_digest = m[_chain.c.seq], m[_chain.c.prev_hash], m[_chain.c.link_hash]
+        audit_id = m[_chain.c.audit_log_id]
+        if link_seq != self.expected_seq:
+            span = f"Link {self.expected_seq} is" if link_seq - self.expected_seq == 1 else \
+                f"Links {self.expected_seq} to {link_seq - 1} are"
+            result.problem(f"{span} missing from the chain (after event {self.previous_event}, before event "
+                           f"{audit_id}): events were deleted.")
+        elif link_prev != self.expected_prev:
+            result.problem(f"Link {link_seq} (event {audit_id}) does not follow link {link_seq - 1}: the chain "
+                           "was reordered or rewritten.")
+        if m[_table.c.id] is None:
+            result.problem(f"Event {audit_id} (link {link_seq}) was deleted.")
+        else:
+            self._check_event(m, audit_id, link_seq, link_prev, link_digest)
+        if m[_chain.c.late]:
+            result.late += 1
+            if len(result.late_events) < 20:
+                result.late_events.append(audit_id)
+        self.expected_prev, self.expected_seq = link_digest, link_seq + 1
+        self.previous_event = audit_id
+        result.checked += 1
+        self.last_seq = link_seq
+
+    def _check_event(self, m, audit_id, link_seq, link_prev, link_digest) -> None:
+        stored_user, sealed_user = m[_table.c.user_id], m[_chain.c.user_id]
+        if stored_user != sealed_user and not (stored_user is None and self.deleted_users(sealed_user)):
+            self.result.problem(f"Event {audit_id} (link {link_seq}): its user was changed.")
+        recomputed = link_hash(link_prev, _RowView(m), sealed_user)
+        if not hmac.compare_digest(recomputed, link_digest):
+            self.result.problem(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
 
 
 class _RowView:

@@ -54,11 +54,6 @@ class ExportTooLarge(Exception):
         )
 
 
-def neutralise(value: str) -> str:
-    """Prefix text that a spreadsheet would run as a formula with an apostrophe."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
 #: Rows per batch read from the server-side cursor, and so per chunk sent (about 1 MB of text). Larger batches
 #: were no faster on PostgreSQL and cost the worker more memory.
 CSV_BATCH = 2000

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from ...params import QueryArgsSchema
 from ..record import presentation
 from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX
@@ -65,17 +66,8 @@ def no_nul(value: str) -> None:
         raise ValidationError("Must not contain a NUL character (\\x00).")
 
 
-class AuditLogFilterSchema(Schema):
+class AuditLogFilterSchema(QueryArgsSchema):
     """Filters accepted by every list and export endpoint and by the HTML viewer."""
-
-    class Meta:
-        unknown = RAISE
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Name what is accepted: a typo'd parameter is then easy to fix.
-        self.error_messages = {**self.error_messages,
-                               "unknown": f"Unknown parameter; the parameters are: {', '.join(self.load_fields)}."}
 
     date_from = DateOrDateTime(metadata={"description": "Events at or after this time (ISO 8601; a date alone "
                                                         "means from the start of that day, UTC)."})

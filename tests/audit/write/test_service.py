@@ -333,7 +333,7 @@ def test_log_error_captures_type_message_and_stack_trace(app, audit_rows):
     assert row.description == "ZeroDivisionError: division by zero"
     assert row.stack_trace.startswith("Traceback (most recent call last):")
     assert "in _fail" in row.stack_trace and row.stack_trace.rstrip().endswith("ZeroDivisionError: division by zero")
-    assert row.event_metadata["location"] == "tests/audit/test_service.py:_fail"
+    assert row.event_metadata["location"] == "tests/audit/write/test_service.py:_fail"
     assert row.event_metadata["message"] == "division by zero"
 
 
@@ -372,7 +372,7 @@ def test_log_error_survives_an_exception_that_cannot_be_printed(app, audit_rows)
     with app.app_context():
         event_id = log_error(_caught(_fail, _UnprintableError()))
     [row] = audit_rows(event_id=event_id)
-    assert row.error_type == "tests.audit.test_service._UnprintableError" and row.stack_trace
+    assert row.error_type == "tests.audit.write.test_service._UnprintableError" and row.stack_trace
 
 
 # -- @audit_log ------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def test_decorator_records_function_params_and_user(app, audit_rows, admin_id):
     [row] = audit_rows(action_type="UPDATE", resource_type="SETTING")
     assert row.description == "Called set_setting"
     assert row.event_metadata == {
-        "function": "tests.audit.test_service.set_setting",
+        "function": "tests.audit.write.test_service.set_setting",
         "params": {"name": "theme", "value": "dark", "password": "[REDACTED]"},
     }
     assert (row.user_id, row.username, row.ip_address) == (admin_id, "admin", "203.0.113.9")

@@ -9,7 +9,7 @@ from audit_portal.audit.integrity import purge
 from audit_portal.audit.record.enums import ActionType
 from audit_portal.extensions import db
 
-from .chain_support import CHAIN, LOGS, checkpoint, count_rows, links, record_events, row, seal
+from ..chain_support import CHAIN, LOGS, checkpoint, count_rows, links, record_events, row, seal
 
 
 def purge_cli(runner, *args, input=None):

@@ -1,4 +1,4 @@
-"""The insert path every audit row takes (``audit.inserts``): what goes in is what is stored, column for column,
+"""The insert path every audit row takes (``audit/write/inserts.py``): what goes in is what is stored, column for column,
 on SQLite and on PostgreSQL (where several rows travel as one JSON parameter and a single row as a plain
 VALUES)."""
 

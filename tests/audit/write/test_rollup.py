@@ -1,4 +1,4 @@
-"""The error dashboard's rollup (audit/rollup.py): every way an event reaches ``audit_logs`` keeps it equal
+"""The error dashboard's rollup (audit/write/rollup.py): every way an event reaches ``audit_logs`` keeps it equal
 to a count of the events themselves, and the dashboard gives the same numbers from it as from the events."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from audit_portal.audit.write.service import log_audit, log_error
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 
-from .chain_support import seal
+from ..chain_support import seal
 
 FINGERPRINTS = ["f" * 15 + str(i) for i in range(4)]
 

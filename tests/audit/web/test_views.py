@@ -16,6 +16,7 @@ from audit_portal.audit.record.models import AuditLog
 from audit_portal.audit.write.store import insert_ignoring_duplicates
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
+from tests.api_helpers import bearer, make_token
 
 VIEWER = "/admin/audit-logs/"
 ERRORS = "/admin/audit-logs/errors"
@@ -549,3 +550,40 @@ def test_the_chart_counts_each_error_on_its_utc_day(app, audit_rows):
     assert counts.series["ERROR"] == [1, 1, 1]
     assert counts.series["CRITICAL"] == [0, 1, 0]
     assert counts.total == 4
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILURE"])
+def test_the_dashboard_refuses_a_status_other_than_error(admin_client, errors_sample, status):
+    """The same rule and message as the API's error list (it once showed errors for any status)."""
+    response = admin_client.get(f"{ERRORS}?status={status}")
+    assert response.status_code == 422
+    assert ("<strong>status</strong>: This list holds only ERROR events: leave status out, or give ERROR."
+            in page_text(response))
+    assert 'data-testid="error-groups"' not in page_text(response)
+
+
+def test_the_dashboard_takes_status_error(admin_client, errors_sample):
+    response = admin_client.get(f"{ERRORS}?status=error")
+    assert response.status_code == 200
+    assert len(_group_rows(page_text(response))) == 2
+
+
+def test_the_dashboard_refuses_a_cursor(admin_client, errors_sample):
+    response = admin_client.get(f"{ERRORS}?cursor=abc")
+    assert response.status_code == 422
+    assert "<strong>cursor</strong>: The error dashboard pages with skip" in page_text(response)
+
+
+def test_the_viewer_and_the_api_give_the_same_messages(app, admin_client, client, admin_id):
+    """One set of input rules: the viewer parses its query string with the API's schema."""
+    token = make_token(app, admin_id)
+    for query in ("skip=-1", "status=nope", "date_from=yesterday", "bogus=1", "skip=1&cursor=x&limit=10"):
+        api = client.get(f"/api/v1/audit-logs/?{query}", headers=bearer(token))
+        page = html.unescape(page_text(admin_client.get(f"{VIEWER}?{query}")))
+        if query.startswith("skip=1&cursor"):  # the viewer's Next link carries skip beside the cursor
+            assert api.status_code == 422 and "Give either skip or cursor" in api.json["errors"]["cursor"][0]
+            assert "Not a valid cursor" in page
+            continue
+        assert api.status_code == 422, query
+        for name, messages in api.json["errors"].items():
+            assert f"<strong>{name}</strong>: {' '.join(messages)}" in page, query

@@ -24,7 +24,7 @@ from audit_portal.timeutil import utcnow
 from audit_portal.users import services as user_services
 from audit_portal.users.models import User
 
-from .chain_support import (
+from ..chain_support import (
     CHAIN,
     LOGS,
     bump_id_sequence,

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from audit_portal.audit.read.schemas import ERRORS_ONLY
 from audit_portal.audit.record.enums import ActionType, ResourceType, Status
 from audit_portal.audit.record.events import build_event
 from audit_portal.audit.write.store import insert_ignoring_duplicates
@@ -255,3 +256,42 @@ def test_a_parameter_given_twice_is_a_422_not_a_silent_choice(client, tokens):
     response = client.get("/api/v1/audit-logs/?status=SUCCESS&status=bogus", headers=bearer(tokens["admin"]))
     assert response.status_code == 422 and "status" in response.json["errors"]
     assert "given 2 times" in response.json["message"]
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "failure"])
+def test_the_error_list_refuses_a_status_other_than_error(client, tokens, status):
+    """It used to replace any status with ERROR in silence, answering with errors the caller did not ask for."""
+    response = client.get(f"/api/v1/audit-logs/errors?status={status}", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422
+    assert response.json["errors"] == {"status": [ERRORS_ONLY]}
+
+
+def test_the_error_list_takes_status_error_in_any_case(app, client, tokens):
+    insert_events(app, [event(action=ActionType.EXCEPTION_RAISED, resource=ResourceType.SYSTEM, status=Status.ERROR,
+                              severity="ERROR", error_type="KeyError"), event()])
+    for status in ("ERROR", "error"):
+        data = client.get(f"/api/v1/audit-logs/errors?status={status}", headers=bearer(tokens["admin"])).json["data"]
+        assert [item["error_type"] for item in data["items"]] == ["KeyError"]
+
+
+def test_an_unknown_parameter_names_the_ones_that_are_accepted(client, tokens):
+    response = client.get("/api/v1/audit-logs/?stauts=ERROR", headers=bearer(tokens["admin"]))
+    assert response.status_code == 422
+    [message] = response.json["errors"]["stauts"]
+    assert message.startswith("Unknown parameter; the parameters are: date_from, date_to, user_id")
+    assert "status" in message and "cursor" in message
+
+
+def test_swagger_ui_shows_a_realistic_event(client):
+    """Seed task 11.3: example responses in the API docs. Every field of an item has an example, and they read
+    as one error event."""
+    schemas = client.get("/api/openapi.json").json["components"]["schemas"]
+    item = schemas["AuditLog"]["properties"]
+    assert [name for name, prop in item.items() if "example" not in prop] == []
+    assert item["action_type"]["example"] in ActionType.values()
+    assert item["status"]["example"] == "ERROR" and item["status_color"]["example"] == "orange"
+    assert item["severity"]["example"] == "ERROR" and item["severity_color"]["example"] == "orange"
+    assert item["stack_trace"]["example"].endswith(f"{item['error_type']['example']}: division by zero\n")
+    listing = schemas["AuditLogListResponse"]["properties"]
+    assert {name for name, prop in listing.items() if "example" in prop} == {
+        "total", "total_is_exact", "skip", "limit", "next_cursor"}

@@ -15,7 +15,7 @@ from audit_portal.extensions import db
 from audit_portal.users import services as user_services
 from audit_portal.users.models import User
 
-from .chain_support import CHAIN, LOGS, count_rows, record_events, row, seal, tamper
+from ..chain_support import CHAIN, LOGS, count_rows, record_events, row, seal, tamper
 
 EDITING_METHODS = {"PUT", "PATCH", "DELETE"}
 AUDIT_PREFIXES = ("/api/v1/audit-logs", "/admin/audit-logs")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
 
 from audit_portal.audit.demo.seed import NOT_SEEDED, SCENARIOS, generate
 from audit_portal.audit.record.enums import ActionType, ErrorSeverity, Status
+from audit_portal.extensions import db
 
 PRODUCTION = {"APP_ENV": "production", "AUDIT_HMAC_KEY": "k" * 40}
 #: Every action type, except those that carry integrity state (a new action type needs a scenario).
@@ -91,3 +93,19 @@ def test_seed_does_not_ask_outside_production(runner, audit_rows):
 def test_a_bad_count_is_refused(runner, count):
     result = runner.invoke(args=["demo", "seed", "--count", count])
     assert result.exit_code == 2 and "--count" in result.output
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="VACUUM is PostgreSQL's: set TEST_DATABASE_URL")
+def test_a_postgresql_seed_ends_with_vacuum_analyze(app, runner, audit_rows):
+    """Without it a bounded count over a fresh seed read the heap (a bitmap heap scan) instead of the index
+    alone, until autovacuum came by."""
+    result = runner.invoke(args=["demo", "seed", "--count", "50"])
+    assert result.exit_code == 0, result.output
+    with app.app_context(), db.engine.connect() as connection:
+        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        vacuumed, analysed, all_visible, pages = connection.exec_driver_sql(
+            "SELECT s.last_vacuum, s.last_analyze, c.relallvisible, c.relpages FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'audit_logs'").one()
+    assert vacuumed is not None and analysed is not None
+    assert all_visible == pages > 0  # every page of the table is marked all-visible: index-only scans work

@@ -1,3 +1,7 @@
+"""``flask audit export`` (audit/cli.py): filters, formats, the row limit and usage errors. The other commands
+are tested with what they run: ``audit verify`` in integrity/test_chain.py, ``audit purge`` in
+integrity/test_purge.py, ``audit rollup`` in write/test_rollup.py, ``demo seed`` in demo/test_seed.py."""
+
 import csv
 import io
 import json

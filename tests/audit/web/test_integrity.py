@@ -12,7 +12,7 @@ from audit_portal.audit.record.enums import ActionType
 from audit_portal.extensions import db
 from tests.conftest import AuthActions, csrf_token, form_post
 
-from .chain_support import LOGS, links, record_events, seal, tamper
+from ..chain_support import LOGS, links, record_events, seal, tamper
 
 PAGE = "/admin/audit-logs/integrity"
 VERIFY = "/admin/audit-logs/integrity/verify"

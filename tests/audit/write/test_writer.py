@@ -18,7 +18,7 @@ import pytest
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.write.service import log_audit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_events_are_written_off_the_request_path(client, writer, audit_rows):
