@@ -7,9 +7,7 @@ import os
 
 from flask import Flask
 
-from .config import ConfigError, configure
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .config import PROJECT_ROOT, ConfigError, configure
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -18,8 +16,8 @@ def create_app(config: dict | None = None) -> Flask:
     # model) then loads no views, and the package has no import cycles.
     from . import audit, auth, database, errors, extensions, health, main, rest, security, templating, users
 
-    app = Flask(__name__, instance_relative_config=True, template_folder=os.path.join(_ROOT, "templates"),
-                static_folder=os.path.join(_ROOT, "static"))
+    app = Flask(__name__, instance_relative_config=True, template_folder=os.path.join(PROJECT_ROOT, "templates"),
+                static_folder=os.path.join(PROJECT_ROOT, "static"))
     configure(app, config or {})
     configure_logging(app)
     database.init_app(app)
@@ -28,8 +26,8 @@ def create_app(config: dict | None = None) -> Flask:
     health.init_app(app)
     main.init_app(app)
     auth.init_app(app)
+    audit.init_app(app)  # before users: its API section comes first in the OpenAPI document
     users.init_app(app)
-    audit.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     templating.init_app(app)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+#: The repository's root: templates/, static/ and migrations/ live there.
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 class ConfigError(RuntimeError):
     """Raised when the configuration cannot start the application safely."""

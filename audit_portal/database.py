@@ -10,10 +10,10 @@ import os
 from flask import Flask
 from sqlalchemy import event
 
+from .config import PROJECT_ROOT
 from .extensions import db, migrate
 
 log = logging.getLogger(__name__)
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Seconds a new PostgreSQL connection may take (libpq ``connect_timeout``). Without it a database host that
 #: stops answering (a black-holed connection) would hold a request until the worker is killed, not a 503.
@@ -31,7 +31,7 @@ def init_app(app: Flask) -> None:
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse order).
     app.teardown_appcontext(release_session)
     configure_sqlite(app)
-    migrate.init_app(app, db, directory=os.path.join(_ROOT, "migrations"), render_as_batch=True,
+    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"), render_as_batch=True,
                      include_object=include_object)
 
 

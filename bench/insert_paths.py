@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What writing audit rows costs: SQLAlchemy's Core insert against ``audit/inserts.py`` (``insert_events``).
+"""What writing audit rows costs: SQLAlchemy's Core insert against ``audit/write/inserts.py`` (``insert_events``).
 
 Run by hand (not in CI), from the repository root, with the project's virtualenv:
 

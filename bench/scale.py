@@ -14,7 +14,8 @@ What it does:
 1. With ``--prepare``: (re)creates ``--small-db`` and ``--large-db`` on ``--pg-url``, runs ``flask db upgrade``,
    makes an admin (``flask users create-admin``) and 20 users, and seeds ``--small-rows`` / ``--large-rows``
    events with ``flask demo seed --count N --yes`` (COPY; from 500,000 rows on it drops and rebuilds the
-   secondary indexes), timing the seed, then VACUUM ANALYZE. Without it the databases must exist (made by
+   secondary indexes, and ends with VACUUM (ANALYZE): since 2026-12-01 the seed's time includes it), timing
+   the seed. Without it the databases must exist (made by
    an earlier ``--prepare``: same admin name and password).
 2. Starts one gunicorn per database as in production (``--config gunicorn.conf.py``, 2 sync workers,
    APP_ENV=production, SECRET_KEY/AUDIT_HMAC_KEY set, AUDIT_SEAL_INTERVAL=0, RATELIMIT_ENABLED=false), makes
@@ -191,20 +192,8 @@ def prepare(args, name: str, rows: int, env: dict) -> float:
     started = time.monotonic()
     flask_cli(env, "demo", "seed", "--count", str(rows), "--yes", timeout=6 * 3600)
     seconds = time.monotonic() - started
-    _vacuum(f"{args.pg_url}/{name}")
     print(f"  seeded {rows:,} events in {seconds:,.0f} s ({rows / seconds:,.0f} rows/s)", flush=True)
     return seconds
-
-
-def _vacuum(database_url: str) -> None:
-    from _common import pg_connect
-
-    connection = pg_connect(database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE audit_logs")
-    finally:
-        connection.close()
 
 
 def row_count(database_url: str) -> int:

@@ -39,8 +39,8 @@ def seed_command(count: int, days: int, yes: bool):
     users = directory().some(50) or [(None, None)]
     db.session.commit()
     events = generate(count, users, days=days, demo=True)
-    with click.progressbar(length=count, label="Seeding audit events") as bar:
-        written = load_events(events, count, progress=bar.update, say=click.echo)
+    written = load_events(events, count, say=click.echo,
+                          progress=lambda: click.progressbar(length=count, label="Seeding audit events"))
     click.echo(f"Inserted {written:,} demo events.")
 
 

@@ -1,4 +1,5 @@
-"""The rules in audit_portal/users/services.py, called the way views, API and commands call them."""
+"""The operations in audit_portal/users/services.py and the rules in users/rules.py, called the way views, API
+and commands call them."""
 
 import pytest
 from sqlalchemy import select

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from ...extensions import db
 from ..record.models import EVENT_COLUMNS
 from ..write import rollup
-from ..write.inserts import insert_events
+from ..write.store import insert_ignoring_duplicates
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,10 @@ REBUILD_MAINTENANCE_WORK_MEM = "512MB"
 
 
 def rebuild_indexes(connection, definitions: list[str]) -> None:
+    """Build the indexes ``drop_secondary_indexes`` dropped (the load's VACUUM (ANALYZE) then analyses)."""
     connection.execute(text(f"SET LOCAL maintenance_work_mem = '{REBUILD_MAINTENANCE_WORK_MEM}'"))
     for definition in definitions:
         connection.execute(text(definition))
-    connection.execute(text("ANALYZE audit_logs"))
 
 
 
@@ -78,9 +78,11 @@ REBUILD_INDEXES_FROM = 500_000
 
 def load_events(events: Iterable[dict], count: int, progress=None, say=log.info) -> int:
     """Store ``count`` events from ``events`` in batches: PostgreSQL with COPY (around a large load, without
-    its secondary indexes), SQLite through the app's insert path. The error rollup is kept, and on
-    PostgreSQL the table is vacuumed and analysed at the end, so that counts run as index-only scans at once.
-    ``progress(n)`` is told of each batch; ``say`` of each step. Returns how many events were stored."""
+    its secondary indexes), SQLite through the app's insert path. The error rollup is kept, and after a load on
+    PostgreSQL the table is vacuumed and analysed, so that counts run as index-only scans at once.
+
+    ``progress()`` makes the context manager that is told of each batch (``update(n)``; the CLI's progress
+    bar): it is closed before the finishing steps, which ``say`` reports. Returns how many events were stored."""
     postgres = db.engine.dialect.name == "postgresql"
     saved_indexes = []
     if postgres and count >= REBUILD_INDEXES_FROM:
@@ -90,16 +92,16 @@ def load_events(events: Iterable[dict], count: int, progress=None, say=log.info)
     written = 0
     days: list = []  # UTC days of the error events COPY loaded: the rollup recounts from the first to the last
     try:
-        for batch in _batches(events, SEED_BATCH):
-            with db.engine.begin() as connection:
-                if postgres:
-                    copy_events(connection, batch)
-                    days.extend(rollup.event_days(batch) or ())
-                else:
-                    insert_events(connection, batch, ignore_duplicates=True)  # keeps the rollup itself
-            written += len(batch)
-            if progress:
-                progress(len(batch))
+        with (progress or _NoProgress)() as bar:
+            for batch in _batches(events, SEED_BATCH):
+                with db.engine.begin() as connection:
+                    if postgres:
+                        copy_events(connection, batch)
+                        days.extend(rollup.event_days(batch) or ())
+                    else:
+                        insert_ignoring_duplicates(connection, batch)  # keeps the rollup itself
+                written += len(batch)
+                bar.update(len(batch))
     finally:
         if saved_indexes:
             say("Rebuilding indexes...")
@@ -109,9 +111,21 @@ def load_events(events: Iterable[dict], count: int, progress=None, say=log.info)
             # COPY bypasses the insert path that keeps the error rollup: recount the days it loaded.
             with db.engine.begin() as connection:
                 rollup.rebuild(connection, min(days), max(days))
-        if postgres and written:
-            vacuum_analyze()
+    if postgres and written:
+        say("Vacuuming and analysing audit_logs...")
+        vacuum_analyze()
     return written
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def update(self, n: int) -> None:
+        pass
 
 
 def _batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:

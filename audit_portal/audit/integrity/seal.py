@@ -150,7 +150,8 @@ def _late_ids(conn, top: int) -> list[int]:
     """Ids below the sealed head, within ``LATE_WINDOW``, that have no link: rows that committed after newer
     ones were sealed. Only ids are compared (an anti-join of two primary-key ranges, both bounded, index-only
     where the pages are visible); the full rows are read for the late ones alone. Every background pass runs
-    this, so it must stay cheap: joining the full rows of the window cost about four times as much."""
+    this, so it must stay cheap: joining the full rows of the window cost several times as much
+    (docs/performance.md)."""
     low = top - LATE_WINDOW
     linked = (select(_chain.c.audit_log_id)
               .where(_chain.c.audit_log_id > low, _chain.c.audit_log_id < top).subquery())
@@ -193,7 +194,8 @@ def seal_in_background() -> int:
 
     It does not chase the events that arrive meanwhile: every pass also re-reads the late-commit window
     (LATE_WINDOW rows), and under steady traffic "seal until nothing is new" would run pass after pass for as
-    long as the traffic lasted (docs/performance.md). Those events are sealed at the next run."""
+    long as the traffic lasted, several times the PostgreSQL CPU per audited request. Those events are sealed at
+    the next run."""
     sealed = 0
     while sealed < BACKGROUND_MAX_ROWS:
         # max_rows=1: one pass (up to SEAL_BATCH new rows); wait=False: if another worker is sealing, it seals

@@ -140,7 +140,8 @@ def _day(dialect: str):
     """The UTC day of an event, as a grouping key (``_day_key`` turns it into ``YYYY-MM-DD``)."""
     if dialect == "postgresql":
         # Bins of one day from a UTC midnight: cheaper per row than formatting each timestamp with
-        # to_char(timezone('UTC', ...)) (docs/scaling.md), and the chart reads every error in its range.
+        # to_char(timezone('UTC', ...)) (docs/performance.md, docs/scaling.md), and the chart reads every error
+        # in its range.
         return func.date_bin(literal_column("interval '1 day'"), AuditLog.timestamp,
                              literal_column("timestamptz '2000-01-01 00:00:00+00'"))
     return func.substr(AuditLog.timestamp, 1, 10)

@@ -1,7 +1,8 @@
-"""The one door for reading ``audit_logs``: filters, the order, offset and cursor paging, bounded counts.
+"""The one query module for reading events: filters, the order, offset and cursor paging, bounded counts.
 
 The viewer, the API, the export, the error dashboard and the integrity page build their queries here, so
-one filter means the same rows everywhere and the order is written once.
+one filter means the same rows everywhere and the order is written once. (The hash chain's sealer, verifier
+and purge read rows in chain order, by id, in ``integrity/``: that is the chain's own concern.)
 
 Paging stays fast as the log grows: keyset cursors over (timestamp, id) and bounded counts. A cursor is
 opaque and signed with SECRET_KEY. It carries the position of the last event on a page and a hash of the
@@ -131,8 +132,8 @@ class Page:
 
 
 class AuditLogRepository:
-    """Every read of ``audit_logs`` that a page, the API, the export, the dashboard or the integrity page
-    makes. It never writes: events go in through ``write.service.log_audit``."""
+    """The reads of events that the pages, the API, the export, the dashboard and the integrity page make.
+    It never writes: events go in through ``write.service.log_audit``."""
 
     def __init__(self, session=None):
         self.session = session or db.session

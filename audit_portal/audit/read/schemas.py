@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from ...params import QueryArgsSchema
+from ...timeutil import midnight
 from ..record import presentation
 from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX
@@ -45,7 +46,7 @@ class DateOrDateTime(fields.Field):
         try:
             if len(text) == 10:
                 day = datetime.fromisoformat(text).date()
-                start = datetime.combine(day, time.min, tzinfo=UTC)
+                start = midnight(day)
                 return start + timedelta(days=1) if self.end else start
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
@@ -176,6 +177,10 @@ class ExportArgsSchema(AuditLogFilterSchema):
         return {"filters": AuditFilters(**data), "format": fmt}
 
 
+#: The example event's metadata (the API docs show one error event throughout).
+_EXAMPLE_METADATA = {"message": "division by zero", "location": "audit_portal/reports/totals.py:average_per_day"}
+
+
 def _ex(example, description: str | None = None) -> dict:
     """Field metadata with an example (Swagger UI shows a realistic event) and, optionally, a description."""
     return {"example": example, **({"description": description} if description else {})}
@@ -189,9 +194,7 @@ class AuditLogBaseSchema(Schema):
     resource_id = fields.String(allow_none=True, validate=validate.Length(max=64), metadata=_ex(None))
     description = fields.String(load_default="", validate=validate.Length(max=DESCRIPTION_MAX),
                                 metadata=_ex("ZeroDivisionError: division by zero"))
-    metadata = fields.Dict(allow_none=True, metadata=_ex(
-        {"message": "division by zero", "location": "audit_portal/reports/totals.py:average_per_day"},
-        "Context; {old, new} for changes."))
+    metadata = fields.Dict(allow_none=True, metadata=_ex(_EXAMPLE_METADATA, "Context; {old, new} for changes."))
     status = CaseInsensitiveEnum(Status, load_default=Status.SUCCESS.value, metadata=_ex("ERROR"))
     is_sensitive = fields.Boolean(load_default=False, metadata=_ex(False))
 
@@ -219,9 +222,8 @@ class AuditLogInDBSchema(AuditLogBaseSchema):
     user_id = fields.Integer(allow_none=True, metadata=_ex(7))
     username = fields.String(allow_none=True, metadata=_ex("alice", "The actor's username at the time."))
     category = fields.String(metadata=_ex("errors"))
-    metadata = fields.Dict(attribute="event_metadata", allow_none=True, metadata=_ex(
-        {"message": "division by zero", "location": "audit_portal/reports/totals.py:average_per_day"},
-        "Context; {old, new} for changes. Secrets are redacted."))
+    metadata = fields.Dict(attribute="event_metadata", allow_none=True,
+                           metadata=_ex(_EXAMPLE_METADATA, "Context; {old, new} for changes. Secrets are redacted."))
     ip_address = fields.String(allow_none=True, metadata=_ex("203.0.113.24"))
     user_agent = fields.String(allow_none=True, metadata=_ex("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"))
     severity = fields.String(allow_none=True, metadata=_ex("ERROR", "WARNING, ERROR or CRITICAL (errors only)."))

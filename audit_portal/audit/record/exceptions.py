@@ -9,10 +9,11 @@ import traceback
 from marshmallow import ValidationError as MarshmallowValidationError
 from wtforms.validators import ValidationError as WTFormsValidationError
 
+from ...config import PROJECT_ROOT
 from .enums import ErrorSeverity
 
-#: The repository's root: fingerprints name frames by their path below it.
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+#: Fingerprints name frames by their path below the repository's root.
+_PROJECT_ROOT = PROJECT_ROOT
 
 #: webargs raises marshmallow's ValidationError, so it is covered by the first entry.
 VALIDATION_ERRORS: tuple[type[BaseException], ...] = (MarshmallowValidationError, WTFormsValidationError)

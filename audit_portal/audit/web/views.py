@@ -42,54 +42,61 @@ QUICK_RANGES = (("last hour", timedelta(hours=1)), ("24 hours", timedelta(days=1
 _FILTER_NAMES = frozenset(AuditFilters.names())
 
 
-def _load(schema_cls) -> tuple[dict | None, dict, dict]:
-    """The query string through ``schema_cls``: (what it loaded, or None when something is wrong; the filter
-    values as given, to refill the form and build links; the errors by parameter)."""
-    args = request.args
-    given = {key: value for key, value in args.items() if value.strip() != ""}
-    raw = {key: value for key, value in given.items() if key in _FILTER_NAMES}
-    errors = repeated_parameters(args)
-    try:
-        loaded = schema_cls().load(given)
-    except ValidationError as exc:
-        return None, raw, {**exc.messages, **errors}
-    return (None if errors else loaded), raw, errors
+class _Query:
+    """A page's query string, read through one of the API's schemas."""
+
+    def __init__(self, schema):
+        given = {key: value for key, value in request.args.items() if value.strip() != ""}
+        #: The filter values as given: they refill the form and go into every link of the page.
+        self.raw = {key: value for key, value in given.items() if key in _FILTER_NAMES}
+        self.errors = repeated_parameters(request.args)
+        try:
+            loaded = schema.load(given)
+            valid = loaded
+        except ValidationError as exc:
+            loaded, valid = None, exc.valid_data or {}
+            self.errors = {**exc.messages, **self.errors}
+        #: What the schema loaded (``{"filters", "skip", "limit", "cursor"}``...); None when anything is wrong.
+        self.args = None if self.errors else loaded
+        # What the page still shows when something is wrong: the valid page size, position and user.
+        self.skip, self.limit = valid.get("skip", 0), valid.get("limit", 50)
+        self.user_id = loaded["filters"].user_id if loaded else valid.get("user_id")
+
+    def refuse(self, name: str, message: str) -> None:
+        self.args, self.errors = None, {**self.errors, name: [message]}
+
+    def page_context(self, whole_days: bool = False) -> dict:
+        """What every list page's filter bar, filter chips and pager need. ``whole_days``: the quick ranges of a
+        week or more start at a UTC midnight (the error dashboard: its chart has a bar per day, and whole days
+        are answered from the rollup)."""
+        names = directory().names([self.user_id]) if self.user_id else {}
+        now = utcnow()
+        quick_ranges = [(label, (now - span).date().isoformat() if whole_days and span.days >= 7
+                         else (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
+        return dict(raw=self.raw, errors=self.errors, skip=self.skip, limit=self.limit, choices=FILTER_CHOICES,
+                    page_sizes=PAGE_SIZES, user_names=names, quick_ranges=quick_ranges)
 
 
-def _page_context(raw: dict, errors: dict, args: dict | None, whole_days: bool = False) -> dict:
-    """What every list page's filter bar, filter chips and pager need. ``whole_days``: the quick ranges of a
-    week or more start at a UTC midnight (the error dashboard: its chart has a bar per day, and whole days
-    are answered from the rollup)."""
-    filters = args["filters"] if args else AuditFilters()
-    names = directory().names([filters.user_id]) if filters.user_id else {}
-    now = utcnow()
-    quick_ranges = [(label, (now - span).date().isoformat() if whole_days and span.days >= 7
-                     else (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
-    return dict(raw=raw, errors=errors, skip=args["skip"] if args else 0, limit=args["limit"] if args else 50,
-                choices=FILTER_CHOICES, page_sizes=PAGE_SIZES, user_names=names, quick_ranges=quick_ranges)
-
-
-def _render_list(args: dict | None, raw: dict, errors: dict, status: int | None = None, **context):
+def _render_list(query: _Query, status: int | None = None, **context):
     """The viewer: Next links carry a keyset cursor (fast at any depth); counts stop at AUDIT_COUNT_LIMIT."""
-    page = None
-    if args is not None and not errors:
+    page, args = None, query.args
+    if args is not None:
         try:
             page = AuditLogRepository().page(args["filters"], 0 if args["cursor"] else args["skip"], args["limit"],
                                              args["cursor"], scope="html")
         except BadCursor as exc:
-            errors = {"cursor": [f"{exc} The link may be stale: start again from the first page."]}
+            query.refuse("cursor", f"{exc} The link may be stale: start again from the first page.")
     return render_template(
         "audit/list.html", items=page.items if page else [], total=page.total if page else 0,
         total_is_exact=page.total_is_exact if page else True, next_cursor=page.next_cursor if page else None,
-        **_page_context(raw, errors, args), **context,
-    ), status or (422 if errors else 200)
+        **query.page_context(), **context,
+    ), status or (422 if query.errors else 200)
 
 
 @bp.get("/")
 @admin_required
 def list_logs():
-    args, raw, errors = _load(AuditLogViewerArgsSchema)
-    return _render_list(args, raw, errors)
+    return _render_list(_Query(AuditLogViewerArgsSchema()))
 
 
 @bp.get("/<int:log_id>")
@@ -108,10 +115,8 @@ def show_log(log_id: int):
 @admin_required
 def errors():
     """Errors grouped by fingerprint with a chart; with ``fingerprint=`` the occurrences of one group."""
-    args, raw, errors = _load(AuditErrorQueryArgsSchema)
-    if args and args["cursor"]:
-        args, errors = None, {"cursor": ["The error dashboard pages with skip; cursor belongs to the event lists."]}
-    context = _page_context(raw, errors, args, whole_days=True)
+    query = _Query(AuditErrorQueryArgsSchema(exclude=("cursor",)))  # groups page by skip: no cursor here
+    args, context = query.args, query.page_context(whole_days=True)
     if args is None:
         return render_template("audit/errors.html", groups=[], group=None, items=[], total=0, chart=None,
                                unfingerprinted=(0, True), **context), 422
@@ -131,13 +136,14 @@ def errors():
 @admin_required
 def export():
     """The viewer's Export buttons: the same filters, the whole filtered set, as a download."""
-    args, raw, errors = _load(ExportArgsSchema)
-    if args is None:
-        return _render_list(None, raw, errors)
+    query = _Query(ExportArgsSchema())
+    if query.args is None:
+        return _render_list(query)
+    args = query.args
     try:
         export = prepare_export(args["filters"], args["format"])
     except ExportTooLarge as exc:
-        first_page = {"filters": args["filters"], "skip": 0, "limit": 50, "cursor": None}
-        return _render_list(first_page, raw, {}, status=422, export_error=str(exc))
+        query.args = {"filters": args["filters"], "skip": 0, "limit": 50, "cursor": None}  # the first page
+        return _render_list(query, status=422, export_error=str(exc))
     log_export(export.count, export.format.value, args["filters"].active(), "ui")
     return download_response(export)

@@ -4,7 +4,8 @@ Events are queued in memory and inserted in batches by a daemon thread (one per 
 after a fork). When the database cannot take them they go to the local spool and are replayed once
 it answers again; inserts skip event ids already stored, so replays are idempotent. Queued events
 are written when the process exits normally or on SIGTERM. Between batches the thread also runs the
-housekeeping it was given (``audit.init_app`` gives it the background sealer) every AUDIT_SEAL_INTERVAL seconds.
+housekeeping it was given, every ``housekeeping_every`` seconds (``audit.init_app`` gives it the background
+sealer, every AUDIT_SEAL_INTERVAL seconds).
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ REPLAY_INTERVAL_S = 2.0
 class AuditWriter:
     """Queue + thread + spool for one app in one process."""
 
-    def __init__(self, app, housekeeping=None):
+    def __init__(self, app, housekeeping=None, housekeeping_every: float = 0):
         self.app = app
-        #: Called (in an app context) every AUDIT_SEAL_INTERVAL seconds from the writer thread; may raise.
+        #: Called (in an app context) from the writer thread every ``housekeeping_every`` seconds (0: never);
+        #: it may raise (it is tried again at the next interval).
         self._housekeeping = housekeeping
+        self._housekeeping_every = housekeeping_every
         self.spool = Spool(app.config["AUDIT_DATA_DIR"], app.config["AUDIT_SPOOL_MAX_BYTES"])
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -55,8 +58,7 @@ class AuditWriter:
         self._wakeup = threading.Event()  # set: stop gathering (a flush, close, or a full batch queued)
         self._closed = False
         self._last_replay = 0.0
-        self._last_seal = time.monotonic()
-        self._seal_interval = app.config.get("AUDIT_SEAL_INTERVAL", 0)
+        self._last_housekeeping = time.monotonic()
         #: After the first event of a batch the writer waits this long for more before it writes
         #: (AUDIT_WRITE_DELAY_MS): one transaction, one connection checkout and one commit for all the events
         #: that arrive meanwhile, and no thread switch per event (a request that queues an event while the
@@ -127,7 +129,7 @@ class AuditWriter:
                 first = self._queue.get(timeout=REPLAY_INTERVAL_S)
             except queue.Empty:
                 self._maybe_replay()
-                self._maybe_seal()
+                self._maybe_housekeep()
                 continue
             if first is None:
                 self._queue.task_done()
@@ -152,7 +154,7 @@ class AuditWriter:
                     self._queue.task_done()
             if stop:
                 return
-            self._maybe_seal()
+            self._maybe_housekeep()
 
     def _gather(self, deadline: float) -> None:
         """Wait until ``deadline`` for more events, unless a flush or close hurries, or a full batch is queued:
@@ -164,17 +166,18 @@ class AuditWriter:
             self._wakeup.wait(remaining)
             self._wakeup.clear()
 
-    def _maybe_seal(self) -> None:
-        """Run the housekeeping (the background sealer) every AUDIT_SEAL_INTERVAL seconds (0: never)."""
-        if (self._housekeeping is None or not self._seal_interval
-                or time.monotonic() - self._last_seal < self._seal_interval):
+    def _maybe_housekeep(self) -> None:
+        """Run the housekeeping when its interval has passed."""
+        if (self._housekeeping is None or not self._housekeeping_every
+                or time.monotonic() - self._last_housekeeping < self._housekeeping_every):
             return
-        self._last_seal = time.monotonic()
+        self._last_housekeeping = time.monotonic()
         try:
             with self.app.app_context():
                 self._housekeeping()
-        except Exception:  # noqa: BLE001 - sealing is retried at the next interval and by `flask audit verify`
-            log.warning("audit chain: background sealing failed; will retry", exc_info=True)
+        except Exception:  # noqa: BLE001 - tried again at the next interval
+            log.warning("audit writer: housekeeping (%s) failed; will retry",
+                        getattr(self._housekeeping, "__name__", "?"), exc_info=True)
 
     def _drain_inline(self) -> None:
         batch = []

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from audit_portal.audit.integrity import checkpoints
 from audit_portal.audit.integrity import seal as chain_seal
 from audit_portal.audit.integrity import verify as chain_verify
+from audit_portal.audit.record.actors import EXTENSION_KEY, NoDirectory
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
 from audit_portal.audit.write.service import log_audit
@@ -358,6 +359,21 @@ def test_a_user_reference_removed_by_hand_is_detected(app, runner, make_user):
 
     assert result.exit_code == 1, result.output
     assert f"Event {ids[0]} (link 2): its user was changed." in result.output  # link 1: alice's creation
+
+
+def test_without_a_user_directory_a_removed_user_reference_is_still_detected(app, make_user):
+    """The audit package asks the app's directory whether a user was deleted. An app that lent none must not
+    make every cleared user reference pass as a deletion: verification then fails closed."""
+    alice = make_user("alice")
+    ids = record_events(app, 2, user_id=alice)
+    seal(app)
+    tamper(app, update(LOGS).where(LOGS.c.id == ids[0]).values(user_id=None))
+    app.extensions[EXTENSION_KEY] = NoDirectory()
+
+    result = verify(app)
+
+    assert not result.ok
+    assert f"Event {ids[0]} (link 2): its user was changed." in result.problems
 
 
 # -- several processes -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The audit log's queries (audit/read/query.py). AuditLogRepository on a large dataset: every filter alone and
-combined, paging, counts, the default order and the streaming iterator, each checked against the same question
+combined, paging, counts, the default order and the export's stream of rows, each checked against the same question
 answered in Python. Cursor (keyset) paging and the bounded count rule, through the API.
 
 The 10,000-event dataset is built once per module (read-only), in a database of its own; the tests that do not

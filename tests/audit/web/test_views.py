@@ -569,9 +569,23 @@ def test_the_dashboard_takes_status_error(admin_client, errors_sample):
 
 
 def test_the_dashboard_refuses_a_cursor(admin_client, errors_sample):
+    """Its groups page by skip: a cursor would be ignored, so it is an unknown parameter there."""
     response = admin_client.get(f"{ERRORS}?cursor=abc")
     assert response.status_code == 422
-    assert "<strong>cursor</strong>: The error dashboard pages with skip" in page_text(response)
+    message = re.search(r"<strong>cursor</strong>: ([^<]+)", page_text(response)).group(1)
+    assert message.startswith("Unknown parameter; the parameters are: date_from,")
+    assert "skip, limit" in message and "cursor" not in message
+
+
+@pytest.mark.parametrize("path", [VIEWER, ERRORS])
+def test_a_422_page_keeps_the_valid_page_size_and_user(admin_client, make_user, path):
+    """Re-submitting the form after fixing the bad filter keeps what was right."""
+    bob_id = make_user("bob")
+    response = admin_client.get(f"{path}?limit=100&severity=FATAL&user_id={bob_id}")
+    assert response.status_code == 422
+    body = page_text(response)
+    assert '<option value="100" selected>' in body
+    assert "bob" in body[body.index('data-testid="active-filters"'):]
 
 
 def test_the_viewer_and_the_api_give_the_same_messages(app, admin_client, client, admin_id):
