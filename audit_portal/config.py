@@ -61,6 +61,24 @@ class BaseConfig:
     AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/static/,/api/docs,/api/openapi.json,/favicon.ico"
     #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
     AUDIT_SEAL_INTERVAL = 5
+
+    #: Stream destinations (docs/streams.md). Each app process runs a dispatcher thread unless this is false
+    #: (then run `flask streams run` as its own process; both together are safe).
+    STREAM_DISPATCH_IN_APP = True
+    #: Where file destinations write (their paths are relative to it); empty: AUDIT_DATA_DIR/streams.
+    AUDIT_STREAM_FILE_DIR = ""
+    #: Links per batch a destination is sent.
+    STREAM_BATCH_SIZE = 500
+    #: Syslog has no acknowledgement: after a connection error, events sent this many seconds back go again.
+    STREAM_RESEND_SECONDS = 5
+    #: The longest wait between attempts at a failing destination (the backoff doubles up to it).
+    STREAM_MAX_BACKOFF_SECONDS = 300
+    #: A syslog message longer than this is cut, with a marker saying so.
+    STREAM_SYSLOG_MAX_BYTES = 65_536
+    #: A file destination's file is rotated (to .1, .2, ... .5) when it would pass this size.
+    STREAM_FILE_ROTATE_BYTES = 100 * 1024 * 1024
+    #: Seconds a dispatcher waits when every destination is caught up.
+    STREAM_POLL_SECONDS = 1.0
     #: Milliseconds the background writer collects request and error events before writing them in one
     #: transaction (exit, SIGTERM and ``flush()`` write at once). Longer: fewer, larger batches and less CPU
     #: per event (docs/performance.md); shorter: events show up in the viewer sooner.
@@ -94,8 +112,9 @@ class TestingConfig(BaseConfig):
     PASSWORD_HASH_MEMORY_KIB = 64
     PASSWORD_HASH_TIME_COST = 1
     RATELIMIT_ENABLED = False
-    #: Tests seal explicitly, so that row counts stay predictable.
+    #: Tests seal explicitly, so that row counts stay predictable; they run stream dispatchers themselves.
     AUDIT_SEAL_INTERVAL = 0
+    STREAM_DISPATCH_IN_APP = False
 
 
 class ProductionConfig(BaseConfig):
@@ -123,6 +142,11 @@ def _coerce(raw: str, default):
             return int(raw)
         except ValueError:
             raise ConfigError(f"expected an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {raw!r}") from None
     return raw
 
 
@@ -166,3 +190,5 @@ def configure(app, overrides: dict) -> None:
     app.config.from_mapping(settings)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["AUDIT_DATA_DIR"] = app.config["AUDIT_DATA_DIR"] or app.instance_path
+    app.config["AUDIT_STREAM_FILE_DIR"] = app.config["AUDIT_STREAM_FILE_DIR"] or os.path.join(
+        app.config["AUDIT_DATA_DIR"], "streams")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install a Debian package when the file or command it provides is missing (as root; otherwise say how).
 # Usage: scripts/ensure-debian-package.sh <path-or-command> <package>
-# Used by install-browser.sh (the browser tests) and install-bench-tools.sh (the benchmarks).
+# Used by install-browser.sh (the browser tests), install-test-receivers.sh (the stream tests) and
+# install-bench-tools.sh (the benchmarks).
 set -euo pipefail
 provides=$1 package=$2
 if [ -x "$provides" ] || command -v "$provides" >/dev/null 2>&1; then

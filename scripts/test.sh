@@ -9,6 +9,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 ./scripts/install-browser.sh
+./scripts/install-test-receivers.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

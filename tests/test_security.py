@@ -554,7 +554,7 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
     with app.app_context():
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice_id))
     adapter = app.url_map.bind("localhost")
-    values = {"user_id": alice_id, "token_id": token_id, "log_id": 1}
+    values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "action": "remove"}
     forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: values[k] for k in rule.arguments}, method="POST"))
              for rule in app.url_map.iter_rules()
              if "POST" in rule.methods and not rule.rule.startswith(("/api/", "/static/"))]

@@ -43,14 +43,18 @@ def __dir__() -> list[str]:
 
 def init_app(app) -> None:
     """Wire auditing into ``app``: the background writer (with the sealer as its housekeeping) and its SIGTERM
-    flush, the request hooks, the pages, the API, the commands and the template filters."""
+    flush, the request hooks, the pages, the API, the commands, the template filters, and the stream
+    dispatcher thread (started by the first request of each process, unless STREAM_DISPATCH_IN_APP is false)."""
     from ..rest import register
-    from .cli import audit_cli, demo_cli
+    from .cli import audit_cli, demo_cli, streams_cli
     from .integrity.seal import seal_in_background
     from .record.presentation import TEMPLATE_FILTERS
+    from .streams.runner import BackgroundDispatcher
     from .web import (
         api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
+        streams,
+        streams_api,
         views,
     )
     from .write.hooks import AuditMiddleware
@@ -61,11 +65,15 @@ def init_app(app) -> None:
     install_sigterm_flush()
     AuditMiddleware(app)
     app.register_blueprint(views.bp)
-    register(api.blp)
-    app.cli.add_command(audit_cli)
-    app.cli.add_command(demo_cli)
+    app.register_blueprint(streams.bp)
+    register(api.blp, streams_api.blp)
+    for group in (audit_cli, demo_cli, streams_cli):
+        app.cli.add_command(group)
     for name, function in TEMPLATE_FILTERS.items():
         app.add_template_filter(function, name)
+    if app.config["STREAM_DISPATCH_IN_APP"]:
+        dispatcher = app.extensions["audit_streams"] = BackgroundDispatcher(app)
+        app.before_request(dispatcher.ensure_started)
 
 
 __all__ = sorted([*_FACE, "init_app"])

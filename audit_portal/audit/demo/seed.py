@@ -117,6 +117,15 @@ def _maintenance(action: ActionType, status: Status, text: str):
     return scenario
 
 
+def _stream(action: ActionType):
+    def scenario(rng, common, meta, uname, target):
+        name = rng.choice(["splunk", "elastic", "siem-syslog"])
+        return build_event(action, ResourceType.STREAM, target, f"{uname} {_verb(action)} stream {name}",
+                           metadata={**meta, "name": name, "kind": "webhook"}, **common)
+
+    return scenario
+
+
 def _error(index: int, action: ActionType | None = None):
     def scenario(rng, common, meta, uname, target):
         etype, message, filename, function, severity = ERRORS[index]
@@ -153,6 +162,8 @@ SCENARIOS = [
     *[(0.015, _data(action)) for action in (ActionType.CREATE, ActionType.READ, ActionType.UPDATE, ActionType.DELETE)],
     (0.001, _maintenance(ActionType.RETENTION_PURGE, Status.SUCCESS, "Purged audit events older than 365 days")),
     (0.001, _maintenance(ActionType.AUDIT_FAILURE, Status.ERROR, "An audit event could not be recorded in full")),
+    *[(0.0005, _stream(action)) for action in (ActionType.STREAM_CREATE, ActionType.STREAM_UPDATE,
+                                                ActionType.STREAM_DELETE)],
     # Errors: 10% of events, spread over ERRORS; two more pin down both error action types.
     *[(0.10 / len(ERRORS), _error(i)) for i in range(len(ERRORS))],
     (0.0, _error(0, ActionType.EXCEPTION_RAISED)),

@@ -8,7 +8,9 @@ from __future__ import annotations
 import enum
 
 
-class _StrEnum(enum.StrEnum):
+class ChoiceEnum(enum.StrEnum):
+    """A string enum that parses case-insensitively and lists its values (every enum of the audit package)."""
+
     @classmethod
     def values(cls) -> list[str]:
         return [member.value for member in cls]
@@ -30,7 +32,7 @@ class _StrEnum(enum.StrEnum):
         return self.value
 
 
-class ActionType(_StrEnum):
+class ActionType(ChoiceEnum):
     """What happened."""
 
     LOGIN = "LOGIN"  #: a user logged in
@@ -58,9 +60,12 @@ class ActionType(_StrEnum):
     CHAIN_CHECKPOINT = "CHAIN_CHECKPOINT"  #: the hash chain's head was recorded (detects truncation and rewrites)
     AUDIT_VERIFY = "AUDIT_VERIFY"  #: the hash chain was verified; metadata holds the result
     AUDIT_FAILURE = "AUDIT_FAILURE"  #: building an audit event failed; this minimal event stands in for it
+    STREAM_CREATE = "STREAM_CREATE"  #: a stream destination was added (secrets and header values redacted)
+    STREAM_UPDATE = "STREAM_UPDATE"  #: a stream destination was changed, paused, resumed or given a new secret
+    STREAM_DELETE = "STREAM_DELETE"  #: a stream destination was removed
 
 
-class ResourceType(_StrEnum):
+class ResourceType(ChoiceEnum):
     """What the action was done to."""
 
     USER = "USER"
@@ -72,9 +77,10 @@ class ResourceType(_StrEnum):
     AUDIT_LOG = "AUDIT_LOG"
     REQUEST = "REQUEST"
     SYSTEM = "SYSTEM"
+    STREAM = "STREAM"  #: a destination the audit trail is streamed to
 
 
-class Status(_StrEnum):
+class Status(ChoiceEnum):
     """The outcome."""
 
     SUCCESS = "SUCCESS"  #: it worked
@@ -82,7 +88,7 @@ class Status(_StrEnum):
     ERROR = "ERROR"  #: it broke (an exception)
 
 
-class ErrorSeverity(_StrEnum):
+class ErrorSeverity(ChoiceEnum):
     """How bad an error is."""
 
     WARNING = "WARNING"  #: validation errors: the client sent something wrong
@@ -90,7 +96,7 @@ class ErrorSeverity(_StrEnum):
     CRITICAL = "CRITICAL"  #: the process itself is in trouble: SystemError, MemoryError
 
 
-class Category(_StrEnum):
+class Category(ChoiceEnum):
     """A coarse grouping of actions for filtering and display, derived from action and resource."""
 
     AUTHENTICATION = "authentication"
@@ -121,6 +127,9 @@ _ACTION_CATEGORY = {
     ActionType.CHAIN_CHECKPOINT: Category.AUDIT,
     ActionType.AUDIT_VERIFY: Category.AUDIT,
     ActionType.AUDIT_FAILURE: Category.AUDIT,
+    ActionType.STREAM_CREATE: Category.AUDIT,
+    ActionType.STREAM_UPDATE: Category.AUDIT,
+    ActionType.STREAM_DELETE: Category.AUDIT,
 }
 _RESOURCE_CATEGORY = {
     ResourceType.USER: Category.USER_MANAGEMENT,
@@ -132,6 +141,7 @@ _RESOURCE_CATEGORY = {
     ResourceType.AUDIT_LOG: Category.AUDIT,
     ResourceType.REQUEST: Category.REQUESTS,
     ResourceType.SYSTEM: Category.SYSTEM,
+    ResourceType.STREAM: Category.AUDIT,
 }
 
 
@@ -143,7 +153,7 @@ def category_for(action_type: ActionType | str, resource_type: ResourceType | st
     return _RESOURCE_CATEGORY.get(ResourceType(resource_type), Category.SYSTEM)
 
 
-class ExportFormat(_StrEnum):
+class ExportFormat(ChoiceEnum):
     """File formats of an export."""
 
     CSV = "csv"  #: one header row, then one row per event

@@ -1,0 +1,227 @@
+"""Delivering a destination's events: in link order (``audit_chain.seq``), at least once, nothing skipped.
+
+A destination's cursor is the last link it has delivered. Each batch is the next ``STREAM_BATCH_SIZE`` links
+after it (the events among them that match the destination's filters); the cursor moves past the batch only
+once the receiver took it: a 2xx for a webhook (a retry resends the same links under the same delivery id), the
+bytes written for a file. Syslog over TCP has no acknowledgement, so the cursor moves when the bytes are sent,
+and ``resend_seq`` trails it by at least the last batch and STREAM_RESEND_SECONDS: after a connection error, or
+when another process takes the destination over, delivery starts again from there. Receivers may see an event
+twice (each message carries ``event_id``); they never miss one that is in the chain.
+
+One dispatcher per destination at a time, across workers and servers: a PostgreSQL advisory lock held on a
+connection of its own, or on SQLite a lock file in AUDIT_DATA_DIR. A dispatcher keeps the destinations it holds
+until it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from ...extensions import db
+from ...timeutil import utcnow
+from ..delivery.backoff import delay
+from ..delivery.webhook import DeliveryFailed
+from ..read.query import AuditFilters, apply_filters
+from ..read.schemas import AuditLogFilterSchema
+from ..record.models import AuditChainLink, AuditLog
+from .formats import FORMATTERS
+from .models import ERROR_MAX, StreamDestination, StreamKind
+from .transports import SyslogSender, append_lines, send_webhook, syslog_message
+
+log = logging.getLogger(__name__)
+_LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
+
+
+@dataclass
+class Settings:
+    batch: int
+    resend_s: float
+    max_backoff_s: float
+    syslog_max_bytes: int
+    file_dir: Path
+    rotate_bytes: int
+
+    @classmethod
+    def from_config(cls, config) -> Settings:
+        return cls(config["STREAM_BATCH_SIZE"], config["STREAM_RESEND_SECONDS"], config["STREAM_MAX_BACKOFF_SECONDS"],
+                   config["STREAM_SYSLOG_MAX_BYTES"], Path(config["AUDIT_STREAM_FILE_DIR"]),
+                   config["STREAM_FILE_ROTATE_BYTES"])
+
+
+def destination_filters(destination: StreamDestination) -> AuditFilters:
+    return AuditLogFilterSchema().load(destination.filters or {})
+
+
+def lag(destination: StreamDestination) -> tuple[int, float]:
+    """(links not delivered yet, seconds since the oldest of them happened; 0 when caught up)."""
+    chain = AuditChainLink.__table__
+    behind = db.session.scalar(select(func.count()).select_from(chain).where(chain.c.seq > destination.cursor_seq))
+    if not behind:
+        return 0, 0.0
+    oldest = db.session.scalar(select(AuditLog.timestamp).join(chain, chain.c.audit_log_id == AuditLog.id)
+                               .where(chain.c.seq > destination.cursor_seq).order_by(chain.c.seq).limit(1))
+    return behind, max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+
+
+class DestinationLock:
+    """Holds "I am this destination's dispatcher" until released (or the process dies)."""
+
+    def __init__(self, destination_id: int):
+        self.destination_id = destination_id
+        self._connection = None
+        self._file = None
+
+    def acquire(self) -> bool:
+        if db.engine.dialect.name == "postgresql":
+            connection = db.engine.connect()
+            if connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)",
+                                          (_LOCK_CLASS, self.destination_id)).scalar():
+                connection.commit()  # the lock is the session's; no transaction stays open holding a snapshot
+                self._connection = connection
+                return True
+            connection.close()
+            return False
+        path = Path(current_app.config["AUDIT_DATA_DIR"]) / f"stream-{self.destination_id}.lock"
+        handle = open(path, "a")  # noqa: SIM115 - held open for as long as the lock is held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self.destination_id))
+                self._connection.commit()
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._file.close()
+            self._file = None
+
+
+class Delivery:
+    """Delivers one destination while its lock is held: the sender (a syslog connection) and the recent batches
+    (for syslog's resend point) live as long as the dispatcher holds the destination."""
+
+    def __init__(self, destination_id: int, settings: Settings):
+        self.destination_id, self.settings = destination_id, settings
+        self.syslog: SyslogSender | None = None
+        #: (when a batch was sent, the cursor before it): syslog's resend point trails these.
+        self.sent: deque[tuple[float, int]] = deque()
+        self.started = True  #: the first batch after taking over starts from the resend point
+
+    def close(self) -> None:
+        if self.syslog is not None:
+            self.syslog.close()
+
+    def run(self, max_batches: int | None = None) -> int:
+        """Deliver batches until caught up, a failure, or ``max_batches``; returns the events delivered."""
+        delivered = batches = 0
+        while max_batches is None or batches < max_batches:
+            destination = db.session.get(StreamDestination, self.destination_id, populate_existing=True)
+            if destination is None or destination.paused:
+                break
+            if destination.next_attempt_at and destination.next_attempt_at > utcnow():
+                break
+            sent = self._one_batch(destination)
+            db.session.commit()
+            if sent is None:
+                break
+            delivered += sent
+            batches += 1
+        db.session.remove()
+        return delivered
+
+    def _one_batch(self, destination: StreamDestination) -> int | None:
+        """Send the next batch; the number of events it held, or None when there was nothing to do or it failed."""
+        if destination.kind == StreamKind.SYSLOG and self.started:
+            destination.cursor_seq = min(destination.cursor_seq, destination.resend_seq)
+        self.started = False
+        upto = destination.pending_upto_seq or self._window_end(destination)
+        if upto is None:
+            return None
+        events = self._events(destination, upto)
+        try:
+            self._send(destination, events, upto)
+        except DeliveryFailed as exc:
+            self._failed(destination, str(exc))
+            return None
+        before = destination.cursor_seq
+        destination.cursor_seq, destination.pending_upto_seq, destination.pending_delivery_id = upto, None, None
+        destination.failures, destination.next_attempt_at, destination.last_error = 0, None, None
+        destination.last_delivery_at = utcnow()
+        if destination.kind == StreamKind.SYSLOG:
+            destination.resend_seq = self._resend_point(before)
+        else:
+            destination.resend_seq = upto
+        return len(events)
+
+    def _window_end(self, destination: StreamDestination) -> int | None:
+        chain = AuditChainLink.__table__
+        window = (select(chain.c.seq).where(chain.c.seq > destination.cursor_seq).order_by(chain.c.seq)
+                  .limit(self.settings.batch).subquery())
+        return db.session.scalar(select(func.max(window.c.seq)))
+
+    def _events(self, destination: StreamDestination, upto: int) -> list[AuditLog]:
+        chain = AuditChainLink.__table__
+        query = (select(AuditLog).join(chain, chain.c.audit_log_id == AuditLog.id)
+                 .where(chain.c.seq > destination.cursor_seq, chain.c.seq <= upto).order_by(chain.c.seq))
+        return list(db.session.scalars(apply_filters(query, destination_filters(destination))))
+
+    def _send(self, destination: StreamDestination, events: list[AuditLog], upto: int) -> None:
+        if not events:
+            return
+        if destination.kind == StreamKind.WEBHOOK and destination.pending_upto_seq is None:
+            destination.pending_upto_seq, destination.pending_delivery_id = upto, str(uuid.uuid4())
+            db.session.commit()  # a retry, in this process or another, resends the same batch under this id
+        self.send_now(destination, events, destination.pending_delivery_id)
+
+    def send_now(self, destination: StreamDestination, events: list[AuditLog], delivery_id: str | None = None) -> None:
+        """Format ``events`` and hand them to the destination's receiver (raises ``DeliveryFailed``)."""
+        formatter = FORMATTERS[destination.format]
+        bodies = [formatter(event) for event in events]
+        if destination.kind == StreamKind.SYSLOG:
+            if self.syslog is None:
+                self.syslog = SyslogSender(destination.url, destination.ca_file)
+            maximum = self.settings.syslog_max_bytes
+            self.syslog.send([syslog_message(event, body, maximum) for event, body in zip(events, bodies, strict=True)])
+        elif destination.kind == StreamKind.WEBHOOK:
+            send_webhook(destination.url, bodies, secret=destination.secret, delivery_id=delivery_id or str(uuid.uuid4()),
+                         headers=destination.headers or {})
+        else:
+            append_lines(self.settings.file_dir / destination.path, bodies, self.settings.rotate_bytes)
+
+    def _resend_point(self, cursor_before: int) -> int:
+        now = time.monotonic()
+        self.sent.append((now, cursor_before))
+        while len(self.sent) > 1 and self.sent[1][0] < now - self.settings.resend_s:
+            self.sent.popleft()  # the oldest batch still needed is the one before those sent in the window
+        return self.sent[0][1]
+
+    def _failed(self, destination: StreamDestination, error: str) -> None:
+        destination.failures += 1
+        destination.last_error = error[:ERROR_MAX]
+        wait = delay(destination.failures, self.settings.max_backoff_s)
+        destination.next_attempt_at = utcnow() + timedelta(seconds=wait)
+        if destination.kind == StreamKind.SYSLOG:
+            destination.cursor_seq = destination.resend_seq  # what may have been in flight goes again
+            self.sent.clear()
+        log.warning("stream %s: delivery failed (%s); next attempt in %.1f s", destination.name, error, wait)

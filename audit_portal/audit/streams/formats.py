@@ -1,0 +1,178 @@
+"""An event as a destination reads it: ``json`` (the API's item), ``ecs`` (Elastic Common Schema) or ``cef``
+(ArcSight Common Event Format). docs/streams.md maps every field."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import UTC
+
+from ..read.schemas import AuditLogSchema
+from ..record.enums import ActionType, ErrorSeverity, ResourceType, Status
+
+PRODUCT, VENDOR, VERSION = "audit_portal", "audit_portal", "1.0"
+ECS_VERSION = "8.11.0"
+_item = AuditLogSchema()
+
+A = ActionType
+#: ECS ``event.category`` and ``event.type`` per action (each type is one ECS expects for one of the categories).
+_ECS_KINDS: dict[ActionType, tuple[list[str], list[str]]] = {
+    A.LOGIN: (["authentication", "session"], ["start"]),
+    A.LOGOUT: (["authentication", "session"], ["end"]),
+    A.LOGIN_FAILED: (["authentication"], ["start"]),
+    A.LOGIN_THROTTLED: (["authentication", "intrusion_detection"], ["denied"]),
+    A.TOKEN_AUTH_FAILED: (["authentication"], ["start"]),
+    A.PERMISSION_DENIED: (["api"], ["denied"]),
+    A.PASSWORD_CHANGE: (["iam"], ["user", "change"]),
+    A.ROLE_CHANGE: (["iam"], ["user", "change", "group"]),
+    A.STATUS_CHANGE: (["iam"], ["user", "change"]),
+    A.ACTIVATE: (["iam"], ["user", "change"]),
+    A.DEACTIVATE: (["iam"], ["user", "change"]),
+    A.TOKEN_CREATE: (["iam"], ["user", "creation"]),
+    A.TOKEN_REVOKE: (["iam"], ["user", "deletion"]),
+    A.READ: (["api"], ["access"]),
+    A.EXPORT: (["database"], ["access"]),
+    A.REQUEST: (["web"], ["access"]),
+    A.ERROR_OCCURRED: (["web"], ["error"]),
+    A.EXCEPTION_RAISED: (["web"], ["error"]),
+    A.RETENTION_PURGE: (["database"], ["change"]),
+    A.CHAIN_CHECKPOINT: (["database"], ["info"]),
+    A.AUDIT_VERIFY: (["database"], ["info"]),
+    A.AUDIT_FAILURE: (["database"], ["error"]),
+    A.STREAM_CREATE: (["configuration"], ["creation"]),
+    A.STREAM_UPDATE: (["configuration"], ["change"]),
+    A.STREAM_DELETE: (["configuration"], ["deletion"]),
+}
+#: Creation, change and deletion: of a user (``iam``), of anything else (``configuration``).
+_CHANGES = {A.CREATE: "creation", A.UPDATE: "change", A.DELETE: "deletion"}
+_OUTCOMES = {Status.SUCCESS.value: "success", Status.FAILURE.value: "failure", Status.ERROR.value: "failure"}
+
+
+def ecs_kind(action: str, resource: str) -> tuple[list[str], list[str]]:
+    """(``event.category``, ``event.type``) of an event."""
+    change = _CHANGES.get(ActionType(action))
+    if change:
+        return (["iam"], ["user", change]) if resource == ResourceType.USER.value else (["configuration"], [change])
+    return _ECS_KINDS.get(ActionType(action), (["host"], ["info"]))
+
+
+def attempted_username(log) -> str | None:
+    """The name the event is about: the actor's snapshot, or a failed login's attempted name (as typed)."""
+    if log.username:
+        return log.username
+    metadata = log.event_metadata if isinstance(log.event_metadata, dict) else {}
+    attempted = metadata.get("attempted_username")
+    return attempted if isinstance(attempted, str) else None
+
+
+def _timestamp(log) -> str:
+    return log.timestamp.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def to_json(log) -> str:
+    """The API's item (``event_id`` included)."""
+    return json.dumps(_item.dump(log), ensure_ascii=False, separators=(",", ":"))
+
+
+def _set(target: dict, dotted: str, value) -> None:
+    if value is None:
+        return
+    *parents, leaf = dotted.split(".")
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[leaf] = value
+
+
+def ecs_document(log) -> dict:
+    """The event as an ECS document (nested objects, ECS field types)."""
+    categories, types = ecs_kind(log.action_type, log.resource_type)
+    doc: dict = {"@timestamp": _timestamp(log), "message": log.description}
+    path, _, query = (log.path or "").partition("?")
+    metadata = log.event_metadata if isinstance(log.event_metadata, dict) else None
+    for name, value in (
+        ("ecs.version", ECS_VERSION), ("event.kind", "event"), ("event.module", PRODUCT),
+        ("event.dataset", "audit_portal.audit"),
+        ("event.id", log.event_id), ("event.action", log.action_type.lower()), ("event.category", categories),
+        ("event.type", types), ("event.outcome", _OUTCOMES.get(log.status, "unknown")),
+        ("event.severity", cef_severity(log)),
+        ("event.duration", log.duration_ms * 1_000_000 if log.duration_ms is not None else None),
+        ("user.id", str(log.user_id) if log.user_id is not None else None), ("user.name", attempted_username(log)),
+        ("source.ip", log.ip_address), ("user_agent.original", log.user_agent), ("url.path", path or None),
+        ("url.query", query or None), ("http.request.method", log.http_method),
+        ("http.response.status_code", log.status_code), ("error.type", log.error_type),
+        ("error.message", (metadata or {}).get("message") if log.error_type else None),
+        ("error.stack_trace", log.stack_trace), ("trace.id", log.request_id),
+        ("log.level", (log.severity or "").lower() or None),
+        ("audit_portal.category", log.category), ("audit_portal.resource.type", log.resource_type),
+        ("audit_portal.resource.id", log.resource_id), ("audit_portal.status", log.status),
+        ("audit_portal.sensitive", bool(log.is_sensitive)), ("audit_portal.fingerprint", log.fingerprint),
+        ("audit_portal.metadata", metadata),
+    ):
+        _set(doc, name, value)
+    if doc.get("user", {}).get("name"):
+        doc["related"] = {"user": [doc["user"]["name"]]}
+    return doc
+
+
+def to_ecs(log) -> str:
+    return json.dumps(ecs_document(log), ensure_ascii=False, separators=(",", ":"))
+
+
+# -- CEF ----------------------------------------------------------------------------------------------------
+
+
+def cef_severity(log) -> int:
+    """0-10: errors by their severity, refusals by how alarming they are, the rest low."""
+    if log.status == Status.ERROR.value:
+        return {ErrorSeverity.CRITICAL.value: 10, ErrorSeverity.ERROR.value: 7, ErrorSeverity.WARNING.value: 4}.get(
+            log.severity, 7)
+    if log.status == Status.FAILURE.value:
+        return 7 if log.action_type in (A.LOGIN_THROTTLED, A.TOKEN_AUTH_FAILED) else 5
+    return 3
+
+
+def cef_header(value: object) -> str:
+    """A CEF header field: ``\\`` and ``|`` escaped; a line break (not allowed there) becomes a space."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def cef_value(value: object) -> str:
+    """A CEF extension value: ``\\`` and ``=`` escaped, line breaks written as ``\\n`` and ``\\r``."""
+    text = str(value).replace("\\", "\\\\").replace("=", "\\=")
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _ip_fields(ip: str | None) -> list[tuple[str, object]]:
+    if not ip:
+        return []
+    try:
+        version = ipaddress.ip_address(ip).version
+    except ValueError:
+        return []
+    return [("src", ip)] if version == 4 else [("c6a2", ip), ("c6a2Label", "Source IPv6 Address")]
+
+
+def to_cef(log) -> str:
+    """``CEF:0|Vendor|Product|Version|SignatureID|Name|Severity|Extension``."""
+    name = (log.description or f"{log.action_type} {log.resource_type}")[:512]
+    header = "|".join(cef_header(part) for part in (
+        "CEF:0", VENDOR, PRODUCT, VERSION, log.action_type, name, cef_severity(log)))
+    metadata = log.event_metadata if isinstance(log.event_metadata, dict) else {}
+    fields: list[tuple[str, object]] = [
+        ("rt", int(log.timestamp.timestamp() * 1000)), ("externalId", log.event_id), ("act", log.action_type),
+        ("cat", log.category), ("outcome", _OUTCOMES.get(log.status, "unknown")), ("suser", attempted_username(log)),
+        ("suid", log.user_id), *_ip_fields(log.ip_address), ("requestClientApplication", log.user_agent),
+        ("requestMethod", log.http_method), ("request", log.path), ("msg", log.description),
+        ("cs1", log.resource_type), ("cs1Label", "resourceType"), ("cs2", log.resource_id), ("cs2Label", "resourceId"),
+        ("cs3", log.request_id), ("cs3Label", "requestId"), ("cs4", log.error_type), ("cs4Label", "errorType"),
+        ("cn1", log.status_code), ("cn1Label", "httpStatus"),
+        ("reason", metadata.get("message") if log.error_type else None),
+    ]
+    present = {key for key, value in fields if value is not None and not key.endswith("Label")}
+    extension = " ".join(f"{key}={cef_value(value)}" for key, value in fields
+                         if value is not None and (not key.endswith("Label") or key.removesuffix("Label") in present))
+    return f"{header}|{extension}"
+
+
+FORMATTERS = {"json": to_json, "ecs": to_ecs, "cef": to_cef}

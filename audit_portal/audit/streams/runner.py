@@ -1,0 +1,101 @@
+"""Running the dispatcher: a loop over the destinations this process can lock, in the app's background (one
+thread per process, STREAM_DISPATCH_IN_APP) or in its own process (``flask streams run``). Both are safe
+together: a destination has one dispatcher at a time, whichever took its lock first."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from sqlalchemy import select
+
+from ...extensions import db
+from ..integrity.seal import seal_in_background
+from .dispatcher import Delivery, DestinationLock, Settings
+from .models import StreamDestination
+
+log = logging.getLogger(__name__)
+#: Batches one destination may send per round, so that one with a backlog does not starve the others.
+BATCHES_PER_ROUND = 20
+
+
+class Dispatcher:
+    """Holds the destinations it locked and delivers them, a round at a time."""
+
+    def __init__(self, app):
+        self.app = app
+        self.settings = Settings.from_config(app.config)
+        self.held: dict[int, tuple[DestinationLock, Delivery]] = {}
+
+    def round(self) -> int:
+        """Seal what is committed, take the destinations nobody holds, deliver; returns events delivered."""
+        delivered = 0
+        with self.app.app_context():
+            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
+            wanted = set(db.session.scalars(select(StreamDestination.id).where(StreamDestination.paused.is_(False))))
+            db.session.remove()
+            for destination_id in set(self.held) - wanted:
+                self._let_go(destination_id)
+            for destination_id in sorted(wanted - set(self.held)):
+                lock = DestinationLock(destination_id)
+                if lock.acquire():
+                    self.held[destination_id] = (lock, Delivery(destination_id, self.settings))
+            for destination_id, (_, delivery) in list(self.held.items()):
+                try:
+                    delivered += delivery.run(max_batches=BATCHES_PER_ROUND)
+                except Exception:  # noqa: BLE001 - one broken destination must not stop the others
+                    log.exception("stream %s: dispatcher error", destination_id)
+                    db.session.rollback()
+                    db.session.remove()
+        return delivered
+
+    def _let_go(self, destination_id: int) -> None:
+        lock, delivery = self.held.pop(destination_id)
+        delivery.close()
+        lock.release()
+
+    def close(self) -> None:
+        """Let go of every destination (another dispatcher may take them at once)."""
+        with self.app.app_context():
+            for destination_id in list(self.held):
+                self._let_go(destination_id)
+
+    def run(self, stop: threading.Event, poll_s: float) -> None:
+        """Rounds until ``stop`` is set; a round that delivered something is followed at once by another."""
+        try:
+            while not stop.is_set():
+                try:
+                    busy = self.round()
+                except Exception:  # noqa: BLE001 - the database may be down: try again after the pause
+                    log.warning("streams: a dispatcher round failed; retrying", exc_info=True)
+                    busy = 0
+                if not busy:
+                    stop.wait(poll_s)
+        finally:
+            self.close()
+
+
+class BackgroundDispatcher:
+    """The dispatcher thread of one app in one process, started on the first request (and after a fork)."""
+
+    def __init__(self, app):
+        self.app = app
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid, self._stop = os.getpid(), threading.Event()
+            poll_s = self.app.config["STREAM_POLL_SECONDS"]
+            thread = threading.Thread(target=Dispatcher(self.app).run, args=(self._stop, poll_s), name="audit-streams",
+                                      daemon=True)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,131 @@
+"""The input and output of stream destinations: one set of rules for the API, the page and the CLI."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+
+from ..delivery.webhook import RESERVED_HEADERS, check_url
+from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum
+from .models import NAME_MAX, PATH_MAX, URL_MAX, StreamFormat, StreamKind
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
+STARTS = ("now", "beginning")
+
+
+def syslog_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a syslog receiver (None: it is): ``tcp://host:port`` or ``tls://host:port``."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return "The port must be a number from 1 to 65535."
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or parts.path not in ("", "/"):
+        return "Must be tcp://host:port or tls://host:port."
+    return None
+
+
+class _DestinationFields(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=[validate.Length(min=1, max=NAME_MAX),
+                                   validate.Regexp(NAME_RE, error="Letters, digits, '.', '_' and '-' only.")],
+                         metadata={"example": "splunk"})
+    url = fields.String(validate=validate.Length(min=1, max=URL_MAX),
+                        metadata={"description": "syslog: tcp://host:port or tls://host:port; webhook: https://... "
+                                                 "(plain http only to loopback).", "example": "https://siem.example.com/hook"})
+    path = fields.String(validate=validate.Length(min=1, max=PATH_MAX),
+                         metadata={"description": "file: a path relative to AUDIT_STREAM_FILE_DIR.", "example": "audit.ndjson"})
+    format = CaseInsensitiveEnum(StreamFormat, metadata={"description": "json, ecs or cef."})
+    filters = fields.Dict(metadata={"description": "The list API's filter parameters, e.g. {\"category\": \"security\"}."})
+    headers = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=4000)),
+                          metadata={"description": "webhook: extra headers (values are never shown again)."})
+    ca_file = fields.String(validate=validate.Length(min=1, max=PATH_MAX),
+                            metadata={"description": "syslog over TLS: the CA bundle that signed the receiver's certificate."})
+
+    @validates("filters")
+    def _filters(self, value, **kwargs):
+        try:
+            AuditLogFilterSchema().load({key: str(item) for key, item in value.items()})
+        except ValidationError as exc:
+            raise ValidationError({key: messages for key, messages in exc.messages.items()}) from None
+
+    @validates("headers")
+    def _headers(self, value, **kwargs):
+        for name, item in value.items():
+            if not HEADER_NAME_RE.match(name):
+                raise ValidationError(f"{name[:40]!r} is not a valid header name.")
+            if name.lower() in RESERVED_HEADERS:
+                raise ValidationError(f"{name} is set by audit_portal itself.")
+            if any(c in item for c in "\r\n\x00"):
+                raise ValidationError(f"The value of {name} has a line break or NUL.")
+
+    def check_target(self, kind: str, data: dict) -> None:
+        """The URL or path that ``kind`` needs, and nothing the other kinds take."""
+        if kind in (StreamKind.SYSLOG, StreamKind.WEBHOOK):
+            if "path" in data:
+                raise ValidationError(f"A {kind} destination has a url, not a path.", field_name="path")
+            if "url" in data:
+                problem = syslog_url_problem(data["url"]) if kind == StreamKind.SYSLOG else check_url(data["url"])
+                if problem:
+                    raise ValidationError(problem, field_name="url")
+        elif "url" in data:
+            raise ValidationError("A file destination has a path, not a url.", field_name="url")
+        if data.get("headers") and kind != StreamKind.WEBHOOK:
+            raise ValidationError("Only a webhook sends headers.", field_name="headers")
+        if data.get("ca_file") and not (kind == StreamKind.SYSLOG and str(data.get("url", "")).startswith("tls://")):
+            raise ValidationError("Only a tls:// syslog destination takes a CA file.", field_name="ca_file")
+
+
+class StreamCreateSchema(_DestinationFields):
+    """A new destination."""
+
+    name = fields.String(required=True, validate=_DestinationFields._declared_fields["name"].validators,
+                         metadata={"example": "splunk"})
+    kind = CaseInsensitiveEnum(StreamKind, required=True, metadata={"description": "syslog, webhook or file."})
+    format = CaseInsensitiveEnum(StreamFormat, load_default=StreamFormat.JSON.value,
+                                 metadata={"description": "json (default), ecs or cef."})
+    start = fields.String(load_default="now", validate=validate.OneOf(STARTS),
+                          metadata={"description": "now (default): events from now on; beginning: the stored trail first."})
+
+    @validates_schema
+    def _target(self, data, **kwargs):
+        kind = data.get("kind")
+        if kind is None:
+            return
+        needed = "path" if kind == StreamKind.FILE else "url"
+        if needed not in data:
+            raise ValidationError(f"A {kind} destination needs a {needed}.", field_name=needed)
+        self.check_target(kind, data)
+
+
+class StreamUpdateSchema(_DestinationFields):
+    """Changes to a destination (its kind stays)."""
+
+
+class StreamSchema(Schema):
+    """A destination as the API shows it: header names only, never a secret."""
+
+    id = fields.Integer(metadata={"example": 1})
+    name = fields.String(metadata={"example": "splunk"})
+    kind = fields.String(metadata={"example": "webhook"})
+    url = fields.String(allow_none=True, metadata={"example": "https://siem.example.com/hook"})
+    path = fields.String(allow_none=True, metadata={"example": None})
+    format = fields.String(metadata={"example": "json"})
+    filters = fields.Dict(metadata={"example": {"category": "security"}})
+    headers = fields.Function(lambda d: sorted(d.headers or {}),
+                              metadata={"example": ["Authorization"], "description": "Header names only."})
+    state = fields.String(metadata={"description": "active, paused or failing.", "example": "active"})
+    lag_events = fields.Integer(metadata={"description": "Sealed events not delivered yet.", "example": 0})
+    lag_seconds = fields.Float(metadata={"description": "How old the oldest of them is.", "example": 0.0})
+    last_delivery_at = fields.DateTime(format="iso", allow_none=True)
+    last_error = fields.String(allow_none=True, metadata={"example": None})
+    created_at = fields.DateTime(format="iso")
+
+
+class StreamCreatedSchema(StreamSchema):
+    secret = fields.String(allow_none=True, metadata={"description": "webhook: the signing secret, shown only now."})

@@ -1,0 +1,143 @@
+"""``/api/v1/streams/`` (``audit_portal/audit/web/streams_api.py`` and ``streams/service.py``): destinations
+managed by admins, bad input answered with a 422 naming the field, every change audited without secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit_portal.audit.delivery.webhook import verify as verify_signature
+
+from .receivers import WebhookReceiver
+
+URL = "/api/v1/streams/"
+
+
+def create(client, auth_headers, **payload):
+    return client.post(URL, json=payload, headers=auth_headers)
+
+
+def test_only_admins(client, app, make_user):
+    from tests.api_helpers import bearer, make_token
+
+    assert client.get(URL).status_code == 401
+    assert client.get(URL, headers=bearer(make_token(app, make_user("bob")))).status_code == 403
+
+
+def test_a_webhooks_secret_is_shown_once_and_header_values_never(client, admin_headers, audit_rows):
+    created = create(client, admin_headers, name="splunk", kind="webhook", url="https://siem.example.com/hook",
+                     headers={"Authorization": "Splunk 1234-secret"}, filters={"category": "security"})
+    assert created.status_code == 201, created.json
+    item = created.json["data"]
+    assert item["secret"].startswith("whsec_") and item["headers"] == ["Authorization"]
+    assert (item["kind"], item["format"], item["state"], item["filters"]) == ("webhook", "json", "active",
+                                                                             {"category": "security"})
+    shown = client.get(f"{URL}{item['id']}", headers=admin_headers).json["data"]
+    assert "secret" not in shown and shown["headers"] == ["Authorization"]
+    listed = client.get(URL, headers=admin_headers).json["data"]
+    assert [d["name"] for d in listed] == ["splunk"] and "1234-secret" not in str(listed)
+    [event] = audit_rows(action_type="STREAM_CREATE")
+    assert event.category == "audit" and event.resource_type == "STREAM" and event.is_sensitive
+    assert event.event_metadata["new"]["header_names"] == ["Authorization"]
+    assert "1234-secret" not in str(event.event_metadata) and item["secret"] not in str(event.event_metadata)
+
+
+def test_rotating_a_secret_shows_the_new_one_once(client, admin_headers, audit_rows):
+    item = create(client, admin_headers, name="hook", kind="webhook", url="http://127.0.0.1:9/x").json["data"]
+    rotated = client.post(f"{URL}{item['id']}/rotate-secret", headers=admin_headers)
+    assert rotated.status_code == 200 and rotated.json["data"]["secret"] not in (None, item["secret"])
+    assert [e.description for e in audit_rows(action_type="STREAM_UPDATE")] == [
+        "Signing secret of stream destination hook rotated"]
+    syslog = create(client, admin_headers, name="sys", kind="syslog", url="tcp://127.0.0.1:514").json["data"]
+    refused = client.post(f"{URL}{syslog['id']}/rotate-secret", headers=admin_headers)
+    assert refused.status_code == 422 and "kind" in refused.json["errors"]
+
+
+def test_patch_pause_resume_delete_are_audited_with_old_and_new(client, admin_headers, audit_rows):
+    item = create(client, admin_headers, name="sys", kind="syslog", url="tcp://127.0.0.1:514").json["data"]
+    patched = client.patch(f"{URL}{item['id']}", json={"format": "cef", "filters": {"severity": "critical"}},
+                           headers=admin_headers)
+    assert patched.status_code == 200 and patched.json["data"]["format"] == "cef"
+    assert client.post(f"{URL}{item['id']}/pause", headers=admin_headers).json["data"]["state"] == "paused"
+    assert client.post(f"{URL}{item['id']}/resume", headers=admin_headers).json["data"]["state"] == "active"
+    assert client.delete(f"{URL}{item['id']}", headers=admin_headers).status_code == 200
+    assert client.get(f"{URL}{item['id']}", headers=admin_headers).status_code == 404
+    updates = audit_rows(action_type="STREAM_UPDATE")
+    assert updates[0].event_metadata["old"] == {"format": "json", "filters": {}}
+    assert updates[0].event_metadata["new"] == {"format": "cef", "filters": {"severity": "critical"}}
+    assert [e.event_metadata["new"] for e in updates[1:]] == [{"paused": True}, {"paused": False}]
+    assert len(audit_rows(action_type="STREAM_DELETE")) == 1
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"name": "x", "kind": "kafka", "url": "tcp://h:1"}, "kind"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "format": "xml"}, "format"),
+    ({"name": "x", "kind": "webhook", "url": "http://siem.example.com/hook"}, "url"),
+    ({"name": "x", "kind": "webhook", "url": "ftp://127.0.0.1/x"}, "url"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://127.0.0.1:70000"}, "url"),
+    ({"name": "x", "kind": "syslog", "url": "udp://127.0.0.1:514"}, "url"),
+    ({"name": "x", "kind": "syslog"}, "url"),
+    ({"name": "x", "kind": "file", "path": "../outside.ndjson"}, "path"),
+    ({"name": "x", "kind": "file", "path": "/etc/passwd"}, "path"),
+    ({"name": "x", "kind": "file", "url": "tcp://h:1", "path": "a"}, "url"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"status": "MAYBE"}}, "filters"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"colour": "red"}}, "filters"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "headers": {"A": "b"}}, "headers"),
+    ({"name": "x", "kind": "webhook", "url": "https://h/x", "headers": {"X-Audit-Signature": "forged"}}, "headers"),
+    ({"name": "x", "kind": "webhook", "url": "https://h/x", "headers": {"Bad Name": "v"}}, "headers"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "start": "yesterday"}, "start"),
+    ({"name": "", "kind": "syslog", "url": "tcp://h:1"}, "name"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "colour": "red"}, "colour"),
+])
+def test_bad_input_is_a_422_naming_the_field(client, admin_headers, payload, field):
+    response = create(client, admin_headers, **payload)
+    assert response.status_code == 422, response.json
+    assert field in response.json["errors"], response.json
+
+
+def test_a_name_is_unique(client, admin_headers):
+    assert create(client, admin_headers, name="siem", kind="syslog", url="tcp://h:1").status_code == 201
+    again = create(client, admin_headers, name="SIEM", kind="file", path="a.ndjson")
+    assert again.status_code == 422 and "name" in again.json["errors"]
+
+
+def test_the_test_message_reaches_a_webhook_or_names_the_url(client, admin_headers, audit_rows):
+    with WebhookReceiver() as receiver:
+        item = create(client, admin_headers, name="hook", kind="webhook", url=receiver.url).json["data"]
+        assert client.post(f"{URL}{item['id']}/test", headers=admin_headers).status_code == 200
+        [request] = receiver.requests
+        assert verify_signature(item["secret"], request["body"], request["headers"]["X-Audit-Signature"])
+        assert b"Test message for stream destination hook" in request["body"]
+        receiver.answer = 503
+        failed = client.post(f"{URL}{item['id']}/test", headers=admin_headers)
+    assert failed.status_code == 422 and "HTTP 503" in failed.json["errors"]["url"][0]
+    assert any("Test message sent" in e.description for e in audit_rows(action_type="STREAM_UPDATE"))
+
+
+# -- the same rules from the command line (audit/cli.py: flask streams ...) ----------------------------------------
+
+
+def test_the_cli_adds_lists_pauses_and_removes(app, runner, tmp_path, audit_rows):
+    added = runner.invoke(args=["streams", "add", "--name", "siem", "--kind", "webhook", "--url",
+                                "https://siem.example.com/hook", "--format", "ecs", "--filter", "category=security",
+                                "--header", "Authorization=Splunk abc"])
+    assert added.exit_code == 0, added.output
+    assert "Signing secret (shown once): whsec_" in added.output
+    listed = runner.invoke(args=["streams", "list"])
+    assert "siem" in listed.output and "webhook" in listed.output and "active" in listed.output
+    assert "Splunk abc" not in listed.output
+    assert runner.invoke(args=["streams", "pause", "siem"]).exit_code == 0
+    assert "paused" in runner.invoke(args=["streams", "list"]).output
+    assert runner.invoke(args=["streams", "resume", "siem"]).exit_code == 0
+    assert runner.invoke(args=["streams", "remove", "siem"]).exit_code == 0
+    assert "No stream destinations." in runner.invoke(args=["streams", "list"]).output
+    assert [e.action_type for e in audit_rows(resource_type="STREAM")] == [
+        "STREAM_CREATE", "STREAM_UPDATE", "STREAM_UPDATE", "STREAM_DELETE"]
+
+
+def test_the_cli_refuses_bad_input_naming_the_option(runner):
+    bad = runner.invoke(args=["streams", "add", "--name", "x", "--kind", "file", "--path", "../x"])
+    assert bad.exit_code == 2 and "--path" in bad.output
+    bad = runner.invoke(args=["streams", "add", "--name", "x", "--kind", "syslog", "--url", "tcp://h:1",
+                              "--filter", "nonsense"])
+    assert bad.exit_code == 2 and "--filter: expected key=value" in bad.output
+    assert "There is no stream destination called 'nope'." in runner.invoke(args=["streams", "pause", "nope"]).output
