@@ -68,7 +68,7 @@ class BaseConfig:
     #: Where file destinations write (their paths are relative to it); empty: AUDIT_DATA_DIR/streams.
     AUDIT_STREAM_FILE_DIR = ""
     #: Links per batch a destination is sent.
-    STREAM_BATCH_SIZE = 500
+    STREAM_BATCH_SIZE = 1000
     #: Syslog has no acknowledgement: after a connection error, events sent this many seconds back go again.
     STREAM_RESEND_SECONDS = 5
     #: The longest wait between attempts at a failing destination (the backoff doubles up to it).

@@ -40,6 +40,9 @@ from .models import ERROR_MAX, StreamDestination, StreamKind
 from .transports import SyslogSender, append_lines, send_webhook, syslog_message
 
 log = logging.getLogger(__name__)
+#: An event's columns under the model's attribute names (the ``metadata`` column is ``event_metadata``).
+_EVENT_COLUMNS = [column.label("event_metadata") if column.name == "metadata" else column
+                  for column in AuditLog.__table__.columns]
 _LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
 
 
@@ -180,34 +183,44 @@ class Delivery:
                   .limit(self.settings.batch).subquery())
         return db.session.scalar(select(func.max(window.c.seq)))
 
-    def _events(self, destination: StreamDestination, upto: int) -> list[AuditLog]:
+    def _events(self, destination: StreamDestination, upto: int) -> list:
+        """The batch's matching events in link order, as rows with the model's attribute names (plain rows, not
+        ORM objects: a stream reads every event once, and building objects cost more than formatting them)."""
         chain = AuditChainLink.__table__
-        query = (select(AuditLog).join(chain, chain.c.audit_log_id == AuditLog.id)
+        query = (select(*_EVENT_COLUMNS).join(chain, chain.c.audit_log_id == AuditLog.id)
                  .where(chain.c.seq > destination.cursor_seq, chain.c.seq <= upto).order_by(chain.c.seq))
-        return list(db.session.scalars(apply_filters(query, destination_filters(destination))))
+        return list(db.session.execute(apply_filters(query, destination_filters(destination))))
 
     def _send(self, destination: StreamDestination, events: list[AuditLog], upto: int) -> None:
         if not events:
             return
+        payload = self._format(destination, events)  # before the commit below expires the loaded events
         if destination.kind == StreamKind.WEBHOOK and destination.pending_upto_seq is None:
             destination.pending_upto_seq, destination.pending_delivery_id = upto, str(uuid.uuid4())
             db.session.commit()  # a retry, in this process or another, resends the same batch under this id
-        self.send_now(destination, events, destination.pending_delivery_id)
+        self._transmit(destination, payload, destination.pending_delivery_id)
 
-    def send_now(self, destination: StreamDestination, events: list[AuditLog], delivery_id: str | None = None) -> None:
-        """Format ``events`` and hand them to the destination's receiver (raises ``DeliveryFailed``)."""
+    def send_now(self, destination: StreamDestination, events: list[AuditLog]) -> None:
+        """Format ``events`` and hand them to the destination's receiver now (raises ``DeliveryFailed``)."""
+        self._transmit(destination, self._format(destination, events), str(uuid.uuid4()))
+
+    def _format(self, destination: StreamDestination, events: list[AuditLog]) -> list:
         formatter = FORMATTERS[destination.format]
-        bodies = [formatter(event) for event in events]
+        if destination.kind == StreamKind.SYSLOG:
+            maximum = self.settings.syslog_max_bytes
+            return [syslog_message(event, formatter(event), maximum) for event in events]
+        return [formatter(event) for event in events]
+
+    def _transmit(self, destination: StreamDestination, payload: list, delivery_id: str | None) -> None:
         if destination.kind == StreamKind.SYSLOG:
             if self.syslog is None:
                 self.syslog = SyslogSender(destination.url, destination.ca_file)
-            maximum = self.settings.syslog_max_bytes
-            self.syslog.send([syslog_message(event, body, maximum) for event, body in zip(events, bodies, strict=True)])
+            self.syslog.send(payload)
         elif destination.kind == StreamKind.WEBHOOK:
-            send_webhook(destination.url, bodies, secret=destination.secret, delivery_id=delivery_id or str(uuid.uuid4()),
+            send_webhook(destination.url, payload, secret=destination.secret, delivery_id=delivery_id,
                          headers=destination.headers or {})
         else:
-            append_lines(self.settings.file_dir / destination.path, bodies, self.settings.rotate_bytes)
+            append_lines(self.settings.file_dir / destination.path, payload, self.settings.rotate_bytes)
 
     def _resend_point(self, cursor_before: int) -> int:
         now = time.monotonic()

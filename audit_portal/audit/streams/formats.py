@@ -7,12 +7,11 @@ import ipaddress
 import json
 from datetime import UTC
 
-from ..read.schemas import AuditLogSchema
 from ..record.enums import ActionType, ErrorSeverity, ResourceType, Status
+from ..record.presentation import actor_name, readable_description, severity_colour, status_colour
 
 PRODUCT, VENDOR, VERSION = "audit_portal", "audit_portal", "1.0"
 ECS_VERSION = "8.11.0"
-_item = AuditLogSchema()
 
 A = ActionType
 #: ECS ``event.category`` and ``event.type`` per action (each type is one ECS expects for one of the categories).
@@ -69,9 +68,28 @@ def _timestamp(log) -> str:
     return log.timestamp.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+#: The columns of an API item, as the item names them (``metadata`` is the model's ``event_metadata``).
+_ITEM_COLUMNS = ("id", "event_id", "user_id", "username", "action_type", "resource_type", "resource_id", "category",
+                 "description", "ip_address", "user_agent", "status", "is_sensitive", "severity", "error_type",
+                 "stack_trace", "fingerprint", "request_id", "http_method", "path", "status_code", "duration_ms")
+
+
+def item(log) -> dict:
+    """The API's item (``AuditLogSchema().dump(log)``, which a test holds it to), built directly: a stream
+    formats every event, and marshmallow's generic dump costs several times more."""
+    data = {name: getattr(log, name) for name in _ITEM_COLUMNS}
+    data["timestamp"] = log.timestamp.isoformat()
+    data["metadata"] = log.event_metadata
+    data["status_color"] = status_colour(log.status)
+    data["severity_color"] = severity_colour(log.severity)
+    data["readable_description"] = readable_description(log)
+    data["actor"] = actor_name(log)
+    return data
+
+
 def to_json(log) -> str:
     """The API's item (``event_id`` included)."""
-    return json.dumps(_item.dump(log), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(item(log), ensure_ascii=False, separators=(",", ":"))
 
 
 def _set(target: dict, dotted: str, value) -> None:

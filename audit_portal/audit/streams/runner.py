@@ -32,9 +32,11 @@ class Dispatcher:
         """Seal what is committed, take the destinations nobody holds, deliver; returns events delivered."""
         delivered = 0
         with self.app.app_context():
-            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
             wanted = set(db.session.scalars(select(StreamDestination.id).where(StreamDestination.paused.is_(False))))
             db.session.remove()
+            if not wanted and not self.held:
+                return 0  # nothing to deliver: no sealing either (the writer's sealer does that at its pace)
+            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
             for destination_id in set(self.held) - wanted:
                 self._let_go(destination_id)
             for destination_id in sorted(wanted - set(self.held)):
@@ -84,6 +86,7 @@ class BackgroundDispatcher:
         self._pid: int | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def ensure_started(self) -> None:
         if self._pid == os.getpid():
@@ -93,9 +96,12 @@ class BackgroundDispatcher:
                 return
             self._pid, self._stop = os.getpid(), threading.Event()
             poll_s = self.app.config["STREAM_POLL_SECONDS"]
-            thread = threading.Thread(target=Dispatcher(self.app).run, args=(self._stop, poll_s), name="audit-streams",
-                                      daemon=True)
-            thread.start()
+            self._thread = threading.Thread(target=Dispatcher(self.app).run, args=(self._stop, poll_s),
+                                            name="audit-streams", daemon=True)
+            self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
+        """Stop this process's thread after its current round (it lets go of its destinations)."""
         self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout)

@@ -148,3 +148,15 @@ def test_a_syslog_message_over_the_limit_is_cut_with_a_marker():
     text = message.decode()  # still valid UTF-8
     assert re.search(r"…\[truncated: the event had \d+ bytes, more than STREAM_SYSLOG_MAX_BYTES\]$", text)
     assert RFC5424.match(framed.decode())
+
+
+def test_the_json_format_is_exactly_the_api_item():
+    """``formats.item`` builds the item directly (for speed): it must stay equal to the API's schema."""
+    from audit_portal.audit.demo.seed import generate
+    from audit_portal.audit.read.schemas import AuditLogSchema
+
+    schema = AuditLogSchema()
+    for i, event in enumerate(generate(300, [(7, "alice"), (None, None)], seed=1)):
+        log = AuditLog(id=i + 1, **{k: v for k, v in event.items() if k != "metadata"}, event_metadata=event["metadata"])
+        assert formats.item(log) == schema.dump(log)
+        assert json.loads(formats.to_json(log)) == json.loads(json.dumps(schema.dump(log)))
