@@ -53,15 +53,33 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300, now: f
     return hmac.compare_digest(sign(secret, body, timestamp), header)
 
 
+def url_problem(url: str, schemes: tuple[str, ...]) -> tuple[object, str | None]:
+    """(the parsed URL, why it is unusable or None): one of ``schemes``, a host, a port from 1 to 65535 if
+    given, no credentials in it (they would be shown and logged: send a token as a header), no spaces or
+    control characters."""
+    parts = urlsplit(url)
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url) or not url.isascii():
+        return parts, "Must not contain spaces, control or non-ASCII characters (percent-encode them)."
+    if parts.scheme not in schemes or not parts.hostname:
+        return parts, "scheme"
+    if parts.username is not None or parts.password is not None:
+        return parts, "Must not hold a user name or password: send credentials as a header."
+    try:
+        port = parts.port
+    except ValueError:
+        return parts, "The port must be a number from 1 to 65535."
+    if port == 0 or any(len(label) > 63 for label in parts.hostname.split(".")):
+        return parts, "The port must be a number from 1 to 65535, and each part of the host name at most 63 characters."
+    return parts, None
+
+
 def check_url(url: str) -> str | None:
     """Why ``url`` cannot take webhooks (None: it can): HTTPS anywhere, plain HTTP only to loopback."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    parts, problem = url_problem(url, ("https", "http"))
+    if problem == "scheme":
         return "Must be an https:// URL (http:// only to a loopback address such as 127.0.0.1)."
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError:
-        return "The port must be a number from 1 to 65535."
+    if problem:
+        return problem
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         return "Plain http:// is accepted only for a loopback address (127.0.0.1, ::1, localhost); use https://."
     return None
@@ -76,10 +94,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not delivery: following it would turn the POST into a GET without its body (and carry
+    the signature and custom headers, a token perhaps, to another host). A 3xx fails like any other non-2xx."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process (loading the system's CA bundle costs tens of milliseconds)."""
-    return ssl.create_default_context()
+def _opener() -> urllib.request.OpenerDirector:
+    """One opener per process: verifying TLS (loading the system's CA bundle costs tens of milliseconds), no
+    redirects."""
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+                                       _NoRedirects())
 
 
 def post(url: str, body: bytes, *, secret: str, delivery_id: str, headers: dict | None = None,
@@ -91,7 +119,7 @@ def post(url: str, body: bytes, *, secret: str, delivery_id: str, headers: dict 
         **(headers or {}), "Content-Type": content_type, "User-Agent": "audit_portal-webhook/1",
         SIGNATURE_HEADER: sign(secret, body, int(time.time())), DELIVERY_HEADER: delivery_id})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=_tls_context()) as response:  # noqa: S310
+        with _opener().open(request, timeout=TIMEOUT_S) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         raise DeliveryFailed(f"HTTP {exc.code} from {url}") from None

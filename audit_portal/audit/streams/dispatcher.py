@@ -57,7 +57,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, config) -> Settings:
-        return cls(config["STREAM_BATCH_SIZE"], config["STREAM_RESEND_SECONDS"], config["STREAM_MAX_BACKOFF_SECONDS"],
+        return cls(max(1, config["STREAM_BATCH_SIZE"]), config["STREAM_RESEND_SECONDS"], config["STREAM_MAX_BACKOFF_SECONDS"],
                    config["STREAM_SYSLOG_MAX_BYTES"], Path(config["AUDIT_STREAM_FILE_DIR"]),
                    config["STREAM_FILE_ROTATE_BYTES"])
 
@@ -78,16 +78,29 @@ def lag(destination: StreamDestination) -> tuple[int, float]:
 
 
 class DestinationLock:
-    """Holds "I am this destination's dispatcher" until released (or the process dies)."""
+    """Holds "I am this destination's dispatcher" until released (or the process dies). On PostgreSQL the lock
+    lives on a connection of its own, outside the app's pool (``engine``: one without pooling), so held locks
+    never starve requests of connections, and a lost connection (a restart, a timeout) is noticed by ``alive``."""
 
-    def __init__(self, destination_id: int):
-        self.destination_id = destination_id
+    def __init__(self, destination_id: int, engine=None):
+        self.destination_id, self.engine = destination_id, engine
         self._connection = None
         self._file = None
 
+    def alive(self) -> bool:
+        """Whether the lock is still held (on PostgreSQL: its connection still answers)."""
+        if self._connection is None:
+            return self._file is not None
+        try:
+            self._connection.exec_driver_sql("SELECT 1")
+            self._connection.commit()
+        except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
+            return False
+        return True
+
     def acquire(self) -> bool:
         if db.engine.dialect.name == "postgresql":
-            connection = db.engine.connect()
+            connection = (self.engine or db.engine).connect()
             if connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)",
                                           (_LOCK_CLASS, self.destination_id)).scalar():
                 connection.commit()  # the lock is the session's; no transaction stays open holding a snapshot
@@ -107,9 +120,12 @@ class DestinationLock:
 
     def release(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self.destination_id))
                 self._connection.commit()
+            except Exception:  # noqa: BLE001 - never hand a connection that may still hold the lock back to a pool
+                with contextlib.suppress(Exception):
+                    self._connection.invalidate()
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
@@ -130,6 +146,9 @@ class Delivery:
         #: (when a batch was sent, the cursor before it): syslog's resend point trails these.
         self.sent: deque[tuple[float, int]] = deque()
         self.started = True  #: the first batch after taking over starts from the resend point
+        #: Which destination this state is for (SQLite can give a removed destination's id to a new one).
+        self.created_at = None
+        self.acknowledged_before = False
 
     def close(self) -> None:
         if self.syslog is not None:
@@ -144,6 +163,10 @@ class Delivery:
                 break
             if destination.next_attempt_at and destination.next_attempt_at > utcnow():
                 break
+            if self.created_at != destination.created_at:  # first use, or the id names a new destination
+                self.close()
+                self.syslog, self.sent, self.started = None, deque(), True
+                self.created_at = destination.created_at
             sent = self._one_batch(destination)
             db.session.commit()
             if sent is None:
@@ -158,21 +181,29 @@ class Delivery:
         if destination.kind == StreamKind.SYSLOG and self.started:
             destination.cursor_seq = min(destination.cursor_seq, destination.resend_seq)
         self.started = False
+        self.acknowledged_before = False  # an empty batch (all filtered out) sends nothing and learns nothing
         upto = destination.pending_upto_seq or self._window_end(destination)
         if upto is None:
             return None
-        events = self._events(destination, upto)
         try:
+            events = self._events(destination, upto)
             self._send(destination, events, upto)
         except DeliveryFailed as exc:
             self._failed(destination, str(exc))
+            return None
+        except Exception as exc:  # noqa: BLE001 - a bug or a database error: shown on the destination, retried later
+            log.exception("stream %s: could not deliver a batch", destination.name)
+            db.session.rollback()
+            destination = db.session.get(StreamDestination, self.destination_id)
+            if destination is not None:
+                self._failed(destination, f"{type(exc).__name__}: {exc}")
             return None
         before = destination.cursor_seq
         destination.cursor_seq, destination.pending_upto_seq, destination.pending_delivery_id = upto, None, None
         destination.failures, destination.next_attempt_at, destination.last_error = 0, None, None
         destination.last_delivery_at = utcnow()
         if destination.kind == StreamKind.SYSLOG:
-            destination.resend_seq = self._resend_point(before)
+            destination.resend_seq = min(self._resend_point(before), destination.cursor_seq)
         else:
             destination.resend_seq = upto
         return len(events)
@@ -213,8 +244,13 @@ class Delivery:
 
     def _transmit(self, destination: StreamDestination, payload: list, delivery_id: str | None) -> None:
         if destination.kind == StreamKind.SYSLOG:
+            if self.syslog is not None and (self.syslog.url, self.syslog.ca_file) != (destination.url, destination.ca_file):
+                self.close()  # the destination was changed: the next connection is to its new receiver
+                self.syslog = None
             if self.syslog is None:
                 self.syslog = SyslogSender(destination.url, destination.ca_file)
+            # Whether every byte sent before this batch was acknowledged (read before the batch adds its own).
+            self.acknowledged_before = self.syslog.unacknowledged() == 0
             self.syslog.send(payload)
         elif destination.kind == StreamKind.WEBHOOK:
             send_webhook(destination.url, payload, secret=destination.secret, delivery_id=delivery_id,
@@ -223,8 +259,13 @@ class Delivery:
             append_lines(self.settings.file_dir / destination.path, payload, self.settings.rotate_bytes)
 
     def _resend_point(self, cursor_before: int) -> int:
+        """Where a resend would start: before the oldest batch that may not have arrived. A batch is let go once
+        it is older than STREAM_RESEND_SECONDS and the receiver's host has acknowledged every byte sent (a
+        receiver that stopped reading keeps them all)."""
         now = time.monotonic()
         self.sent.append((now, cursor_before))
+        if not self.acknowledged_before:
+            return self.sent[0][1]
         while len(self.sent) > 1 and self.sent[1][0] < now - self.settings.resend_s:
             self.sent.popleft()  # the oldest batch still needed is the one before those sent in the window
         return self.sent[0][1]

@@ -124,7 +124,8 @@ def ecs_document(log) -> dict:
         ("audit_portal.category", log.category), ("audit_portal.resource.type", log.resource_type),
         ("audit_portal.resource.id", log.resource_id), ("audit_portal.status", log.status),
         ("audit_portal.sensitive", bool(log.is_sensitive)), ("audit_portal.fingerprint", log.fingerprint),
-        ("audit_portal.metadata", metadata),
+        # As JSON text: its shape differs from event to event, which an index's mapping of an object would refuse.
+        ("audit_portal.metadata", json.dumps(metadata, ensure_ascii=False) if metadata is not None else None),
     ):
         _set(doc, name, value)
     if doc.get("user", {}).get("name"):

@@ -8,7 +8,8 @@ import logging
 import os
 import threading
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
 from ...extensions import db
 from ..integrity.seal import seal_in_background
@@ -27,6 +28,7 @@ class Dispatcher:
         self.app = app
         self.settings = Settings.from_config(app.config)
         self.held: dict[int, tuple[DestinationLock, Delivery]] = {}
+        self._lock_engine = None
 
     def round(self) -> int:
         """Seal what is committed, take the destinations nobody holds, deliver; returns events delivered."""
@@ -35,14 +37,20 @@ class Dispatcher:
             wanted = set(db.session.scalars(select(StreamDestination.id).where(StreamDestination.paused.is_(False))))
             db.session.remove()
             if not wanted and not self.held:
-                return 0  # nothing to deliver: no sealing either (the writer's sealer does that at its pace)
-            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
+                return 0
             for destination_id in set(self.held) - wanted:
                 self._let_go(destination_id)
+            for destination_id, (lock, _) in list(self.held.items()):
+                if not lock.alive():  # lost with its connection: another dispatcher may hold it now
+                    log.warning("stream %s: lost its dispatcher lock; letting go", destination_id)
+                    self._let_go(destination_id)
             for destination_id in sorted(wanted - set(self.held)):
-                lock = DestinationLock(destination_id)
+                lock = DestinationLock(destination_id, self._locks_engine())
                 if lock.acquire():
                     self.held[destination_id] = (lock, Delivery(destination_id, self.settings))
+            if not self.held:
+                return 0  # the destinations are someone else's: no sealing either (their dispatcher seals)
+            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
             for destination_id, (_, delivery) in list(self.held.items()):
                 try:
                     delivered += delivery.run(max_batches=BATCHES_PER_ROUND)
@@ -51,6 +59,14 @@ class Dispatcher:
                     db.session.rollback()
                     db.session.remove()
         return delivered
+
+    def _locks_engine(self):
+        """PostgreSQL: an engine without pooling for the locks' connections (None elsewhere)."""
+        if self._lock_engine is None and db.engine.dialect.name == "postgresql":
+            self._lock_engine = create_engine(db.engine.url, poolclass=NullPool,
+                                              **{k: v for k, v in self.app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+                                                 if k == "connect_args"})
+        return self._lock_engine
 
     def _let_go(self, destination_id: int) -> None:
         lock, delivery = self.held.pop(destination_id)
@@ -62,6 +78,9 @@ class Dispatcher:
         with self.app.app_context():
             for destination_id in list(self.held):
                 self._let_go(destination_id)
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
+            self._lock_engine = None
 
     def run(self, stop: threading.Event, poll_s: float) -> None:
         """Rounds until ``stop`` is set; a round that delivered something is followed at once by another."""

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
-from ..delivery.webhook import RESERVED_HEADERS, check_url
+from ..delivery.webhook import RESERVED_HEADERS, check_url, url_problem
 from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum
 from .models import NAME_MAX, PATH_MAX, URL_MAX, StreamFormat, StreamKind
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
 STARTS = ("now", "beginning")
 
 
 def syslog_url_problem(url: str) -> str | None:
     """Why ``url`` is not a syslog receiver (None: it is): ``tcp://host:port`` or ``tls://host:port``."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        return "The port must be a number from 1 to 65535."
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or parts.path not in ("", "/"):
+    parts, problem = url_problem(url, ("tcp", "tls"))
+    if problem and problem != "scheme":
+        return problem
+    if problem or parts.port is None or parts.path not in ("", "/") or parts.query:
         return "Must be tcp://host:port or tls://host:port."
     return None
 
@@ -41,7 +38,8 @@ class _DestinationFields(Schema):
     path = fields.String(validate=validate.Length(min=1, max=PATH_MAX),
                          metadata={"description": "file: a path relative to AUDIT_STREAM_FILE_DIR.", "example": "audit.ndjson"})
     format = CaseInsensitiveEnum(StreamFormat, metadata={"description": "json, ecs or cef."})
-    filters = fields.Dict(metadata={"description": "The list API's filter parameters, e.g. {\"category\": \"security\"}."})
+    filters = fields.Dict(keys=fields.String(), values=fields.String(),
+                          metadata={"description": "The list API's filter parameters, e.g. {\"category\": \"security\"}."})
     headers = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=4000)),
                           metadata={"description": "webhook: extra headers (values are never shown again)."})
     ca_file = fields.String(validate=validate.Length(min=1, max=PATH_MAX),
@@ -50,7 +48,7 @@ class _DestinationFields(Schema):
     @validates("filters")
     def _filters(self, value, **kwargs):
         try:
-            AuditLogFilterSchema().load({key: str(item) for key, item in value.items()})
+            AuditLogFilterSchema().load(value)
         except ValidationError as exc:
             raise ValidationError({key: messages for key, messages in exc.messages.items()}) from None
 
@@ -61,11 +59,12 @@ class _DestinationFields(Schema):
                 raise ValidationError(f"{name[:40]!r} is not a valid header name.")
             if name.lower() in RESERVED_HEADERS:
                 raise ValidationError(f"{name} is set by audit_portal itself.")
-            if any(c in item for c in "\r\n\x00"):
-                raise ValidationError(f"The value of {name} has a line break or NUL.")
+            if not all(32 <= ord(c) < 127 or c == "\t" for c in item):
+                raise ValidationError(f"The value of {name} must be printable ASCII (no line breaks).")
 
-    def check_target(self, kind: str, data: dict) -> None:
-        """The URL or path that ``kind`` needs, and nothing the other kinds take."""
+    def check_target(self, kind: str, data: dict, stored_url: str | None = None) -> None:
+        """The URL or path that ``kind`` needs, and nothing the other kinds take (``stored_url``: a change's
+        destination's URL, when the change does not give one)."""
         if kind in (StreamKind.SYSLOG, StreamKind.WEBHOOK):
             if "path" in data:
                 raise ValidationError(f"A {kind} destination has a url, not a path.", field_name="path")
@@ -77,7 +76,8 @@ class _DestinationFields(Schema):
             raise ValidationError("A file destination has a path, not a url.", field_name="url")
         if data.get("headers") and kind != StreamKind.WEBHOOK:
             raise ValidationError("Only a webhook sends headers.", field_name="headers")
-        if data.get("ca_file") and not (kind == StreamKind.SYSLOG and str(data.get("url", "")).startswith("tls://")):
+        url = data.get("url", stored_url) or ""
+        if data.get("ca_file") and not (kind == StreamKind.SYSLOG and url.startswith("tls://")):
             raise ValidationError("Only a tls:// syslog destination takes a CA file.", field_name="ca_file")
 
 

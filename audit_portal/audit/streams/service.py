@@ -38,11 +38,18 @@ def file_dir() -> Path:
     return Path(current_app.config["AUDIT_STREAM_FILE_DIR"])
 
 
-def _check_path(path: str) -> str:
-    """A file destination's path: relative, and inside AUDIT_STREAM_FILE_DIR once resolved."""
+def _check_path(path: str, exclude_id: int | None = None) -> str:
+    """A file destination's path: a file (not a directory) inside AUDIT_STREAM_FILE_DIR once resolved, that no
+    other destination writes."""
     base = file_dir().resolve()
-    if "\x00" in path or Path(path).is_absolute() or not (base / path).resolve().is_relative_to(base):
-        raise StreamError("path", f"Must be a file name or relative path inside AUDIT_STREAM_FILE_DIR ({base}).")
+    target = (base / path).resolve() if "\x00" not in path else base
+    if Path(path).is_absolute() or target == base or not target.is_relative_to(base) or target.is_dir():
+        raise StreamError("path", f"Must be a file name or relative path of a file inside AUDIT_STREAM_FILE_DIR ({base}).")
+    query = select(StreamDestination.path).where(StreamDestination.path.is_not(None))
+    if exclude_id is not None:
+        query = query.where(StreamDestination.id != exclude_id)
+    if any((base / other).resolve() == target for other in db.session.scalars(query)):
+        raise StreamError("path", "Another destination writes that file.")
     return path
 
 
@@ -116,25 +123,33 @@ def create_destination(actor, data: dict) -> tuple[StreamDestination, str | None
 def update_destination(actor, destination: StreamDestination, data: dict) -> StreamDestination:
     """Change what ``StreamUpdateSchema`` loaded; the kind stays, so its rules are checked against it."""
     try:
-        StreamUpdateSchema().check_target(destination.kind, data)
+        StreamUpdateSchema().check_target(destination.kind, data, destination.url)
     except ValidationError as exc:
         raise StreamError(exc.field_name, " ".join(map(str, exc.messages))) from None
     if "name" in data:
         _unique(data["name"], destination.id)
     if "path" in data:
-        _check_path(data["path"])
+        _check_path(data["path"], destination.id)
     old = describe(destination)
-    headers_changed = "headers" in data and data["headers"] != (destination.headers or {})
+    old_headers, new_headers = destination.headers or {}, data.get("headers", destination.headers or {})
+    #: Names of the headers added, removed or given another value (values are never recorded).
+    headers_changed = sorted(n for n in {*old_headers, *new_headers} if old_headers.get(n) != new_headers.get(n))
     for key in ("name", "url", "path", "format", "filters", "headers", "ca_file"):
         if key in data:
             setattr(destination, key, data[key])
     new = describe(destination)
-    changed = {key for key in new if new[key] != old[key]} | ({"header_values"} if headers_changed else set())
+    changed = {key for key in new if new[key] != old[key]} | ({"headers"} if headers_changed else set())
+    if changed & {"url", "path", "format", "filters"}:
+        # A webhook batch waiting for a retry was built from the old settings: it is rebuilt under a new
+        # delivery id (a receiver that drops repeated ids must not drop the events the change added).
+        destination.pending_upto_seq = destination.pending_delivery_id = None
     if changed:
         destination.failures, destination.next_attempt_at = 0, None  # try the new settings at once
+        metadata = {"old": {k: old[k] for k in changed if k in old}, "new": {k: new[k] for k in changed if k in new}}
+        if headers_changed:
+            metadata["changed_headers"] = headers_changed
         _record(actor, ActionType.STREAM_UPDATE, destination, f"Stream destination {destination.name} changed "
-                f"({', '.join(sorted(changed))})", {"old": {k: old[k] for k in changed if k in old},
-                                                     "new": {k: new[k] for k in changed if k in new}})
+                f"({', '.join(sorted(changed))})", metadata)
     db.session.flush()
     return with_lag(destination)
 

@@ -141,3 +141,41 @@ def test_the_cli_refuses_bad_input_naming_the_option(runner):
                               "--filter", "nonsense"])
     assert bad.exit_code == 2 and "--filter: expected key=value" in bad.output
     assert "There is no stream destination called 'nope'." in runner.invoke(args=["streams", "pause", "nope"]).output
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"name": "x", "kind": "webhook", "url": "https://siem.example.com/hook", "headers": {"X-A": "t€"}}, "headers"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"search": 5}}, "filters"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"search": None}}, "filters"),
+    ({"name": "x", "kind": "webhook", "url": "https://siem.example.com/a b"}, "url"),
+    ({"name": "x", "kind": "webhook", "url": "https://user:hunter2@siem.example.com/hook"}, "url"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://127.0.0.1:0"}, "url"),
+    ({"name": "x", "kind": "syslog", "url": f"tcp://{'a' * 64}.example.com:514"}, "url"),
+    ({"name": "x", "kind": "file", "path": "."}, "path"),
+    ({"name": "x\n", "kind": "syslog", "url": "tcp://h:1"}, "name"),
+])
+def test_input_that_could_only_fail_later_is_refused_now(client, admin_headers, payload, field):
+    response = create(client, admin_headers, **payload)
+    assert response.status_code == 422, response.json
+    assert field in response.json["errors"], response.json
+
+
+def test_two_file_destinations_cannot_share_a_file(client, admin_headers):
+    assert create(client, admin_headers, name="a", kind="file", path="x/audit.ndjson").status_code == 201
+    again = create(client, admin_headers, name="b", kind="file", path="x/../x/audit.ndjson")
+    assert again.status_code == 422 and "Another destination writes that file." in again.json["errors"]["path"]
+
+
+def test_a_ca_file_can_be_set_on_a_tls_destination_alone(client, admin_headers):
+    item = create(client, admin_headers, name="tls", kind="syslog", url="tls://siem.example.com:6514").json["data"]
+    patched = client.patch(f"{URL}{item['id']}", json={"ca_file": "/etc/ssl/certs/siem-ca.pem"}, headers=admin_headers)
+    assert patched.status_code == 200, patched.json
+
+
+def test_a_header_change_records_which_headers_changed_never_their_values(client, admin_headers, audit_rows):
+    item = create(client, admin_headers, name="hook", kind="webhook", url="https://siem.example.com/hook",
+                  headers={"Authorization": "Splunk old-token"}).json["data"]
+    client.patch(f"{URL}{item['id']}", json={"headers": {"Authorization": "Splunk new-token"}}, headers=admin_headers)
+    [update] = audit_rows(action_type="STREAM_UPDATE")
+    assert update.event_metadata["changed_headers"] == ["Authorization"]
+    assert "old-token" not in str(update.event_metadata) and "new-token" not in str(update.event_metadata)

@@ -5,7 +5,10 @@ destination at a time."""
 from __future__ import annotations
 
 import json
+import os
 import time
+
+import pytest
 
 from audit_portal.audit.delivery.webhook import verify as verify_signature
 from audit_portal.audit.streams.dispatcher import DestinationLock, lag
@@ -113,3 +116,72 @@ def test_a_paused_destination_waits_and_resumes_where_it_stopped(app, client, ad
     lines = (tmp_path / "streams" / "p.ndjson").read_text().splitlines()
     delivered = [json.loads(line)["event_id"] for line in lines]
     assert [e for e in delivered if e in set(ids)] == ids
+
+
+def test_an_unexpected_error_is_shown_on_the_destination_and_retried(app, client, admin_headers, tmp_path,
+                                                                     monkeypatch):
+    from audit_portal.audit.streams import formats
+
+    created = add(client, admin_headers, name="file", kind="file", path="e.ndjson")
+    ids = record_events(app, 5)
+
+    def broken(log):
+        raise RuntimeError("formatter bug")
+
+    monkeypatch.setitem(formats.FORMATTERS, "json", broken)
+    assert deliver(app) == 0
+    failing = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
+    assert failing["state"] == "failing" and failing["last_error"] == "RuntimeError: formatter bug"
+    assert failing["lag_events"] >= 5
+    monkeypatch.undo()
+    time.sleep(0.3)  # past the backoff
+    deliver(app)
+    delivered = [json.loads(line)["event_id"] for line in (tmp_path / "streams" / "e.ndjson").read_text().splitlines()]
+    assert [e for e in delivered if e in set(ids)] == ids
+
+
+def test_a_redirect_is_not_a_delivery(app, client, admin_headers):
+    """Following it would turn the POST into a GET without its body, and carry the headers to another host."""
+    with WebhookReceiver() as receiver:
+        created = add(client, admin_headers, name="hook", kind="webhook", url=receiver.url)
+        record_events(app, 3)
+        receiver.answer = 302
+        deliver(app, rounds=2)
+        state = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
+    assert state["state"] == "failing" and "HTTP 302" in state["last_error"] and state["lag_events"] >= 3
+    assert all(r["headers"].get("X-Audit-Delivery") for r in receiver.requests)  # only POSTs to the hook
+
+
+def test_changing_filters_rebuilds_a_pending_batch_under_a_new_delivery_id(app, client, admin_headers):
+    with WebhookReceiver() as receiver:
+        created = add(client, admin_headers, name="hook", kind="webhook", url=receiver.url,
+                      filters={"action_type": "login_failed"})
+        ids = record_events(app, 9)
+        receiver.answer = 500
+        deliver(app, rounds=1)
+        first_id = receiver.requests[0]["headers"]["X-Audit-Delivery"]
+        client.patch(f"/api/v1/streams/{created['id']}", json={"filters": {}}, headers=admin_headers)
+        receiver.answer = 200
+        deliver(app)
+    [accepted] = [r for r in receiver.accepted() if r["headers"]["X-Audit-Delivery"] != first_id][:1] or [None]
+    assert accepted is not None, "the batch went again under a new delivery id"
+    delivered = [e["event_id"] for e in receiver.events()]
+    assert [e for e in delivered if e in set(ids)] == ids  # the events the change added are in it
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="the advisory lock is PostgreSQL's")
+def test_a_lock_lost_with_its_connection_is_noticed_and_taken_again(app, client, admin_headers):
+    created = add(client, admin_headers, name="file", kind="file", path="l.ndjson")
+    dispatcher = Dispatcher(app)
+    try:
+        dispatcher.round()
+        lock, _ = dispatcher.held[created["id"]]
+        backend = lock._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with app.app_context(), db.engine.connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        assert not lock.alive()
+        dispatcher.round()
+        again, _ = dispatcher.held[created["id"]]
+        assert again is not lock and again.alive()
+    finally:
+        dispatcher.close()
