@@ -32,6 +32,11 @@ What it does (docs/performance.md explains how to read the result):
    successful edit). The "off" server must add none. ``flask audit verify`` then checks the hash chain.
 6. Tears everything down (servers, database, temporary files) even on Ctrl-C or an error.
 
+With ``--streams N`` both servers audit, and the comparison is streaming's cost instead: server "on" delivers
+N active stream destinations (NDJSON files, json format) with its in-app dispatcher threads
+(STREAM_DISPATCH_IN_APP=true), server "off" has no dispatcher (STREAM_DISPATCH_IN_APP=false); the events of
+both servers are accounted for, and the destinations' lag is printed at the end.
+
 The servers inherit this script's environment, so a setting can be varied for an experiment, e.g.
 ``AUDIT_SEAL_INTERVAL=0 .venv/bin/python bench/request_overhead.py`` measures without the background sealer.
 
@@ -128,6 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port-off", type=int, default=8772,
                         help="port of the server with auditing off (default: %(default)s)")
     parser.add_argument("--only", choices=["get", "post"], help="measure one scenario only")
+    parser.add_argument("--streams", type=int, default=0,
+                        help="compare N active stream destinations (server 'on') with none (server 'off'), both "
+                             "auditing (default: %(default)s: compare auditing on with off)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (server logs)")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end (to inspect it)")
@@ -151,12 +159,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- the app: CLI and servers --------------------------------------------------------------------
 
 
-def app_env(database_url: str, data_dir: Path, audit_enabled: bool, secret_key: str, hmac_key: str) -> dict:
+def app_env(database_url: str, data_dir: Path, audit_enabled: bool, secret_key: str, hmac_key: str,
+            **settings: str) -> dict:
     env = dict(os.environ)
     env.update(
         FLASK_APP="wsgi", APP_ENV="production", DATABASE_URL=database_url, SECRET_KEY=secret_key,
         AUDIT_HMAC_KEY=hmac_key, RATELIMIT_ENABLED="false", AUDIT_ENABLED="true" if audit_enabled else "false",
-        AUDIT_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+        AUDIT_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **settings,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     return env
@@ -605,6 +614,9 @@ def report(args, results: dict, accounting: dict) -> dict:
               f"{ratio['min']:>6.3f}-{ratio['max']:<6.3f} {item['rps_on_median']:>9.1f} {item['rps_off_median']:>9.1f}"
               f" | {cpu_ratio['median']:>9.3f} {cpu_ratio['q1']:>6.3f}-{cpu_ratio['q3']:<6.3f} "
               f"{item['cpu_ms_on_median']:>9.2f} {item['cpu_ms_off_median']:>5.2f}")
+    if args.streams:
+        print(f"on = auditing with {args.streams} active stream destinations (in-app dispatchers); off = auditing, "
+              "no dispatcher.")
     print("ratio = on req/s / off req/s of the same pair (target >= 0.90); req/s are medians over the pairs.")
     print("CPU ratio = off / on CPU per request (gunicorn workers + PostgreSQL backends) of the same pair.")
     for scenario, item in summary.items():
@@ -623,7 +635,8 @@ def report(args, results: dict, accounting: dict) -> dict:
     stored_total = sum(stored[k] for k in compared)
     no_loss = all(expected[k] == stored[k] for k in compared)
     print()
-    print("Audit events the 'on' server had to write (from its access log) vs rows added to audit_logs:")
+    whose = "both servers" if args.streams else "the 'on' server"
+    print(f"Audit events {whose} had to write (from the access logs) vs rows added to audit_logs:")
     for kind in compared:
         print(f"  {kind:<16} expected {expected[kind]:>8,}  stored {stored[kind]:>8,}")
     print(f"  {'total':<16} expected {expected_total:>8,}  stored {stored_total:>8,}  -> "
@@ -666,10 +679,20 @@ def main(argv=None) -> int:
     database_url = f"{args.pg_url}/{args.db_name}"
     tmp = Path(tempfile.mkdtemp(prefix="ap_bench_overhead_"))
     secret_key, hmac_key = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
-    servers = {
-        "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key), tmp),
-        "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", False, secret_key, hmac_key), tmp),
-    }
+    if args.streams:  # both audit; "on" delivers the destinations, "off" runs no dispatcher
+        streams = {"AUDIT_STREAM_FILE_DIR": str(tmp / "streams")}
+        servers = {
+            "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key,
+                                                     STREAM_DISPATCH_IN_APP="true", **streams), tmp),
+            "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", True, secret_key, hmac_key,
+                                                        STREAM_DISPATCH_IN_APP="false", **streams), tmp),
+        }
+    else:
+        servers = {
+            "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key), tmp),
+            "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", False, secret_key, hmac_key),
+                          tmp),
+        }
     database_made = False
     started = time.monotonic()
     try:
@@ -677,6 +700,9 @@ def main(argv=None) -> int:
         users = setup_database(args, database_url, servers["on"].env)
         if not users:
             raise BenchError("no bench users were created")
+        for number in range(args.streams):
+            flask_cli(servers["on"].env, "streams", "add", "--name", f"bench-{number}", "--kind", "file", "--path",
+                      f"bench-{number}.ndjson", "--format", "json")
         (baseline,) = query(database_url, "SELECT coalesce(max(id), 0) FROM audit_logs")[0]
 
         print(f"* gunicorn: auditing on at 127.0.0.1:{args.port_on}, off at 127.0.0.1:{args.port_off}")
@@ -702,9 +728,13 @@ def main(argv=None) -> int:
             server.stop()
         stored = Counter(dict(query(database_url, "SELECT action_type, count(*) FROM audit_logs WHERE id > %s "
                                                   "GROUP BY action_type", (baseline,))))
+        expected = expected_events(servers["on"])
+        if args.streams:
+            expected += expected_events(servers["off"])
+            print("* stream destinations after the run:\n" + flask_cli(servers["on"].env, "streams", "list").stdout)
         accounting = {
             "chain": verify_chain(servers["on"].env),
-            "expected": expected_events(servers["on"]),
+            "expected": expected,
             "stored": stored,
             "unexpected": {name: unexpected_statuses(server) for name, server in servers.items()},
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
@@ -29,6 +30,10 @@ class Dispatcher:
         self.settings = Settings.from_config(app.config)
         self.held: dict[int, tuple[DestinationLock, Delivery]] = {}
         self._lock_engine = None
+        #: Seal at most once per STREAM_POLL_SECONDS: a dispatcher with a backlog runs round after round, and
+        #: each seal pass re-reads the late-commit window (docs/performance.md).
+        self._seal_every = app.config["STREAM_POLL_SECONDS"]
+        self._last_seal = float("-inf")
 
     def round(self) -> int:
         """Seal what is committed, take the destinations nobody holds, deliver; returns events delivered."""
@@ -50,7 +55,9 @@ class Dispatcher:
                     self.held[destination_id] = (lock, Delivery(destination_id, self.settings))
             if not self.held:
                 return 0  # the destinations are someone else's: no sealing either (their dispatcher seals)
-            seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
+            if time.monotonic() - self._last_seal >= self._seal_every:
+                self._last_seal = time.monotonic()
+                seal_in_background()  # delivery follows the chain: seal first, so the delay stays a few seconds
             for destination_id, (_, delivery) in list(self.held.items()):
                 try:
                     delivered += delivery.run(max_batches=BATCHES_PER_ROUND)
