@@ -217,31 +217,31 @@ def _named(name: str):
         raise click.UsageError(str(exc)) from None
 
 
+def _change(name: str, operation, done: str) -> None:
+    operation(_named(name))
+    db.session.commit()
+    click.echo(f"{done} {name}.")
+
+
 @streams_cli.command("pause")
 @click.argument("name")
 def streams_pause_command(name: str):
     """Pause a destination (its events wait)."""
-    stream_service.set_paused(None, _named(name), True)
-    db.session.commit()
-    click.echo(f"Paused {name}.")
+    _change(name, lambda destination: stream_service.set_paused(None, destination, True), "Paused")
 
 
 @streams_cli.command("resume")
 @click.argument("name")
 def streams_resume_command(name: str):
     """Resume a destination."""
-    stream_service.set_paused(None, _named(name), False)
-    db.session.commit()
-    click.echo(f"Resumed {name}.")
+    _change(name, lambda destination: stream_service.set_paused(None, destination, False), "Resumed")
 
 
 @streams_cli.command("remove")
 @click.argument("name")
 def streams_remove_command(name: str):
     """Remove a destination."""
-    stream_service.delete_destination(None, _named(name))
-    db.session.commit()
-    click.echo(f"Removed {name}.")
+    _change(name, lambda destination: stream_service.delete_destination(None, destination), "Removed")
 
 
 @streams_cli.command("run")
