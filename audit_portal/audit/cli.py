@@ -103,6 +103,10 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
         return
     summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
                f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
+    for name, links in stream_service.behind(plan.cut_seq):
+        click.echo(f"Warning: stream destination {name} has not been sent up to {links:,} of these events yet "
+                   "(paused, failing or behind): once purged they never reach it.", err=True)
+    db.session.rollback()
     if dry_run:
         click.echo(f"Dry run: would delete {summary}.")
         return

@@ -90,6 +90,14 @@ def get_destination(destination_id: int) -> StreamDestination:
     return with_lag(destination)
 
 
+def behind(cut_seq: int) -> list[tuple[str, int]]:
+    """(name, links) of each destination that has not yet been sent the links up to ``cut_seq`` (a retention
+    purge that cuts the chain there takes them away for good)."""
+    rows = db.session.execute(select(StreamDestination.name, StreamDestination.cursor_seq)
+                              .where(StreamDestination.cursor_seq < cut_seq).order_by(StreamDestination.name))
+    return [(name, cut_seq - cursor) for name, cursor in rows]
+
+
 def find_destination(name: str) -> StreamDestination:
     destination = db.session.scalar(select(StreamDestination).where(StreamDestination.name == name))
     if destination is None:

@@ -3,6 +3,8 @@ managed by admins, bad input answered with a 422 naming the field, every change 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from audit_portal.audit.delivery.webhook import verify as verify_signature
@@ -172,3 +174,15 @@ def test_a_header_change_records_which_headers_changed_never_their_values(client
     [update] = audit_rows(action_type="STREAM_UPDATE")
     assert update.event_metadata["changed_headers"] == ["Authorization"]
     assert "old-token" not in str(update.event_metadata) and "new-token" not in str(update.event_metadata)
+
+
+def test_a_purge_warns_about_destinations_that_have_not_received_what_it_deletes(app, runner, client, admin_headers):
+    from .conftest import record_events
+
+    item = create(client, admin_headers, name="late", kind="file", path="late.ndjson").json["data"]
+    client.post(f"{URL}{item['id']}/pause", headers=admin_headers)
+    record_events(app, 5)
+    result = runner.invoke(args=["audit", "purge", "--older-than-days", "0", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    warning = re.search(r"Warning: stream destination late has not been sent up to (\d+) of these events", result.output)
+    assert warning and int(warning.group(1)) >= 5
