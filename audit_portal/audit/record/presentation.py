@@ -11,20 +11,19 @@ SEVERITY_COLOURS = {ErrorSeverity.CRITICAL: "red", ErrorSeverity.ERROR: "orange"
 FILLS = {"red": "#dc3545", "orange": "#fd7e14", "yellow": "#ffc107"}
 
 
+#: The same, by the stored value (a dictionary lookup: a stream colours every event it sends).
+_STATUS_BY_VALUE = {status.value: colour for status, colour in STATUS_COLOURS.items()}
+_SEVERITY_BY_VALUE = {severity.value: colour for severity, colour in SEVERITY_COLOURS.items()}
+
+
 def status_colour(status: str) -> str:
     """The badge colour of a status; grey for a value that is not a Status."""
-    try:
-        return STATUS_COLOURS.get(Status(status), "grey")
-    except ValueError:
-        return "grey"
+    return _STATUS_BY_VALUE.get(str(status), "grey")
 
 
 def severity_colour(severity: str | None) -> str | None:
     """The badge colour of a severity; None for none (or a value that is not an ErrorSeverity)."""
-    try:
-        return SEVERITY_COLOURS.get(ErrorSeverity(severity)) if severity else None
-    except ValueError:
-        return None
+    return _SEVERITY_BY_VALUE.get(str(severity)) if severity else None
 
 
 def severity_fill(severity: str) -> str:

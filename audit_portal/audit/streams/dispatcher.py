@@ -20,7 +20,7 @@ import fcntl
 import logging
 import time
 import uuid
-from collections import deque
+from collections import deque, namedtuple
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from ..delivery.webhook import DeliveryFailed
 from ..read.query import AuditFilters, apply_filters
 from ..read.schemas import AuditLogFilterSchema
 from ..record.models import AuditChainLink, AuditLog
-from .formats import FORMATTERS
+from .formats import format_event
 from .models import ERROR_MAX, StreamDestination, StreamKind
 from .transports import SyslogSender, append_lines, send_webhook, syslog_message
 
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: An event's columns under the model's attribute names (the ``metadata`` column is ``event_metadata``).
 _EVENT_COLUMNS = [column.label("event_metadata") if column.name == "metadata" else column
                   for column in AuditLog.__table__.columns]
+#: A batch's event: its columns by attribute name, as a named tuple (reading a field of one is several times
+#: cheaper than of a SQLAlchemy row, and a stream reads every field of every event).
+EventRow = namedtuple("EventRow", [column.name for column in _EVENT_COLUMNS])
 _LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
 
 
@@ -149,6 +152,7 @@ class Delivery:
         #: Which destination this state is for (SQLite can give a removed destination's id to a new one).
         self.created_at = None
         self.acknowledged_before = False
+        self.format_problems, self.format_problem = 0, ""  #: events of the last batch sent as fallback messages
 
     def close(self) -> None:
         if self.syslog is not None:
@@ -182,6 +186,7 @@ class Delivery:
             destination.cursor_seq = min(destination.cursor_seq, destination.resend_seq)
         self.started = False
         self.acknowledged_before = False  # an empty batch (all filtered out) sends nothing and learns nothing
+        self.format_problems, self.format_problem = 0, ""
         upto = destination.pending_upto_seq or self._window_end(destination)
         if upto is None:
             return None
@@ -202,6 +207,9 @@ class Delivery:
         destination.cursor_seq, destination.pending_upto_seq, destination.pending_delivery_id = upto, None, None
         destination.failures, destination.next_attempt_at, destination.last_error = 0, None, None
         destination.last_delivery_at = utcnow()
+        if self.format_problems:  # delivered, but not as they should read: say so where admins look
+            destination.last_error = (f"{self.format_problems} event(s) could not be formatted and went as fallback "
+                                      f"messages; last: {self.format_problem}")[:ERROR_MAX]
         if destination.kind == StreamKind.SYSLOG:
             destination.resend_seq = min(self._resend_point(before), destination.cursor_seq)
         else:
@@ -214,13 +222,13 @@ class Delivery:
                   .limit(self.settings.batch).subquery())
         return db.session.scalar(select(func.max(window.c.seq)))
 
-    def _events(self, destination: StreamDestination, upto: int) -> list:
-        """The batch's matching events in link order, as rows with the model's attribute names (plain rows, not
-        ORM objects: a stream reads every event once, and building objects cost more than formatting them)."""
+    def _events(self, destination: StreamDestination, upto: int) -> list[EventRow]:
+        """The batch's matching events in link order, with the model's attribute names (named tuples, not ORM
+        objects: a stream reads every event once, and building objects cost more than formatting them)."""
         chain = AuditChainLink.__table__
         query = (select(*_EVENT_COLUMNS).join(chain, chain.c.audit_log_id == AuditLog.id)
                  .where(chain.c.seq > destination.cursor_seq, chain.c.seq <= upto).order_by(chain.c.seq))
-        return list(db.session.execute(apply_filters(query, destination_filters(destination))))
+        return [EventRow._make(row) for row in db.session.execute(apply_filters(query, destination_filters(destination)))]
 
     def _send(self, destination: StreamDestination, events: list[AuditLog], upto: int) -> None:
         if not events:
@@ -235,12 +243,22 @@ class Delivery:
         """Format ``events`` and hand them to the destination's receiver now (raises ``DeliveryFailed``)."""
         self._transmit(destination, self._format(destination, events), str(uuid.uuid4()))
 
-    def _format(self, destination: StreamDestination, events: list[AuditLog]) -> list:
-        formatter = FORMATTERS[destination.format]
+    def _format(self, destination: StreamDestination, events: list) -> list:
+        """The events in the destination's format (an event that cannot be formatted goes as a fallback message
+        carrying its id, and the problem is kept for ``last_error``)."""
+        bodies = []
+        self.format_problems = 0
+        for event in events:
+            body, problem = format_event(destination.format, event)
+            if problem is not None:
+                self.format_problems += 1
+                self.format_problem = f"event {getattr(event, 'event_id', '?')}: {problem}"
+                log.error("stream %s: could not format %s", destination.name, self.format_problem)
+            bodies.append(body)
         if destination.kind == StreamKind.SYSLOG:
             maximum = self.settings.syslog_max_bytes
-            return [syslog_message(event, formatter(event), maximum) for event in events]
-        return [formatter(event) for event in events]
+            return [syslog_message(event, body, maximum) for event, body in zip(events, bodies, strict=True)]
+        return bodies
 
     def _transmit(self, destination: StreamDestination, payload: list, delivery_id: str | None) -> None:
         if destination.kind == StreamKind.SYSLOG:

@@ -47,12 +47,17 @@ _CHANGES = {A.CREATE: "creation", A.UPDATE: "change", A.DELETE: "deletion"}
 _OUTCOMES = {Status.SUCCESS.value: "success", Status.FAILURE.value: "failure", Status.ERROR.value: "failure"}
 
 
+_ECS_BY_VALUE = {action.value: kinds for action, kinds in _ECS_KINDS.items()}
+_CHANGES_BY_VALUE = {action.value: change for action, change in _CHANGES.items()}
+
+
 def ecs_kind(action: str, resource: str) -> tuple[list[str], list[str]]:
-    """(``event.category``, ``event.type``) of an event."""
-    change = _CHANGES.get(ActionType(action))
+    """(``event.category``, ``event.type``) of an event; ``host``/``info`` for an action this version does not
+    know (a row written by a newer one, say)."""
+    change = _CHANGES_BY_VALUE.get(action)
     if change:
         return (["iam"], ["user", change]) if resource == ResourceType.USER.value else (["configuration"], [change])
-    return _ECS_KINDS.get(ActionType(action), (["host"], ["info"]))
+    return _ECS_BY_VALUE.get(action, (["host"], ["info"]))
 
 
 def attempted_username(log) -> str | None:
@@ -195,3 +200,48 @@ def to_cef(log) -> str:
 
 
 FORMATTERS = {"json": to_json, "ecs": to_ecs, "cef": to_cef}
+
+
+# -- When an event cannot be formatted ------------------------------------------------------------------------
+
+
+def format_event(fmt: str, log) -> tuple[str, str | None]:
+    """(the event in ``fmt``, None); or, when formatting it fails (a bug, a value no format foresaw), a small
+    message in ``fmt`` that still carries its id, time and action, and what went wrong. One such event must not
+    hold back every event after it, and skipping it would break the promise that every event is delivered."""
+    try:
+        return FORMATTERS[fmt](log), None
+    except Exception as exc:  # noqa: BLE001 - any failure gets the fallback message, and is reported
+        problem = f"{type(exc).__name__}: {exc}"
+        return _FALLBACKS[fmt](log, problem), problem
+
+
+def _fallback_fields(log) -> tuple[str, str, str]:
+    timestamp = getattr(log, "timestamp", None)
+    when = timestamp.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z") if timestamp else ""
+    return str(getattr(log, "event_id", "")), when, str(getattr(log, "action_type", ""))
+
+
+def _json_fallback(log, problem: str) -> str:
+    event_id, when, action = _fallback_fields(log)
+    return json.dumps({"event_id": event_id, "timestamp": when, "action_type": action, "format_error": problem},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def _ecs_fallback(log, problem: str) -> str:
+    event_id, when, action = _fallback_fields(log)
+    return json.dumps({"@timestamp": when, "ecs": {"version": ECS_VERSION},
+                       "event": {"id": event_id, "action": action.lower(), "kind": "pipeline_error",
+                                 "module": PRODUCT, "dataset": "audit_portal.audit"},
+                       "error": {"message": f"the event could not be formatted: {problem}"}},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def _cef_fallback(log, problem: str) -> str:
+    event_id, _, action = _fallback_fields(log)
+    header = "|".join(cef_header(part) for part in (
+        "CEF:0", VENDOR, PRODUCT, VERSION, action, "Event could not be formatted", 5))
+    return f"{header}|externalId={cef_value(event_id)} act={cef_value(action)} reason={cef_value(problem)}"
+
+
+_FALLBACKS = {"json": _json_fallback, "ecs": _ecs_fallback, "cef": _cef_fallback}

@@ -11,10 +11,15 @@ import time
 import pytest
 
 from audit_portal.audit.delivery.webhook import verify as verify_signature
+from audit_portal.audit.integrity.seal import seal
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
 from audit_portal.audit.streams.dispatcher import DestinationLock, lag
 from audit_portal.audit.streams.models import StreamDestination
 from audit_portal.audit.streams.runner import Dispatcher
+from audit_portal.audit.write.store import insert_ignoring_duplicates
 from audit_portal.extensions import db
+from audit_portal.timeutil import utcnow
 
 from .conftest import deliver, record_events
 from .receivers import WebhookReceiver
@@ -120,18 +125,18 @@ def test_a_paused_destination_waits_and_resumes_where_it_stopped(app, client, ad
 
 def test_an_unexpected_error_is_shown_on_the_destination_and_retried(app, client, admin_headers, tmp_path,
                                                                      monkeypatch):
-    from audit_portal.audit.streams import formats
+    from audit_portal.audit.streams import dispatcher
 
     created = add(client, admin_headers, name="file", kind="file", path="e.ndjson")
     ids = record_events(app, 5)
 
-    def broken(log):
-        raise RuntimeError("formatter bug")
+    def broken(*args):
+        raise RuntimeError("transport bug")
 
-    monkeypatch.setitem(formats.FORMATTERS, "json", broken)
+    monkeypatch.setattr(dispatcher, "append_lines", broken)
     assert deliver(app) == 0
     failing = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
-    assert failing["state"] == "failing" and failing["last_error"] == "RuntimeError: formatter bug"
+    assert failing["state"] == "failing" and failing["last_error"] == "RuntimeError: transport bug"
     assert failing["lag_events"] >= 5
     monkeypatch.undo()
     time.sleep(0.3)  # past the backoff
@@ -185,3 +190,60 @@ def test_a_lock_lost_with_its_connection_is_noticed_and_taken_again(app, client,
         assert again is not lock and again.alive()
     finally:
         dispatcher.close()
+
+
+@pytest.mark.parametrize("fmt", ["json", "ecs", "cef"])
+def test_an_event_that_cannot_be_formatted_goes_as_a_fallback_and_holds_nothing_back(app, client, admin_headers,
+                                                                                    tmp_path, monkeypatch, fmt):
+    """A formatting bug hit by one event: that event arrives as a small message carrying its id and the problem,
+    every other event arrives as usual, and the destination says what happened."""
+    from audit_portal.audit.streams import formats
+
+    created = add(client, admin_headers, name="file", kind="file", path="f.ndjson", format=fmt)
+    ids = record_events(app, 6)
+    real = formats.FORMATTERS[fmt]
+
+    def fails_on_the_third(log):
+        if log.event_id == ids[2]:
+            raise ValueError("a value nobody foresaw")
+        return real(log)
+
+    monkeypatch.setitem(formats.FORMATTERS, fmt, fails_on_the_third)
+    deliver(app)
+    lines = (tmp_path / "streams" / "f.ndjson").read_text().splitlines()
+    mine = [line for line in lines if any(event_id in line for event_id in ids)]
+    assert len(mine) == 6 and all(ids[i] in mine[i] for i in range(6))  # every event, in order
+    fallback = mine[2]
+    assert "ValueError: a value nobody foresaw" in fallback
+    if fmt == "cef":
+        assert fallback.startswith("CEF:0|") and "|Event could not be formatted|" in fallback
+    else:
+        parsed = json.loads(fallback)
+        assert (parsed.get("event_id") or parsed["event"]["id"]) == ids[2]
+        assert "ValueError" in (parsed.get("format_error") or parsed["error"]["message"])
+    item = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
+    assert item["state"] == "active" and item["lag_events"] == 0
+    assert item["last_error"].startswith("1 event(s) could not be formatted") and ids[2] in item["last_error"]
+
+
+def test_an_action_this_version_does_not_know_is_still_delivered_in_every_format(app, client, admin_headers,
+                                                                                tmp_path):
+    """A row written by a newer version (or by hand) with an action_type missing from ActionType."""
+    for fmt in ("json", "ecs", "cef"):
+        add(client, admin_headers, name=f"file-{fmt}", kind="file", path=f"u-{fmt}.ndjson", format=fmt)
+    future = build_event(ActionType.LOGIN, ResourceType.SESSION, 1, "from a newer version", timestamp=utcnow())
+    future["action_type"] = "FUTURE_ACTION"
+    with app.app_context():
+        with db.engine.begin() as connection:
+            insert_ignoring_duplicates(connection, [future])
+        seal()
+        db.session.remove()
+    ids = [future["event_id"], *record_events(app, 1)]
+    deliver(app)
+    for fmt in ("json", "ecs", "cef"):
+        text = (tmp_path / "streams" / f"u-{fmt}.ndjson").read_text()
+        line = next(line for line in text.splitlines() if ids[0] in line)
+        assert "could not be formatted" not in line and ids[1] in text
+        if fmt == "ecs":
+            event = json.loads(line)["event"]
+            assert event["action"] == "future_action" and event["category"] == ["host"] and event["type"] == ["info"]
