@@ -5,7 +5,7 @@
 # install-bench-tools.sh (the benchmarks).
 set -euo pipefail
 provides=$1 package=$2
-if [ -x "$provides" ] || command -v "$provides" >/dev/null 2>&1; then
+if [ -e "$provides" ] || command -v "$provides" >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then

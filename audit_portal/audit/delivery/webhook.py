@@ -28,7 +28,12 @@ RESERVED_HEADERS = frozenset(h.lower() for h in (SIGNATURE_HEADER, DELIVERY_HEAD
 
 
 class DeliveryFailed(Exception):
-    """The receiver did not take the message (no answer, or not a 2xx); the text says why."""
+    """The receiver did not take the message (no answer, or not a 2xx); the text says why, ``status`` is the HTTP
+    status it answered (None when there was no answer)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def new_secret() -> str:
@@ -102,26 +107,31 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-@functools.cache
-def _opener() -> urllib.request.OpenerDirector:
-    """One opener per process: verifying TLS (loading the system's CA bundle costs tens of milliseconds), no
-    redirects."""
-    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
-                                       _NoRedirects())
+@functools.lru_cache(maxsize=32)
+def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
+    """One opener per process and CA bundle (``None``: the system's): verifying TLS (loading a CA bundle costs
+    tens of milliseconds), no redirects."""
+    context = ssl.create_default_context(cafile=ca_file)
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
 
 
 def post(url: str, body: bytes, *, secret: str, delivery_id: str, headers: dict | None = None,
-         content_type: str = "application/x-ndjson") -> int:
-    """POST ``body`` signed with ``secret``; return the status. Raises ``DeliveryFailed`` unless it is 2xx."""
+         content_type: str = "application/x-ndjson", ca_file: str | None = None) -> int:
+    """POST ``body`` signed with ``secret``; return the status. Raises ``DeliveryFailed`` unless it is 2xx.
+    ``ca_file``: the CA bundle that signed an https receiver's certificate (default: the system's)."""
     if check_url(url):
         raise DeliveryFailed(f"{url}: {check_url(url)}")
+    try:
+        opener = _opener(ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise DeliveryFailed(f"{url}: the CA file {ca_file} could not be read ({exc})") from None
     request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 - https, or http to loopback
         **(headers or {}), "Content-Type": content_type, "User-Agent": "audit_portal-webhook/1",
         SIGNATURE_HEADER: sign(secret, body, int(time.time())), DELIVERY_HEADER: delivery_id})
     try:
-        with _opener().open(request, timeout=TIMEOUT_S) as response:
+        with opener.open(request, timeout=TIMEOUT_S) as response:
             return response.status
     except urllib.error.HTTPError as exc:
-        raise DeliveryFailed(f"HTTP {exc.code} from {url}") from None
+        raise DeliveryFailed(f"HTTP {exc.code} from {url}", status=exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryFailed(f"{url}: {getattr(exc, 'reason', exc)}") from None

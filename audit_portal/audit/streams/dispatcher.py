@@ -6,17 +6,14 @@ once the receiver took it: a 2xx for a webhook (a retry resends the same links u
 bytes written for a file. Syslog over TCP has no acknowledgement, so the cursor moves when the bytes are sent,
 and ``resend_seq`` trails it by at least the last batch and STREAM_RESEND_SECONDS: after a connection error, or
 when another process takes the destination over, delivery starts again from there. Receivers may see an event
-twice (each message carries ``event_id``); they never miss one that is in the chain.
+twice (each message carries ``event_id``); they never miss one that is in the chain. A webhook receiver that
+refuses a batch as too large (413) gets its first half instead, and shorter batches after it.
 
-One dispatcher per destination at a time, across workers and servers: a PostgreSQL advisory lock held on a
-connection of its own, or on SQLite a lock file in AUDIT_DATA_DIR. A dispatcher keeps the destinations it holds
-until it stops.
+One dispatcher per destination at a time (``locks.py``); it keeps the destinations it holds until it stops.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import time
 import uuid
@@ -25,7 +22,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from flask import current_app
 from sqlalchemy import func, select
 
 from ...extensions import db
@@ -45,8 +41,7 @@ _EVENT_COLUMNS = [column.label("event_metadata") if column.name == "metadata" el
                   for column in AuditLog.__table__.columns]
 #: A batch's event: its columns by attribute name, as a named tuple (reading a field of one is several times
 #: cheaper than of a SQLAlchemy row, and a stream reads every field of every event).
-EventRow = namedtuple("EventRow", [column.name for column in _EVENT_COLUMNS])
-_LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
+EventRow = namedtuple("EventRow", [*(column.name for column in _EVENT_COLUMNS), "link_seq"])
 
 
 @dataclass
@@ -80,65 +75,6 @@ def lag(destination: StreamDestination) -> tuple[int, float]:
     return behind, max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
 
 
-class DestinationLock:
-    """Holds "I am this destination's dispatcher" until released (or the process dies). On PostgreSQL the lock
-    lives on a connection of its own, outside the app's pool (``engine``: one without pooling), so held locks
-    never starve requests of connections, and a lost connection (a restart, a timeout) is noticed by ``alive``."""
-
-    def __init__(self, destination_id: int, engine=None):
-        self.destination_id, self.engine = destination_id, engine
-        self._connection = None
-        self._file = None
-
-    def alive(self) -> bool:
-        """Whether the lock is still held (on PostgreSQL: its connection still answers)."""
-        if self._connection is None:
-            return self._file is not None
-        try:
-            self._connection.exec_driver_sql("SELECT 1")
-            self._connection.commit()
-        except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
-            return False
-        return True
-
-    def acquire(self) -> bool:
-        if db.engine.dialect.name == "postgresql":
-            connection = (self.engine or db.engine).connect()
-            if connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)",
-                                          (_LOCK_CLASS, self.destination_id)).scalar():
-                connection.commit()  # the lock is the session's; no transaction stays open holding a snapshot
-                self._connection = connection
-                return True
-            connection.close()
-            return False
-        path = Path(current_app.config["AUDIT_DATA_DIR"]) / f"stream-{self.destination_id}.lock"
-        handle = open(path, "a")  # noqa: SIM115 - held open for as long as the lock is held
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._file = handle
-        return True
-
-    def release(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self.destination_id))
-                self._connection.commit()
-            except Exception:  # noqa: BLE001 - never hand a connection that may still hold the lock back to a pool
-                with contextlib.suppress(Exception):
-                    self._connection.invalidate()
-            with contextlib.suppress(Exception):
-                self._connection.close()
-            self._connection = None
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-                self._file.close()
-            self._file = None
-
-
 class Delivery:
     """Delivers one destination while its lock is held: the sender (a syslog connection) and the recent batches
     (for syslog's resend point) live as long as the dispatcher holds the destination."""
@@ -153,6 +89,8 @@ class Delivery:
         self.created_at = None
         self.acknowledged_before = False
         self.format_problems, self.format_problem = 0, ""  #: events of the last batch sent as fallback messages
+        #: Links per batch: STREAM_BATCH_SIZE, halved each time a webhook receiver refuses a batch as too large.
+        self.batch_links = settings.batch
 
     def close(self) -> None:
         if self.syslog is not None:
@@ -190,11 +128,16 @@ class Delivery:
         upto = destination.pending_upto_seq or self._window_end(destination)
         if upto is None:
             return None
+        events: list[EventRow] = []
         try:
             events = self._events(destination, upto)
             self._send(destination, events, upto)
         except DeliveryFailed as exc:
-            self._failed(destination, str(exc))
+            if exc.status == 413 and len(events) > 1:  # too large for the receiver: its first half goes next
+                self._split(destination, events)
+                return 0
+            too_large = " (one event is larger than the receiver accepts)" if exc.status == 413 else ""
+            self._failed(destination, f"{exc}{too_large}")
             return None
         except Exception as exc:  # noqa: BLE001 - a bug or a database error: shown on the destination, retried later
             log.exception("stream %s: could not deliver a batch", destination.name)
@@ -216,17 +159,27 @@ class Delivery:
             destination.resend_seq = upto
         return len(events)
 
+    def _split(self, destination: StreamDestination, events: list[EventRow]) -> None:
+        """A webhook receiver answered 413 (Payload Too Large): the pending batch becomes its first half, under a
+        new delivery id (it is a different body), and later batches are half as long while this dispatcher holds
+        the destination. Nothing is skipped: the second half is the start of the next batch."""
+        destination.pending_upto_seq = events[len(events) // 2 - 1].link_seq
+        destination.pending_delivery_id = str(uuid.uuid4())
+        self.batch_links = max(1, min(self.batch_links, len(events)) // 2)
+        log.warning("stream %s: the receiver refused a batch of %d events as too large; sending %d",
+                    destination.name, len(events), len(events) // 2)
+
     def _window_end(self, destination: StreamDestination) -> int | None:
         chain = AuditChainLink.__table__
         window = (select(chain.c.seq).where(chain.c.seq > destination.cursor_seq).order_by(chain.c.seq)
-                  .limit(self.settings.batch).subquery())
+                  .limit(self.batch_links).subquery())
         return db.session.scalar(select(func.max(window.c.seq)))
 
     def _events(self, destination: StreamDestination, upto: int) -> list[EventRow]:
         """The batch's matching events in link order, with the model's attribute names (named tuples, not ORM
         objects: a stream reads every event once, and building objects cost more than formatting them)."""
         chain = AuditChainLink.__table__
-        query = (select(*_EVENT_COLUMNS).join(chain, chain.c.audit_log_id == AuditLog.id)
+        query = (select(*_EVENT_COLUMNS, chain.c.seq).join(chain, chain.c.audit_log_id == AuditLog.id)
                  .where(chain.c.seq > destination.cursor_seq, chain.c.seq <= upto).order_by(chain.c.seq))
         return [EventRow._make(row) for row in db.session.execute(apply_filters(query, destination_filters(destination)))]
 
@@ -272,7 +225,7 @@ class Delivery:
             self.syslog.send(payload)
         elif destination.kind == StreamKind.WEBHOOK:
             send_webhook(destination.url, payload, secret=destination.secret, delivery_id=delivery_id,
-                         headers=destination.headers or {})
+                         headers=destination.headers or {}, ca_file=destination.ca_file)
         else:
             append_lines(self.settings.file_dir / destination.path, payload, self.settings.rotate_bytes)
 

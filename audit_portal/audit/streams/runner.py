@@ -14,7 +14,8 @@ from sqlalchemy.pool import NullPool
 
 from ...extensions import db
 from ..integrity.seal import seal_in_background
-from .dispatcher import Delivery, DestinationLock, Settings
+from .dispatcher import Delivery, Settings
+from .locks import DestinationLock
 from .models import StreamDestination
 
 log = logging.getLogger(__name__)

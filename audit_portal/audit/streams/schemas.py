@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -25,6 +27,20 @@ def syslog_url_problem(url: str) -> str | None:
     return None
 
 
+def ca_file_problem(path: str) -> str | None:
+    """Why ``path`` cannot verify a receiver's certificate (None: it can): an absolute path (every worker, whatever
+    its directory, reads the same file) to a readable PEM bundle of CA certificates."""
+    if not os.path.isabs(path):
+        return "Must be an absolute path to a PEM file of CA certificates."
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        return "No such file."
+    except (OSError, ssl.SSLError, ValueError):
+        return "Not a readable PEM file of CA certificates."
+    return None
+
+
 class _DestinationFields(Schema):
     class Meta:
         unknown = RAISE
@@ -43,7 +59,9 @@ class _DestinationFields(Schema):
     headers = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=4000)),
                           metadata={"description": "webhook: extra headers (values are never shown again)."})
     ca_file = fields.String(validate=validate.Length(min=1, max=PATH_MAX),
-                            metadata={"description": "syslog over TLS: the CA bundle that signed the receiver's certificate."})
+                            metadata={"description": "tls:// syslog or https:// webhook: the CA bundle (PEM, an absolute "
+                                                     "path) that signed the receiver's certificate; default: the "
+                                                     "system's."})
 
     @validates("filters")
     def _filters(self, value, **kwargs):
@@ -77,8 +95,13 @@ class _DestinationFields(Schema):
         if data.get("headers") and kind != StreamKind.WEBHOOK:
             raise ValidationError("Only a webhook sends headers.", field_name="headers")
         url = data.get("url", stored_url) or ""
-        if data.get("ca_file") and not (kind == StreamKind.SYSLOG and url.startswith("tls://")):
-            raise ValidationError("Only a tls:// syslog destination takes a CA file.", field_name="ca_file")
+        if data.get("ca_file"):
+            if not url.startswith(("tls://", "https://")):
+                raise ValidationError("Only a tls:// syslog or an https:// webhook destination takes a CA file.",
+                                      field_name="ca_file")
+            problem = ca_file_problem(data["ca_file"])
+            if problem:
+                raise ValidationError(problem, field_name="ca_file")
 
 
 class StreamCreateSchema(_DestinationFields):

@@ -101,9 +101,10 @@ class SyslogSender:
                 self._socket = None
 
 
-def send_webhook(url: str, lines: list[str], *, secret: str, delivery_id: str, headers: dict) -> None:
+def send_webhook(url: str, lines: list[str], *, secret: str, delivery_id: str, headers: dict,
+                 ca_file: str | None = None) -> None:
     body = ("\n".join(lines) + "\n").encode()
-    webhook.post(url, body, secret=secret, delivery_id=delivery_id, headers=headers)
+    webhook.post(url, body, secret=secret, delivery_id=delivery_id, headers=headers, ca_file=ca_file)
 
 
 def append_lines(path: Path, lines: list[str], rotate_bytes: int, keep: int = 5) -> None:

@@ -1,5 +1,5 @@
 """Real receivers on loopback for the stream tests: an rsyslog instance of the test's own (Debian's package) and
-an HTTP server that records webhook deliveries."""
+an HTTP server that records webhook deliveries; either over TLS with a test CA's certificate."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import trustme
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 
@@ -22,18 +26,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class ServerCertificate:
+    """PEM files of a test CA and of a certificate it issued for 127.0.0.1 and localhost (by trustme)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def issue(cls, directory: Path, ca: trustme.CA | None = None) -> ServerCertificate:
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = ca or trustme.CA()
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        paths = cls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+        ca.cert_pem.write_to_path(str(paths.ca))
+        issued.cert_chain_pems[0].write_to_path(str(paths.cert))
+        issued.private_key_pem.write_to_path(str(paths.key))
+        return paths
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
 class Rsyslog:
     """``rsyslogd -n -f CONF -i PIDFILE`` with its own work directory, listening on a loopback TCP port (octet
     counting accepted) and writing each message it receives, as received, to one line of ``received``."""
 
-    def __init__(self, directory: Path):
-        self.directory, self.port = directory, free_port()
+    def __init__(self, directory: Path, tls: ServerCertificate | None = None):
+        self.directory, self.port, self.tls = directory, free_port(), tls
         self.received = directory / "received.log"
         self.conf, self.pidfile, work = directory / "rsyslog.conf", directory / "rsyslogd.pid", directory / "work"
         work.mkdir(parents=True, exist_ok=True)
+        if tls is None:
+            driver, tcp = "", 'module(load="imtcp")'
+        else:  # RFC 5425: TLS by rsyslog-gnutls, server authentication only (clients need no certificate)
+            driver = (f' defaultNetstreamDriver="gtls" defaultNetstreamDriverCAFile="{tls.ca}"'
+                      f' defaultNetstreamDriverCertFile="{tls.cert}" defaultNetstreamDriverKeyFile="{tls.key}"')
+            tcp = 'module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")'
         self.conf.write_text(f'''
-global(workDirectory="{work}" maxMessageSize="256k")
-module(load="imtcp")
+global(workDirectory="{work}" maxMessageSize="256k"{driver})
+{tcp}
 template(name="raw" type="string" string="%rawmsg%\\n")
 ruleset(name="audit") {{
   action(type="omfile" file="{self.received}" template="raw" flushOnTXEnd="on" asyncWriting="off")
@@ -44,7 +79,7 @@ input(type="imtcp" address="127.0.0.1" port="{self.port}" ruleset="audit")
 
     @property
     def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'tcp'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.pidfile.unlink(missing_ok=True)
@@ -84,15 +119,19 @@ input(type="imtcp" address="127.0.0.1" port="{self.port}" ruleset="audit")
 class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that records every POST (headers and body) and answers with ``status()``."""
 
-    def __init__(self):
+    def __init__(self, tls: ServerCertificate | None = None):
         self.requests: list[dict] = []
+        self.tls = tls
         self.answer = 200
+        self.max_lines: int | None = None  #: answer 413 to a batch of more lines than this
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver.answer
+                if receiver.max_lines is not None and body.count(b"\n") > receiver.max_lines:
+                    status = 413  # Payload Too Large, as nginx's client_max_body_size answers
                 receiver.requests.append({"headers": dict(self.headers), "body": body, "status": status})
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -102,11 +141,13 @@ class WebhookReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.server_context().wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def __enter__(self):
         self.thread.start()

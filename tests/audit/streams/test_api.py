@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import trustme
 
 from audit_portal.audit.delivery.webhook import verify as verify_signature
 
@@ -161,9 +162,11 @@ def test_two_file_destinations_cannot_share_a_file(client, admin_headers):
     assert again.status_code == 422 and "Another destination writes that file." in again.json["errors"]["path"]
 
 
-def test_a_ca_file_can_be_set_on_a_tls_destination_alone(client, admin_headers):
+def test_a_ca_file_can_be_set_on_a_tls_destination_alone(client, admin_headers, tmp_path):
+    ca_file = tmp_path / "siem-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
     item = create(client, admin_headers, name="tls", kind="syslog", url="tls://siem.example.com:6514").json["data"]
-    patched = client.patch(f"{URL}{item['id']}", json={"ca_file": "/etc/ssl/certs/siem-ca.pem"}, headers=admin_headers)
+    patched = client.patch(f"{URL}{item['id']}", json={"ca_file": str(ca_file)}, headers=admin_headers)
     assert patched.status_code == 200, patched.json
 
 

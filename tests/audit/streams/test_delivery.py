@@ -14,7 +14,8 @@ from audit_portal.audit.delivery.webhook import verify as verify_signature
 from audit_portal.audit.integrity.seal import seal
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
-from audit_portal.audit.streams.dispatcher import DestinationLock, lag
+from audit_portal.audit.streams.dispatcher import lag
+from audit_portal.audit.streams.locks import DestinationLock
 from audit_portal.audit.streams.models import StreamDestination
 from audit_portal.audit.streams.runner import Dispatcher
 from audit_portal.audit.write.store import insert_ignoring_duplicates
@@ -247,3 +248,35 @@ def test_an_action_this_version_does_not_know_is_still_delivered_in_every_format
         if fmt == "ecs":
             event = json.loads(line)["event"]
             assert event["action"] == "future_action" and event["category"] == ["host"] and event["type"] == ["info"]
+
+
+def test_a_batch_too_large_for_the_receiver_is_split_until_it_fits(app, client, admin_headers):
+    """A receiver that refuses bodies over a size (nginx's client_max_body_size answers 413) gets smaller batches,
+    every event in link order, each batch signed and under a delivery id of its own."""
+    app.config["STREAM_BATCH_SIZE"] = 40
+    with WebhookReceiver() as receiver:
+        receiver.max_lines = 7
+        created = add(client, admin_headers, name="hook", kind="webhook", url=receiver.url)
+        ids = record_events(app, 60)
+        deliver(app)
+        accepted = receiver.accepted()
+        assert all(r["body"].count(b"\n") <= 7 for r in accepted)
+        delivered = [json.loads(line)["event_id"] for r in accepted for line in r["body"].splitlines()]
+        assert [e for e in delivered if e in set(ids)] == ids
+        assert len({r["headers"]["X-Audit-Delivery"] for r in accepted}) == len(accepted)
+        assert all(verify_signature(created["secret"], r["body"], r["headers"]["X-Audit-Signature"]) for r in accepted)
+        assert any(r["status"] == 413 for r in receiver.requests)
+        state = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
+        assert state["state"] == "active" and state["lag_events"] == 0 and state["last_error"] is None
+
+
+def test_a_single_event_too_large_for_the_receiver_fails_the_destination_saying_so(app, client, admin_headers):
+    with WebhookReceiver() as receiver:
+        receiver.max_lines = 0
+        created = add(client, admin_headers, name="hook", kind="webhook", url=receiver.url)
+        record_events(app, 3)
+        deliver(app)
+        assert not receiver.accepted()
+        state = client.get(f"/api/v1/streams/{created['id']}", headers=admin_headers).json["data"]
+        assert state["state"] == "failing" and state["lag_events"] >= 3
+        assert state["last_error"].endswith("(one event is larger than the receiver accepts)")

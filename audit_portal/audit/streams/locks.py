@@ -1,0 +1,74 @@
+"""One dispatcher per destination at a time, across workers and servers: a PostgreSQL advisory lock held on a
+connection of its own, or on SQLite (where gunicorn's workers share one database file) a lock file in
+AUDIT_DATA_DIR."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
+
+from flask import current_app
+
+from ...extensions import db
+
+_LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
+
+
+class DestinationLock:
+    """Holds "I am this destination's dispatcher" until released (or the process dies). On PostgreSQL the lock
+    lives on a connection of its own, outside the app's pool (``engine``: one without pooling), so held locks
+    never starve requests of connections, and a lost connection (a restart, a timeout) is noticed by ``alive``."""
+
+    def __init__(self, destination_id: int, engine=None):
+        self.destination_id, self.engine = destination_id, engine
+        self._connection = None
+        self._file = None
+
+    def alive(self) -> bool:
+        """Whether the lock is still held (on PostgreSQL: its connection still answers)."""
+        if self._connection is None:
+            return self._file is not None
+        try:
+            self._connection.exec_driver_sql("SELECT 1")
+            self._connection.commit()
+        except Exception:  # noqa: BLE001 - the connection is gone, and the lock with it
+            return False
+        return True
+
+    def acquire(self) -> bool:
+        if db.engine.dialect.name == "postgresql":
+            connection = (self.engine or db.engine).connect()
+            if connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)",
+                                          (_LOCK_CLASS, self.destination_id)).scalar():
+                connection.commit()  # the lock is the session's; no transaction stays open holding a snapshot
+                self._connection = connection
+                return True
+            connection.close()
+            return False
+        path = Path(current_app.config["AUDIT_DATA_DIR"]) / f"stream-{self.destination_id}.lock"
+        handle = open(path, "a")  # noqa: SIM115 - held open for as long as the lock is held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self.destination_id))
+                self._connection.commit()
+            except Exception:  # noqa: BLE001 - never hand a connection that may still hold the lock back to a pool
+                with contextlib.suppress(Exception):
+                    self._connection.invalidate()
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._file.close()
+            self._file = None
