@@ -13,14 +13,21 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from ...extensions import db
+from ..delivery.locks import STREAM_DESTINATION, WorkerLock
 from ..integrity.seal import seal_in_background
 from .dispatcher import Delivery, Settings
-from .locks import DestinationLock
 from .models import StreamDestination
 
 log = logging.getLogger(__name__)
 #: Batches one destination may send per round, so that one with a backlog does not starve the others.
 BATCHES_PER_ROUND = 20
+
+
+class DestinationLock(WorkerLock):
+    """Held by a destination's one dispatcher."""
+
+    def __init__(self, destination_id: int, engine=None):
+        super().__init__(STREAM_DESTINATION, destination_id, f"stream-{destination_id}.lock", engine)
 
 
 class Dispatcher:

@@ -15,9 +15,8 @@ from audit_portal.audit.integrity.seal import seal
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
 from audit_portal.audit.streams.dispatcher import lag
-from audit_portal.audit.streams.locks import DestinationLock
 from audit_portal.audit.streams.models import StreamDestination
-from audit_portal.audit.streams.runner import Dispatcher
+from audit_portal.audit.streams.runner import DestinationLock, Dispatcher
 from audit_portal.audit.write.store import insert_ignoring_duplicates
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow

@@ -1,6 +1,6 @@
-"""One dispatcher per destination at a time, across workers and servers: a PostgreSQL advisory lock held on a
-connection of its own, or on SQLite (where gunicorn's workers share one database file) a lock file in
-AUDIT_DATA_DIR."""
+"""One worker at a time (a stream destination's dispatcher, the alert evaluator), across processes and servers:
+a PostgreSQL advisory lock held on a connection of its own, or on SQLite (where gunicorn's workers share one
+database file) a lock file in AUDIT_DATA_DIR."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from flask import current_app
 
 from ...extensions import db
 
-_LOCK_CLASS = 7_317_002  #: the advisory-lock namespace of stream destinations (the sealer's is 7317001)
+#: Advisory-lock namespaces (the first key of ``pg_try_advisory_lock``); the sealer's is 7317001.
+STREAM_DESTINATION = 7_317_002
+ALERT_EVALUATOR = 7_317_003
 
 
-class DestinationLock:
-    """Holds "I am this destination's dispatcher" until released (or the process dies). On PostgreSQL the lock
-    lives on a connection of its own, outside the app's pool (``engine``: one without pooling), so held locks
-    never starve requests of connections, and a lost connection (a restart, a timeout) is noticed by ``alive``."""
+class WorkerLock:
+    """Holds "I am the one doing this" until released (or the process dies): ``namespace`` and ``key`` name the
+    job on PostgreSQL, ``file_name`` on SQLite. On PostgreSQL the lock lives on a connection of its own, outside
+    the app's pool (``engine``: one without pooling), so held locks never starve requests of connections, and a
+    lost connection (a restart, a timeout) is noticed by ``alive``."""
 
-    def __init__(self, destination_id: int, engine=None):
-        self.destination_id, self.engine = destination_id, engine
+    def __init__(self, namespace: int, key: int, file_name: str, engine=None):
+        self.namespace, self.key, self.file_name, self.engine = namespace, key, file_name, engine
         self._connection = None
         self._file = None
 
@@ -40,13 +43,13 @@ class DestinationLock:
         if db.engine.dialect.name == "postgresql":
             connection = (self.engine or db.engine).connect()
             if connection.exec_driver_sql("SELECT pg_try_advisory_lock(%s, %s)",
-                                          (_LOCK_CLASS, self.destination_id)).scalar():
+                                          (self.namespace, self.key)).scalar():
                 connection.commit()  # the lock is the session's; no transaction stays open holding a snapshot
                 self._connection = connection
                 return True
             connection.close()
             return False
-        path = Path(current_app.config["AUDIT_DATA_DIR"]) / f"stream-{self.destination_id}.lock"
+        path = Path(current_app.config["AUDIT_DATA_DIR"]) / self.file_name
         handle = open(path, "a")  # noqa: SIM115 - held open for as long as the lock is held
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,7 +62,7 @@ class DestinationLock:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, self.destination_id))
+                self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s, %s)", (self.namespace, self.key))
                 self._connection.commit()
             except Exception:  # noqa: BLE001 - never hand a connection that may still hold the lock back to a pool
                 with contextlib.suppress(Exception):

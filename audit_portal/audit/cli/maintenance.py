@@ -1,10 +1,8 @@
-"""The audit commands: ``flask audit verify|purge|export|rollup``, ``flask demo seed`` and ``flask streams ...``."""
+"""``flask audit verify|purge|export|rollup`` and ``flask demo seed``."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 import click
 from flask import current_app
@@ -12,22 +10,20 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from ..extensions import db
-from .demo.bulk import load_events
-from .demo.seed import generate
-from .integrity.purge import execute_purge, plan_purge
-from .integrity.seal import seal
-from .integrity.verify import record_verification, verify
-from .read.export import ExportTooLarge, prepare_export
-from .read.query import AuditFilters
-from .read.schemas import AuditLogFilterSchema
-from .record.actors import directory
-from .record.models import AuditChainLink
-from .streams import service as stream_service
-from .streams.runner import Dispatcher
-from .streams.schemas import StreamCreateSchema
-from .write import rollup
-from .write.service import log_export
+from ...extensions import db
+from ..demo.bulk import load_events
+from ..demo.seed import generate
+from ..integrity.purge import execute_purge, plan_purge
+from ..integrity.seal import seal
+from ..integrity.verify import record_verification, verify
+from ..read.export import ExportTooLarge, prepare_export
+from ..read.query import AuditFilters
+from ..read.schemas import AuditLogFilterSchema
+from ..record.actors import directory
+from ..record.models import AuditChainLink
+from ..streams import service as stream_service
+from ..write import rollup
+from ..write.service import log_export
 
 demo_cli = AppGroup("demo", help="Demo data.")
 audit_cli = AppGroup("audit", help="Audit log maintenance.")
@@ -152,108 +148,3 @@ def export_command(fmt: str, output: str | None, **raw_filters):
             stream.close()
     if output:
         click.echo(f"Wrote {export.count:,} events to {output}.", err=True)
-
-
-streams_cli = AppGroup("streams", help="Stream the audit trail to syslog, webhooks or files (docs/streams.md).")
-
-
-def _pairs(option: str, values: tuple[str, ...]) -> dict:
-    pairs = {}
-    for value in values:
-        key, sep, item = value.partition("=")
-        if not sep or not key:
-            raise click.UsageError(f"{option}: expected key=value, got {value!r}.")
-        pairs[key] = item
-    return pairs
-
-
-def _load_or_usage_error(schema, data: dict) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"--{k.replace('_', '-')}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                             for k, v in exc.messages.items())
-        raise click.UsageError(problems) from None
-
-
-@streams_cli.command("add")
-@click.option("--name", required=True)
-@click.option("--kind", required=True, help="syslog, webhook or file.")
-@click.option("--format", "fmt", default="json", show_default=True, help="json, ecs or cef.")
-@click.option("--url", default=None, help="syslog: tcp://host:port or tls://host:port; webhook: https://...")
-@click.option("--path", default=None, help="file: a path relative to AUDIT_STREAM_FILE_DIR.")
-@click.option("--filter", "filters", multiple=True, help="A list filter, key=value (repeatable).")
-@click.option("--header", "headers", multiple=True, help="webhook: an extra header, Name=value (repeatable).")
-@click.option("--ca-file", default=None, help="syslog over TLS: the receiver's CA bundle.")
-@click.option("--start", default="now", show_default=True, help="now, or beginning (the stored trail first).")
-def streams_add_command(name, kind, fmt, url, path, filters, headers, ca_file, start):
-    """Add a destination (the same rules as the API)."""
-    raw = {"name": name, "kind": kind, "format": fmt, "url": url, "path": path, "ca_file": ca_file, "start": start,
-           "filters": _pairs("--filter", filters), "headers": _pairs("--header", headers)}
-    data = _load_or_usage_error(StreamCreateSchema(), {k: v for k, v in raw.items() if v not in (None, {})})
-    try:
-        destination, secret = stream_service.create_destination(None, data)
-    except stream_service.StreamError as exc:
-        db.session.rollback()
-        raise click.UsageError(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
-    db.session.commit()
-    click.echo(f"Added {destination.kind} destination {destination.name} (id {destination.id}, {destination.format}).")
-    if secret:
-        click.echo(f"Signing secret (shown once): {secret}")
-
-
-@streams_cli.command("list")
-def streams_list_command():
-    """The destinations, their state and lag."""
-    destinations = stream_service.list_destinations()
-    if not destinations:
-        click.echo("No stream destinations.")
-    for d in destinations:
-        error = f"  last error: {d.last_error}" if d.last_error else ""
-        click.echo(f"{d.name:<20} {d.kind:<8} {d.format:<5} {d.state:<8} lag {d.lag_events:,} events "
-                   f"({d.lag_seconds:,.0f} s)  {d.target}{error}")
-
-
-def _named(name: str):
-    try:
-        return stream_service.find_destination(name)
-    except stream_service.NotFound as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _change(name: str, operation, done: str) -> None:
-    operation(_named(name))
-    db.session.commit()
-    click.echo(f"{done} {name}.")
-
-
-@streams_cli.command("pause")
-@click.argument("name")
-def streams_pause_command(name: str):
-    """Pause a destination (its events wait)."""
-    _change(name, lambda destination: stream_service.set_paused(None, destination, True), "Paused")
-
-
-@streams_cli.command("resume")
-@click.argument("name")
-def streams_resume_command(name: str):
-    """Resume a destination."""
-    _change(name, lambda destination: stream_service.set_paused(None, destination, False), "Resumed")
-
-
-@streams_cli.command("remove")
-@click.argument("name")
-def streams_remove_command(name: str):
-    """Remove a destination."""
-    _change(name, lambda destination: stream_service.delete_destination(None, destination), "Removed")
-
-
-@streams_cli.command("run")
-def streams_run_command():
-    """Deliver every destination nobody else delivers, until SIGTERM or Ctrl-C (the production choice when the
-    web workers run with STREAM_DISPATCH_IN_APP=false)."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    click.echo("Delivering stream destinations; Ctrl-C to stop.")
-    Dispatcher(current_app._get_current_object()).run(stop, current_app.config["STREAM_POLL_SECONDS"])

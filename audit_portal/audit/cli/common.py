@@ -1,0 +1,37 @@
+"""What the command groups share: parsing ``key=value`` options, schema errors as usage errors, and running a
+background loop in the foreground until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+from marshmallow import ValidationError
+
+
+def pairs(option: str, values: tuple[str, ...]) -> dict:
+    out = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"{option}: expected key=value, got {value!r}.")
+        out[key] = item
+    return out
+
+
+def load_or_usage_error(schema, data: dict) -> dict:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{k.replace('_', '-')}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                             for k, v in exc.messages.items())
+        raise click.UsageError(problems) from None
+
+
+def until_stopped() -> threading.Event:
+    """An event set by SIGTERM or Ctrl-C (a loop in the foreground stops after its current round)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
