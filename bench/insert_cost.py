@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What one audit row costs PostgreSQL to insert, for three index sets of ``audit_logs``, side by side.
+"""What one audit row costs PostgreSQL to insert, for four index sets of ``audit_logs``, side by side.
 
 Run by hand (not in CI), from the repository root, with the project's virtualenv:
 
@@ -7,10 +7,11 @@ Run by hand (not in CI), from the repository root, with the project's virtualenv
     .venv/bin/python bench/insert_cost.py --rounds 6   # smoke run
 
 It creates a throwaway database (``--db-name``, dropped first and at the end), migrates it to the latest
-revision, and makes three copies of ``audit_logs`` (``CREATE TABLE ... LIKE audit_logs INCLUDING ALL``, with
+revision, and makes four copies of ``audit_logs`` (``CREATE TABLE ... LIKE audit_logs INCLUDING ALL``, with
 the foreign key to ``users``):
 
 - ``current``: the indexes of the latest migration;
+- ``before_0010``: the same, without migration 0010's indexes for the ``ip_address`` and ``username`` filters;
 - ``before_0007``: the same, with migration 0006's full ``severity`` and ``error_type`` indexes and the plain
   ``fingerprint`` index that 0007 replaced with partial ones;
 - ``keys_only``: only the primary key and the unique ``event_id``.
@@ -36,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import app_env, cpu_seconds, drop_database, flask_cli, pg_connect, recreate_database  # noqa: E402
 
-TABLES = ("current", "before_0007", "keys_only")
+TABLES = ("current", "before_0010", "before_0007", "keys_only")
 PATHS = ["/admin/users/", "/admin/users/5/edit", "/admin/audit-logs/", "/api/v1/audit-logs/", "/auth/login"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="PostgreSQL CPU per inserted audit row, for three index sets.")
+    parser = argparse.ArgumentParser(description="PostgreSQL CPU per inserted audit row, for four index sets.")
     parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=2000, help="rows per table per round (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=50, help="rows per transaction (default: %(default)s)")
@@ -59,6 +60,10 @@ def make_tables(cursor) -> None:
         else:
             cursor.execute(f"CREATE TABLE cost_{table} (LIKE audit_logs INCLUDING ALL)")
         cursor.execute(f"ALTER TABLE cost_{table} ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL")
+    cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'cost_before_0010' AND (indexdef LIKE "
+                   "'%(ip_address,%' OR indexdef LIKE '%(username,%' OR indexdef LIKE '%attempted_username%')")
+    for (name,) in cursor.fetchall():
+        cursor.execute(f'DROP INDEX "{name}"')
     # Migration 0006's versions of what 0007 changed.
     cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'cost_before_0007' "
                    "AND (indexdef LIKE '%(severity,%' OR indexdef LIKE '%(error_type,%')")
@@ -133,7 +138,8 @@ def main(argv=None) -> int:
         q1, _, q3 = statistics.quantiles(values, n=4)
         medians[table] = statistics.median(values)
         print(f"  {table:<12} {medians[table]:.4f}  [{q1:.4f}-{q3:.4f}]")
-    print(f"current / before_0007: {medians['current'] / medians['before_0007']:.3f}; "
+    print(f"current / before_0010: {medians['current'] / medians['before_0010']:.3f}; "
+          f"current / before_0007: {medians['current'] / medians['before_0007']:.3f}; "
           f"keys_only / current: {medians['keys_only'] / medians['current']:.3f}")
     return 0
 

@@ -23,7 +23,7 @@ from datetime import datetime
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, or_, select, tuple_
 
 from ...database import escape_like
 from ...extensions import db
@@ -49,6 +49,8 @@ class AuditFilters:
     search: str | None = None
     fingerprint: str | None = None
     request_id: str | None = None
+    ip_address: str | None = None
+    username: str | None = None
 
     def active(self) -> dict:
         """The filters that are set, as JSON-friendly values (for audit metadata and links)."""
@@ -64,7 +66,11 @@ class AuditFilters:
 
 
 _EQUALITY = ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type",
-             "fingerprint", "request_id")
+             "fingerprint", "request_id", "ip_address")
+
+#: The name a failed or throttled login typed, kept in the event's metadata (``log_login_failed``): such an
+#: event has no actor, so its ``username`` column is empty.
+ATTEMPTED_USERNAME = AuditLog.event_metadata["attempted_username"].as_string()
 
 
 def apply_filters(query: Select, filters: AuditFilters) -> Select:
@@ -77,6 +83,8 @@ def apply_filters(query: Select, filters: AuditFilters) -> Select:
         value = getattr(filters, name)
         if value is not None:
             query = query.where(getattr(AuditLog, name) == value)
+    if filters.username is not None:  # the actor's name at the time, or the name a failed login typed
+        query = query.where(or_(AuditLog.username == filters.username, ATTEMPTED_USERNAME == filters.username))
     if filters.search:
         pattern = f"%{escape_like(filters.search.lower())}%"
         query = query.where(func.lower(AuditLog.description).like(pattern, escape="\\"))

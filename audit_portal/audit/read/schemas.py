@@ -10,7 +10,8 @@ from ...params import QueryArgsSchema
 from ...timeutil import midnight
 from ..record import presentation
 from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
-from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX
+from ..record.events import canonical_ip
+from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX, USERNAME_SNAPSHOT_MAX
 from .query import AuditFilters
 
 MAX_INT64 = 2**63 - 1
@@ -67,6 +68,18 @@ def no_nul(value: str) -> None:
         raise ValidationError("Must not contain a NUL character (\\x00).")
 
 
+class IPAddress(fields.String):
+    """An IPv4 or IPv6 address, loaded in the canonical text events store (``2001:DB8:0::1`` is ``2001:db8::1``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        no_nul(raw)  # an IPv6 scope id ("fe80::1%eth0") may hold any other character
+        address = canonical_ip(raw)
+        if address is None:
+            raise ValidationError(f"Not a valid IPv4 or IPv6 address: {raw[:50]!r} (e.g. 203.0.113.24 or 2001:db8::1).")
+        return address
+
+
 class AuditLogFilterSchema(QueryArgsSchema):
     """Filters accepted by every list and export endpoint and by the HTML viewer."""
 
@@ -90,6 +103,10 @@ class AuditLogFilterSchema(QueryArgsSchema):
                                 metadata={"description": "Only occurrences of this error group."})
     request_id = fields.String(validate=[no_nul, validate.Length(min=8, max=36)],
                                metadata={"description": "Only events produced by this HTTP request."})
+    ip_address = IPAddress(metadata={"description": "Only events from this client IP address (IPv4 or IPv6)."})
+    username = fields.String(validate=[no_nul, validate.Length(min=1, max=USERNAME_SNAPSHOT_MAX)],
+                             metadata={"description": "Only events by the user of this name at the time, and failed "
+                                                      "logins that typed it (exact, case-sensitive)."})
 
     @validates_schema
     def _check_range(self, data, **kwargs):

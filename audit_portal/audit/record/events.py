@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
@@ -50,6 +51,19 @@ def bound(text: str | None, limit: int) -> str | None:
     if limit < 4 * len(TRUNCATED):
         return text[:limit]
     return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def canonical_ip(value: str) -> str | None:
+    """``value`` as an IP address in its one text form (RFC 5952: lower case, zeros compressed; an IPv4-mapped
+    address in dotted form, as servers write it), or None when it is not an IPv4 or IPv6 address. Events store
+    it so and the ``ip_address`` filter compares it so, however the address was spelt."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None and not address.scope_id:
+        return f"::ffff:{address.ipv4_mapped}"  # str() gives "::ffff:c000:209" before Python 3.13
+    return str(address)
 
 
 def _bounded_metadata(metadata) -> dict | None:

@@ -86,7 +86,8 @@ Index("ix_audit_logs_timestamp_id", AuditLog.timestamp.desc(), AuditLog.id.desc(
 
 #: Each filterable column leads an index that also holds the default order, so "filter + newest first +
 #: LIMIT" is an index scan that stops after one page, whatever the table's size (docs/scaling.md).
-ORDERED_FILTER_COLUMNS = ("user_id", "action_type", "resource_type", "category", "status", "severity", "error_type")
+ORDERED_FILTER_COLUMNS = ("user_id", "action_type", "resource_type", "category", "status", "severity", "error_type",
+                          "ip_address")
 #: Columns only error events fill: their indexes are partial (``WHERE <column> IS NOT NULL``, migration 0007), so
 #: the other events (most of the log) cost them nothing on insert; ``<column> = value`` implies the predicate.
 SPARSE_FILTER_COLUMNS = ("severity", "error_type")
@@ -97,8 +98,11 @@ for _name in ORDERED_FILTER_COLUMNS:
     Index(f"ix_audit_logs_{_name}_timestamp", _column, AuditLog.timestamp.desc(), AuditLog.id.desc(), **_partial)
 
 #: The common two-filter combinations get their own ordered index (migration 0006, docs/scaling.md): with
-#: only the one-column ones, their bounded count ANDs two large bitmaps and rechecks the heap.
-ORDERED_FILTER_PAIRS = (("user_id", "action_type"), ("category", "status"))
+#: only the one-column ones, their bounded count ANDs two large bitmaps and rechecks the heap. The ``username``
+#: filter is an OR (the actor's name, or the name a failed login typed: a PostgreSQL-only index, below) that no
+#: index returns in order, so its name has no one-column ordered index: this pair serves the name alone and with
+#: an action ("failed logins of admin": 425 ms -> 6 ms at 3,000,000 rows, migration 0010).
+ORDERED_FILTER_PAIRS = (("user_id", "action_type"), ("category", "status"), ("username", "action_type"))
 for _first, _second in ORDERED_FILTER_PAIRS:
     Index(f"ix_audit_logs_{_first}_{_second}_timestamp", getattr(AuditLog, _first), getattr(AuditLog, _second),
           AuditLog.timestamp.desc(), AuditLog.id.desc())
@@ -115,10 +119,12 @@ Index("ix_audit_logs_user_errors", AuditLog.user_id, AuditLog.timestamp.desc(), 
       postgresql_include=["fingerprint", "error_type", "severity"])
 
 #: Indexes that exist only in the database (created by migrations), not in the models: the trigram index
-#: behind ``search`` (PostgreSQL), and the error dashboard's partial index, which also serves every
+#: behind ``search`` (PostgreSQL), the error dashboard's partial index, which also serves every
 #: fingerprint lookup: ``(fingerprint, timestamp DESC, id DESC) WHERE fingerprint IS NOT NULL``, on PostgreSQL
-#: covering (``INCLUDE (error_type, severity)``).
-DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm", "ix_audit_logs_errors"})
+#: covering (``INCLUDE (error_type, severity)``), and the name a failed login typed, for the ``username`` filter
+#: (PostgreSQL, partial, with statistics on the expression: migration 0010).
+DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm", "ix_audit_logs_errors",
+                                   "ix_audit_logs_attempted_username"})
 #: Alembic's autogenerate reads this (``database.include_object``) and leaves these indexes alone.
 db.metadata.info.setdefault("database_only_indexes", set()).update(DATABASE_ONLY_INDEXES)
 

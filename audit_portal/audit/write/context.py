@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 
 from flask import current_app, g, has_request_context, request
 from flask_login import current_user
 
-from ..record.events import new_event_id
+from ..record.events import canonical_ip, new_event_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def client_ip() -> str | None:
-    """The client's IP. ``X-Forwarded-For`` is honoured only through ``TRUSTED_PROXY_COUNT`` proxies."""
+    """The client's IP, in its canonical text (``canonical_ip``). ``X-Forwarded-For`` is honoured only through
+    ``TRUSTED_PROXY_COUNT`` proxies."""
     if not has_request_context():
         return None
     return _client_ip(request._get_current_object(), current_app.config.get("TRUSTED_PROXY_COUNT", 0))
@@ -27,21 +27,17 @@ def _client_ip(req, trusted: int) -> str | None:
         # Each trusted proxy appends the address it received the request from; the client is the
         # entry just before the ones our own proxies added.
         if len(forwarded) >= trusted:
-            candidate = forwarded[-trusted]
-            if _is_ip(candidate):
+            candidate = _canonical_ip(forwarded[-trusted])
+            if candidate:
                 return candidate
-    return remote if remote and _is_ip(remote) else None
+    return _canonical_ip(remote) if remote else None
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_ip(value: str) -> bool:
-    """Whether ``value`` is an IPv4 or IPv6 address (cached: a server sees the same few addresses again and
-    again, and parsing one costs more than the rest of an event's request context)."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+def _canonical_ip(value: str) -> str | None:
+    """``canonical_ip(value)``, cached: a server sees the same few addresses again and again, and parsing one
+    costs more than the rest of an event's request context."""
+    return canonical_ip(value)
 
 
 def user_agent() -> str | None:

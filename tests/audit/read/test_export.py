@@ -122,3 +122,23 @@ def test_date_filters_apply_to_the_export_and_name_the_file(client, token, seede
     tomorrow = (utcnow().date() + timedelta(days=1)).isoformat()
     empty = _csv(client, token, f"&date_from={tomorrow}")
     assert empty == []
+
+
+def test_the_export_keeps_to_one_username_or_ip_address(app, client, token):
+    now = utcnow()
+    with app.app_context(), db.engine.begin() as conn:
+        insert_ignoring_duplicates(conn, [
+            build_event(ActionType.LOGIN_FAILED, ResourceType.SESSION, None, "Failed login for 'erin': wrong password",
+                        timestamp=now - timedelta(seconds=3), status=Status.FAILURE, ip_address="198.51.100.77",
+                        metadata={"attempted_username": "erin", "reason": "wrong password"}),
+            build_event(ActionType.LOGIN, ResourceType.SESSION, None, "erin logged in", username="erin",
+                        timestamp=now - timedelta(seconds=2), ip_address="2001:db8::77"),
+            build_event(ActionType.LOGIN, ResourceType.SESSION, None, "frank logged in", username="frank",
+                        timestamp=now - timedelta(seconds=1), ip_address="198.51.100.77"),
+        ])
+    assert [r["description"] for r in _csv(client, token, "&username=erin")] == [
+        "erin logged in", "Failed login for 'erin': wrong password"]
+    assert [r["description"] for r in _csv(client, token, "&ip_address=198.51.100.77")] == [
+        "frank logged in", "Failed login for 'erin': wrong password"]
+    as_json = client.get("/api/v1/audit-logs/export?format=json&ip_address=2001:DB8::77", headers=bearer(token)).json
+    assert [(item["username"], item["ip_address"]) for item in as_json] == [("erin", "2001:db8::77")]

@@ -39,7 +39,7 @@ SEARCHABLE = [
     "Copied C:\\temp\\new", "Copied C:temp", "Logged In From Mars",
 ]
 COLUMNS = ("id", "event_id", "timestamp", "user_id", "action_type", "resource_type", "status", "category", "severity",
-           "error_type", "description")
+           "error_type", "description", "ip_address", "username", "event_metadata")
 
 
 @dataclass
@@ -60,9 +60,12 @@ def _matches(row, f: AuditFilters) -> bool:
         return False
     if f.date_to is not None and row.timestamp >= f.date_to:
         return False
-    for name in ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type"):
+    for name in ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type",
+                 "ip_address"):
         if getattr(f, name) is not None and getattr(row, name) != getattr(f, name):
             return False
+    if f.username is not None and f.username not in (row.username, (row.event_metadata or {}).get("attempted_username")):
+        return False
     return not f.search or f.search.lower() in row.description.lower()
 
 
@@ -175,6 +178,10 @@ SINGLE_FILTERS = [
     {"error_type": "ZeroDivisionError"},
     {"search": "LOGGED IN"},
     {"search": "answered 500"},
+    {"ip_address": "192.0.2.9"},
+    {"ip_address": "2001:DB8:0::17"},  # stored as 2001:db8::17
+    {"username": "bob"},  # bob's events, and failed logins that typed "bob"
+    {"username": "root"},  # only failed logins typed it
 ]
 
 
@@ -195,6 +202,8 @@ COMBINED_FILTERS = [
     {"error_type": "ZeroDivisionError", "action_type": "ERROR_OCCURRED", "user_id": "user:alice"},
     {"resource_type": "SETTING", "action_type": "CREATE", "user_id": "user:bob"},
     {"search": "bob", "status": "FAILURE"},
+    {"username": "alice", "ip_address": "10.0.2.23"},
+    {"username": "carol", "action_type": "LOGIN_FAILED"},
 ]
 
 
@@ -208,6 +217,25 @@ def test_filters_combined(dataset, repo, params):
         assert len(looser) > len(expected), f"{name} does not narrow the result"
     assert repo.count(filters) == len(expected)
     assert _ids(repo.get_all(filters, 0, len(dataset.rows))) == expected
+
+
+def test_username_finds_the_actors_events_and_the_failed_logins_that_typed_the_name(dataset, repo):
+    found = repo.get_all(_load(dataset, {"username": "alice"}), 0, len(dataset.rows))
+    by_alice = [log for log in found if log.username == "alice"]
+    typed = [log for log in found if log.username is None]
+    assert len(by_alice) + len(typed) == len(found) and by_alice and typed
+    assert {log.user_id for log in by_alice} == {dataset.users["alice"]}
+    assert {log.action_type for log in typed} == {"LOGIN_FAILED", "LOGIN_THROTTLED"}
+    assert {log.event_metadata["attempted_username"] for log in typed} == {"alice"}
+    assert repo.get_all(_load(dataset, {"username": "Alice"})) == []  # exact: case counts
+    assert repo.get_all(_load(dataset, {"username": "alic"})) == []  # exact: no partial match
+
+
+def test_ip_address_returns_exactly_that_addresss_events(dataset, repo):
+    filters = _load(dataset, {"ip_address": "10.0.3.101"})
+    found = repo.get_all(filters, 0, len(dataset.rows))
+    assert {log.ip_address for log in found} == {"10.0.3.101"}
+    assert len(found) == sum(row.ip_address == "10.0.3.101" for row in dataset.rows) > 0
 
 
 def test_a_date_range_combined_with_other_filters(dataset, repo):
@@ -303,7 +331,8 @@ def test_skip_and_limit_on_a_filtered_result(dataset, repo):
 # -- streaming -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [{}, {"category": "errors"}, {"user_id": "user:bob", "status": "SUCCESS"}])
+@pytest.mark.parametrize("params", [{}, {"category": "errors"}, {"user_id": "user:bob", "status": "SUCCESS"},
+                                    {"username": "root"}, {"ip_address": "2001:db8::17", "username": "carol"}])
 def test_the_export_streams_the_same_rows_as_get_all(dataset, repo, params):
     filters = _load(dataset, params)
     streamed = [json.loads(line)["id"] for line in "".join(prepare_export(filters, "ndjson").chunks()).splitlines()]

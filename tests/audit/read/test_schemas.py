@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 from audit_portal.audit.read.query import AuditFilters
 from audit_portal.audit.read.schemas import AuditLogCreateSchema, AuditLogFilterSchema, AuditLogSchema
 from audit_portal.audit.record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
-from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.record.models import USERNAME_SNAPSHOT_MAX, AuditLog
 
 
 def _errors(params: dict, schema=AuditLogFilterSchema) -> dict:
@@ -44,12 +44,12 @@ def test_every_filter_is_parsed():
     filters = AuditLogFilterSchema().load({
         "date_from": "2026-01-01", "date_to": "2026-01-31", "user_id": "7", "action_type": "UPDATE",
         "resource_type": "USER", "status": "SUCCESS", "category": "user_management", "severity": "ERROR",
-        "error_type": "ValueError", "search": "bob",
+        "error_type": "ValueError", "search": "bob", "ip_address": "203.0.113.24", "username": "bob",
     })
     assert filters == AuditFilters(
         date_from=datetime(2026, 1, 1, tzinfo=UTC), date_to=datetime(2026, 2, 1, tzinfo=UTC), user_id=7,
         action_type="UPDATE", resource_type="USER", status="SUCCESS", category="user_management", severity="ERROR",
-        error_type="ValueError", search="bob",
+        error_type="ValueError", search="bob", ip_address="203.0.113.24", username="bob",
     )
 
 
@@ -96,6 +96,33 @@ def test_user_id_must_be_a_positive_integer(value):
 
 def test_search_is_bounded():
     assert "search" in _errors({"search": "x" * 201})
+
+
+@pytest.mark.parametrize(("given", "loaded"), [
+    ("203.0.113.24", "203.0.113.24"),
+    ("2001:DB8:0:0::1", "2001:db8::1"),  # the canonical text events store
+    ("2001:0db8:0000:0000:0000:0000:0000:0017", "2001:db8::17"),
+    ("::FFFF:192.0.2.9", "::ffff:192.0.2.9"),  # IPv4-mapped, as a dual-stack server writes it
+    (" 192.0.2.9 ", "192.0.2.9"),
+])
+def test_an_ip_address_is_loaded_in_the_form_events_store(given, loaded):
+    assert AuditLogFilterSchema().load({"ip_address": given}).ip_address == loaded
+
+
+@pytest.mark.parametrize("value", ["", "256.0.0.1", "10.0.0", "010.0.0.1", "192.0.2.0/24", "localhost",
+                                   "2001:db8::1::2"])
+def test_a_bad_ip_address_is_refused_naming_it(value):
+    [message] = _errors({"ip_address": value})["ip_address"]
+    assert message.startswith("Not a valid IPv4 or IPv6 address") and "2001:db8::1" in message
+    assert _errors({"ip_address": "fe80::1%eth\x00"}) == {"ip_address": ["Must not contain a NUL character (\\x00)."]}
+
+
+def test_a_username_is_taken_as_typed_up_to_the_columns_length():
+    assert AuditLogFilterSchema().load({"username": "Alice.O'Neil"}).username == "Alice.O'Neil"
+    assert AuditLogFilterSchema().load({"username": "x" * USERNAME_SNAPSHOT_MAX}).username == "x" * USERNAME_SNAPSHOT_MAX
+    assert _errors({"username": ""}) == _errors({"username": "x" * (USERNAME_SNAPSHOT_MAX + 1)}) == {
+        "username": [f"Length must be between 1 and {USERNAME_SNAPSHOT_MAX}."]}
+    assert _errors({"username": "ad\x00min"}) == {"username": ["Must not contain a NUL character (\\x00)."]}
 
 
 # -- event schemas -----------------------------------------------------------------------------

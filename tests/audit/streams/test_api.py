@@ -3,6 +3,7 @@ managed by admins, bad input answered with a 422 naming the field, every change 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,6 +11,7 @@ import trustme
 
 from audit_portal.audit.delivery.webhook import verify as verify_signature
 
+from .conftest import deliver, record_events
 from .receivers import WebhookReceiver
 
 URL = "/api/v1/streams/"
@@ -84,6 +86,8 @@ def test_patch_pause_resume_delete_are_audited_with_old_and_new(client, admin_he
     ({"name": "x", "kind": "file", "url": "tcp://h:1", "path": "a"}, "url"),
     ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"status": "MAYBE"}}, "filters"),
     ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"colour": "red"}}, "filters"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"ip_address": "10.0.0.300"}}, "filters"),
+    ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "filters": {"username": "x" * 65}}, "filters"),
     ({"name": "x", "kind": "syslog", "url": "tcp://h:1", "headers": {"A": "b"}}, "headers"),
     ({"name": "x", "kind": "webhook", "url": "https://h/x", "headers": {"X-Audit-Signature": "forged"}}, "headers"),
     ({"name": "x", "kind": "webhook", "url": "https://h/x", "headers": {"Bad Name": "v"}}, "headers"),
@@ -105,6 +109,19 @@ def test_bad_input_is_a_422_naming_the_field(client, admin_headers, payload, fie
     response = create(client, admin_headers, **payload)
     assert response.status_code == 422, response.json
     assert field in response.json["errors"], response.json
+
+
+def test_a_destination_filtered_by_ip_address_and_username_gets_only_those_events(app, client, admin_headers,
+                                                                                   tmp_path):
+    created = create(client, admin_headers, name="one-client", kind="file", path="client.ndjson", start="beginning",
+                     filters={"ip_address": "2001:DB8::7", "username": "user3"})
+    assert created.status_code == 201, created.json
+    assert created.json["data"]["filters"] == {"ip_address": "2001:DB8::7", "username": "user3"}
+    record_events(app, 14, ip_address="192.0.2.7")  # usernames user0..user6: user3 among them, other address
+    wanted = record_events(app, 14, ip_address="2001:db8::7")[3::7]  # user3's events from that address
+    deliver(app)
+    lines = (tmp_path / "streams" / "client.ndjson").read_text().splitlines()
+    assert [json.loads(line)["event_id"] for line in lines] == wanted
 
 
 def test_a_name_is_unique(client, admin_headers):

@@ -85,6 +85,30 @@ def test_filters_paging_and_totals(app, client, tokens):
     assert [i["description"] for i in second["items"]] == ["e12", "e15", "e18", "e21"]
 
 
+def test_filter_by_username_and_ip_address(app, client, tokens):
+    """``username`` finds the actor's events and the failed logins that typed the name; ``ip_address`` one client's
+    events, however the address is spelt."""
+    insert_events(app, [
+        event(description="by carol", username="carol", ip_address="2001:db8::9", minutes_ago=3),
+        event(action=ActionType.LOGIN_FAILED, resource=ResourceType.SESSION, status=Status.FAILURE, minutes_ago=2,
+              description="Failed login for 'carol': wrong password", ip_address="198.51.100.4",
+              metadata={"attempted_username": "carol", "reason": "wrong password", "known_user": True}),
+        event(description="by dave", username="dave", ip_address="198.51.100.4", minutes_ago=1),
+    ])
+    headers = bearer(tokens["admin"])
+
+    def found(query):
+        data = client.get(f"/api/v1/audit-logs/?{query}", headers=headers).json["data"]
+        assert data["total"] == len(data["items"])
+        return [item["description"] for item in data["items"]]
+
+    assert found("username=carol") == ["Failed login for 'carol': wrong password", "by carol"]
+    assert found("username=CAROL") == []
+    assert found("ip_address=198.51.100.4") == ["by dave", "Failed login for 'carol': wrong password"]
+    assert found("ip_address=2001:DB8:0:0::9") == ["by carol"]
+    assert found("ip_address=198.51.100.4&username=carol") == ["Failed login for 'carol': wrong password"]
+
+
 def test_errors_endpoint_only_errors_with_stack_traces_and_limits(app, client, tokens):
     insert_events(app, [event(action=ActionType.EXCEPTION_RAISED, resource=ResourceType.SYSTEM, status=Status.ERROR,
                               severity="CRITICAL", error_type="MemoryError", stack_trace="Traceback...\nMemoryError"),
@@ -125,6 +149,10 @@ def test_get_one_event(app, client, tokens):
     ("/api/v1/audit-logs/?colour=red", 422, "colour"),
     ("/api/v1/audit-logs/?user_id=abc", 422, "user_id"),
     ("/api/v1/audit-logs/?user_id=99999999999999999999999", 422, "user_id"),
+    ("/api/v1/audit-logs/?ip_address=203.0.113.256", 422, "ip_address"),
+    ("/api/v1/audit-logs/errors?ip_address=example.com", 422, "ip_address"),
+    ("/api/v1/audit-logs/export?ip_address=10.0.0", 422, "ip_address"),
+    ("/api/v1/audit-logs/?username=" + "x" * 65, 422, "username"),
     ("/api/v1/audit-logs/export?format=xlsx", 422, "format"),
     ("/api/v1/audit-logs/abc", 404, None),
     ("/api/v1/audit-logs/99999999999999999999999", 404, None),
@@ -143,7 +171,8 @@ def test_bad_input_is_a_4xx_envelope_naming_the_parameter(client, tokens, path, 
 
 @pytest.mark.parametrize("endpoint", ["/api/v1/audit-logs/", "/api/v1/audit-logs/errors", "/api/v1/audit-logs/export"])
 @pytest.mark.parametrize("name, value", [("search", "a%00b"), ("error_type", "Zero%00Error"),
-                                         ("fingerprint", "0" * 31 + "%00"), ("request_id", "abcdefgh%00")])
+                                         ("fingerprint", "0" * 31 + "%00"), ("request_id", "abcdefgh%00"),
+                                         ("username", "ad%00min"), ("ip_address", "fe80::1%25eth%00")])
 def test_a_nul_in_a_text_filter_is_a_422_naming_it(client, tokens, endpoint, name, value):
     """Found by the fuzz run (tests/test_api_fuzz.py): on PostgreSQL, which refuses NUL in a query, e.g.
     GET /api/v1/audit-logs/errors?fingerprint=...%00... was a 500."""
@@ -209,7 +238,7 @@ def test_openapi_and_docs_need_no_login(client):
     assert "curl" in listing["description"]
     params = {p["name"]: p for p in listing["parameters"]}
     assert {"date_from", "date_to", "user_id", "action_type", "resource_type", "status", "category", "severity",
-            "error_type", "search", "skip", "limit"} <= set(params)
+            "error_type", "search", "fingerprint", "request_id", "ip_address", "username", "skip", "limit"} <= set(params)
     assert params["status"]["schema"]["enum"] == ["SUCCESS", "FAILURE", "ERROR"]
     assert "bearerAuth" in spec.json["components"]["securitySchemes"]
     docs = client.get("/api/docs")

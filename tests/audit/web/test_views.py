@@ -68,11 +68,12 @@ def sample(app, admin_id, alice_id):
     """One event of each kind the filters tell apart (descriptions start with "zz-")."""
     return insert_events(app, [
         event("zz-login", ActionType.LOGIN, ResourceType.SESSION, 5, user_id=alice_id, username="alice",
-              request_id_="req-aaaa-0001"),
-        event("zz-fail", ActionType.LOGIN_FAILED, ResourceType.SESSION, 6, status=Status.FAILURE),
+              request_id_="req-aaaa-0001", ip_address="203.0.113.5"),
+        event("zz-fail", ActionType.LOGIN_FAILED, ResourceType.SESSION, 6, status=Status.FAILURE,
+              metadata={"attempted_username": "alice", "reason": "wrong password"}, ip_address="2001:db8::5"),
         event("zz-update", ActionType.UPDATE, ResourceType.USER, 7, user_id=admin_id, username="admin",
               resource_id=alice_id, metadata={"old": {"email": "a@old.example"}, "new": {"email": "a@new.example"}},
-              request_id_="req-aaaa-0001"),
+              request_id_="req-aaaa-0001", ip_address="203.0.113.5"),
         error_event("zz-critical", "SystemError", ErrorSeverity.CRITICAL, "c" * 32, minutes_ago=8),
         error_event("zz-warning", "ValidationError", ErrorSeverity.WARNING, "w" * 32, minutes_ago=9),
         event("zz-old-delete", ActionType.DELETE, ResourceType.DATA_UPLOAD, 3 * 24 * 60),
@@ -125,6 +126,12 @@ def _id(body, username):
     ("request_id=req-aaaa-0001", {"zz-login", "zz-update"}),
     ("user_id={alice}", {"zz-login"}),
     ("user_id={alice}&status=FAILURE", set()),
+    ("username=alice", {"zz-login", "zz-fail"}),  # her login, and the failed one that typed her name
+    ("username=admin", {"zz-update"}),
+    ("username=Alice", set()),
+    ("ip_address=203.0.113.5", {"zz-login", "zz-update"}),
+    ("ip_address=2001:DB8:0::5", {"zz-fail"}),
+    ("ip_address=203.0.113.5&username=alice", {"zz-login"}),
 ])
 def test_every_filter_from_the_query_string(admin_client, sample, alice_id, query, expected):
     now = utcnow()
@@ -148,6 +155,20 @@ def test_filters_refill_the_form_and_show_as_removable_chips(admin_client, sampl
     assert '<input type="hidden" name="request_id" value="req-aaaa-0001">' in body
 
 
+def test_username_and_ip_address_have_fields_that_keep_their_values(admin_client, sample):
+    body = page_text(admin_client.get(f"{VIEWER}?username=alice&ip_address=2001:DB8::5"))
+    assert re.search(r'<label class="form-label" for="f-username">Username</label>\s*<input[^>]+id="f-username"\s+'
+                     r'name="username" value="alice"', body)
+    assert re.search(r'<label class="form-label" for="f-ip_address">IP address</label>\s*<input[^>]+'
+                     r'id="f-ip_address"\s+name="ip_address" value="2001:DB8::5"', body)
+    chips = body[body.index('data-testid="active-filters"'):]
+    assert 'Username:</span> <span class="filter-chip-value">alice' in chips
+    assert 'IP address:</span> <span class="filter-chip-value">2001:DB8::5' in chips
+    assert 'href="/admin/audit-logs/?ip_address=2001:DB8::5"' in chips  # removing the username keeps the address
+    assert 'href="/admin/audit-logs/export?username=alice&amp;ip_address=2001:DB8::5&amp;format=csv"' in body
+    assert sample_shown(admin_client.get(f"{VIEWER}?username=alice&ip_address=2001:DB8::5")) == {"zz-fail"}
+
+
 @pytest.mark.parametrize("query, parameter, allowed", [
     ("status=nope", "status", "SUCCESS, FAILURE, ERROR"),
     ("action_type=LOGON", "action_type", "LOGIN, LOGOUT, LOGIN_FAILED"),
@@ -157,6 +178,8 @@ def test_filters_refill_the_form_and_show_as_removable_chips(admin_client, sampl
     ("date_from=yesterday", "date_from", "ISO 8601"),
     ("date_from=2026-02-01&date_to=2026-01-01", "date_from", "before date_to"),
     ("user_id=abc", "user_id", "integer"),
+    ("ip_address=203.0.113.300", "ip_address", "Not a valid IPv4 or IPv6 address"),
+    ("username=" + "x" * 65, "username", "Length must be between 1 and 64."),
     ("limit=0", "limit", "from 1 to 200"),
     ("limit=201", "limit", "from 1 to 200"),
     ("skip=-1", "skip", "0 or more"),
@@ -198,6 +221,24 @@ def test_paging_links_keep_the_filters(app, admin_client):
     last = admin_client.get(f"{VIEWER}?status=FAILURE&search=page-&skip=20&limit=10")
     assert descriptions(last) == ["page-20", "page-21", "page-22"]
     assert '<span class="page-link" aria-disabled="true">Next ›</span>' in page_text(last)
+
+
+def test_paging_and_download_links_keep_username_and_ip_address(app, admin_client):
+    insert_events(app, [event(f"pager-{i:02d}", username="pat", ip_address="198.51.100.23", minutes_ago=i)
+                        for i in range(13)]
+                  + [event("other-address", username="pat", ip_address="198.51.100.24"),
+                     event("other-user", username="patricia", ip_address="198.51.100.23")])
+    first = admin_client.get(f"{VIEWER}?username=pat&ip_address=198.51.100.23&limit=10")
+    body = page_text(first)
+    assert descriptions(first) == [f"pager-{i:02d}" for i in range(10)]
+    assert "1–10 of 13 events · page 1 of 2" in body
+    next_href = re.search(r'href="([^"]+)" rel="next"', body).group(1).replace("&amp;", "&")
+    assert next_href.startswith("/admin/audit-logs/?username=pat&ip_address=198.51.100.23&skip=10&limit=10&cursor=")
+    assert descriptions(admin_client.get(next_href)) == ["pager-10", "pager-11", "pager-12"]
+    assert 'href="/admin/audit-logs/?username=pat&amp;ip_address=198.51.100.23&amp;skip=10&amp;limit=10">Last' in body
+    csv_href = html.unescape(re.search(r'data-testid="export-csv" href="([^"]+)"', body).group(1))
+    rows = list(csv.DictReader(io.StringIO(admin_client.get(csv_href).get_data(as_text=True))))
+    assert [r["description"] for r in rows] == [f"pager-{i:02d}" for i in range(13)]
 
 
 @pytest.mark.parametrize("limit", [25, 50, 100, 200])
@@ -345,6 +386,19 @@ def test_dashboard_filters_by_severity_and_error_type(admin_client, errors_sampl
     none = admin_client.get(f"{ERRORS}?severity=WARNING")
     assert "No errors match these filters" in page_text(none)
     assert 'data-testid="chart-empty"' in page_text(none)
+
+
+def test_dashboard_filtered_by_username_or_ip_address_counts_only_those_errors(app, admin_client, errors_sample):
+    """The rollup knows neither: these filters must count the events (else the group would show 3 + 2)."""
+    insert_events(app, [error_event(f"zde-by-pat-{i}", username="pat", ip_address="2001:db8::23", minutes_ago=i)
+                        for i in range(2)])
+    everyone = _group_rows(page_text(admin_client.get(ERRORS)))
+    assert 'data-testid="group-count">5<' in everyone["f" * 32]
+    for query in ("username=pat", "ip_address=2001:DB8::23"):
+        body = page_text(admin_client.get(f"{ERRORS}?{query}"))
+        rows = _group_rows(body)
+        assert list(rows) == ["f" * 32] and 'data-testid="group-count">2<' in rows["f" * 32], query
+        assert 'data-total="2"' in body, query
 
 
 def test_dashboard_chart_is_an_svg_with_the_right_total(admin_client, errors_sample):

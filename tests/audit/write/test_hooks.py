@@ -129,6 +129,12 @@ def test_x_forwarded_for_is_honoured_through_one_trusted_proxy(client, audit_row
     assert _ip_of(client, audit_rows, "not-an-ip") == "10.0.0.2"
 
 
+@pytest.mark.settings(TRUSTED_PROXY_COUNT=1)
+def test_the_client_ip_is_stored_in_its_canonical_spelling(client, audit_rows):
+    assert _ip_of(client, audit_rows, "2001:0DB8:0000::0007") == "2001:db8::7"
+    assert _ip_of(client, audit_rows, "::FFFF:192.0.2.9") == "::ffff:192.0.2.9"  # not ::ffff:c000:209
+
+
 @pytest.mark.settings(TRUSTED_PROXY_COUNT=2)
 def test_x_forwarded_for_through_two_trusted_proxies(client, audit_rows):
     assert _ip_of(client, audit_rows, "6.6.6.6, 198.51.100.9, 10.0.0.1") == "198.51.100.9"

@@ -332,7 +332,8 @@ def test_filters_that_need_the_events_are_answered_from_the_events():
                          replace(error, category="errors"), replace(error, request_id="r" * 36),
                          replace(error, resource_type="SYSTEM"), replace(error, status=Status.FAILURE.value),
                          replace(error, date_from=today + timedelta(hours=6)),
-                         replace(error, date_to=today + timedelta(minutes=1))):
+                         replace(error, date_to=today + timedelta(minutes=1)),
+                         replace(error, username="alice"), replace(error, ip_address="203.0.113.24")):
         assert not dashboard.from_rollup(needs_events), needs_events
 
 
