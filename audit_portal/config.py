@@ -79,6 +79,31 @@ class BaseConfig:
     STREAM_FILE_ROTATE_BYTES = 100 * 1024 * 1024
     #: Seconds a dispatcher waits when every destination is caught up.
     STREAM_POLL_SECONDS = 1.0
+    #: Alerts (docs/alerts.md). Each app process runs an evaluator thread unless ALERT_EVAL_IN_APP is false (then
+    #: run `flask alerts run`); one evaluates at a time, whichever holds the lock.
+    ALERT_EVAL_IN_APP = True
+    #: Seconds between evaluations of the rules.
+    ALERT_EVAL_INTERVAL = 5.0
+    #: An alert with no new event for this long is resolved.
+    ALERT_RESOLVE_MINUTES = 60
+    #: An open alert that keeps growing is notified again after this long.
+    ALERT_RENOTIFY_MINUTES = 60
+    #: The longest wait between attempts at a notification (the backoff doubles up to it).
+    ALERT_MAX_BACKOFF_SECONDS = 300
+    #: Notifications by email: none unless SMTP_HOST is set. ALERT_EMAIL_TO: comma-separated; empty: every
+    #: active admin's address.
+    SMTP_HOST = ""
+    SMTP_PORT = 25
+    SMTP_USERNAME = ""
+    SMTP_PASSWORD = ""
+    SMTP_STARTTLS = False
+    ALERT_EMAIL_FROM = "audit-portal@localhost"
+    ALERT_EMAIL_TO = ""
+    #: Notifications by webhook (signed like the streams' webhooks): none unless ALERT_WEBHOOK_URL is set.
+    ALERT_WEBHOOK_URL = ""
+    ALERT_WEBHOOK_SECRET = ""
+    #: Where the portal is (e.g. https://audit.example.com): notifications link to an alert's events there.
+    ALERT_BASE_URL = ""
     #: Milliseconds the background writer collects request and error events before writing them in one
     #: transaction (exit, SIGTERM and ``flush()`` write at once). Longer: fewer, larger batches and less CPU
     #: per event (docs/performance.md); shorter: events show up in the viewer sooner.
@@ -115,6 +140,7 @@ class TestingConfig(BaseConfig):
     #: Tests seal explicitly, so that row counts stay predictable; they run stream dispatchers themselves.
     AUDIT_SEAL_INTERVAL = 0
     STREAM_DISPATCH_IN_APP = False
+    ALERT_EVAL_IN_APP = False
 
 
 class ProductionConfig(BaseConfig):

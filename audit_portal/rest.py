@@ -44,6 +44,7 @@ ERROR_DESCRIPTIONS = {
     401: "Not authenticated (no credentials, or an invalid or revoked token)",
     403: "Not an admin",
     404: "No such object",
+    409: "The object's state refuses it (e.g. acknowledging a resolved alert)",
     422: "A parameter or a field of the body is not valid (the envelope's `errors` names it)",
 }
 

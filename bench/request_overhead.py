@@ -32,6 +32,11 @@ What it does (docs/performance.md explains how to read the result):
    successful edit). The "off" server must add none. ``flask audit verify`` then checks the hash chain.
 6. Tears everything down (servers, database, temporary files) even on Ctrl-C or an error.
 
+With ``--alerts`` both servers audit too, and the comparison is the alert evaluator's cost: server "on" runs it
+in-app (ALERT_EVAL_IN_APP=true, every built-in rule enabled, as installed), server "off" runs none; the servers
+share one database, so the rules are the same and only the evaluation differs. Without ``--alerts`` neither
+server evaluates rules.
+
 With ``--streams N`` both servers audit, and the comparison is streaming's cost instead: server "on" delivers
 N active stream destinations (NDJSON files, json format) with its in-app dispatcher threads
 (STREAM_DISPATCH_IN_APP=true), server "off" has no dispatcher (STREAM_DISPATCH_IN_APP=false); the events of
@@ -136,6 +141,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=0,
                         help="compare N active stream destinations (server 'on') with none (server 'off'), both "
                              "auditing (default: %(default)s: compare auditing on with off)")
+    parser.add_argument("--alerts", action="store_true",
+                        help="compare the alert evaluator (every built-in rule enabled) on vs off, both servers auditing")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (server logs)")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database at the end (to inspect it)")
@@ -449,8 +456,9 @@ class CpuMeter:
 
 # -- statistics and accounting -------------------------------------------------------------------
 
-#: Events written by background tasks rather than by requests (the hash-chain sealer): listed, not compared.
-BACKGROUND_KINDS = {"CHAIN_CHECKPOINT"}
+#: Events written by background tasks rather than by requests (the hash-chain sealer, the alert evaluator):
+#: listed, not compared.
+BACKGROUND_KINDS = {"CHAIN_CHECKPOINT", "ALERT_TRIGGERED", "ALERT_RESOLVED"}
 
 
 def significance_rule(env: dict):
@@ -617,6 +625,9 @@ def report(args, results: dict, accounting: dict) -> dict:
     if args.streams:
         print(f"on = auditing with {args.streams} active stream destinations (in-app dispatchers); off = auditing, "
               "no dispatcher.")
+    if args.alerts:
+        print("on = auditing with the alert evaluator (every built-in rule enabled, ALERT_EVAL_INTERVAL "
+              f"{os.environ.get('ALERT_EVAL_INTERVAL', '5')} s); off = auditing, no evaluator.")
     print("ratio = on req/s / off req/s of the same pair (target >= 0.90); req/s are medians over the pairs.")
     print("CPU ratio = off / on CPU per request (gunicorn workers + PostgreSQL backends) of the same pair.")
     for scenario, item in summary.items():
@@ -635,14 +646,14 @@ def report(args, results: dict, accounting: dict) -> dict:
     stored_total = sum(stored[k] for k in compared)
     no_loss = all(expected[k] == stored[k] for k in compared)
     print()
-    whose = "both servers" if args.streams else "the 'on' server"
+    whose = "both servers" if args.streams or args.alerts else "the 'on' server"
     print(f"Audit events {whose} had to write (from the access logs) vs rows added to audit_logs:")
     for kind in compared:
         print(f"  {kind:<16} expected {expected[kind]:>8,}  stored {stored[kind]:>8,}")
     print(f"  {'total':<16} expected {expected_total:>8,}  stored {stored_total:>8,}  -> "
           f"{'no loss' if no_loss else 'MISMATCH'}")
     for kind in sorted(BACKGROUND_KINDS & set(stored)):
-        print(f"  (plus {stored[kind]:,} {kind} rows written by the background sealer, not by requests)")
+        print(f"  (plus {stored[kind]:,} {kind} rows written by background tasks, not by requests)")
     for name, bad in accounting["unexpected"].items():
         if bad:
             print(f"  WARNING: server '{name}' gave unexpected answers: {dict(bad)}")
@@ -679,19 +690,28 @@ def main(argv=None) -> int:
     database_url = f"{args.pg_url}/{args.db_name}"
     tmp = Path(tempfile.mkdtemp(prefix="ap_bench_overhead_"))
     secret_key, hmac_key = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    no_alerts = {"ALERT_EVAL_IN_APP": "false"}  # the evaluator is measured only with --alerts
     if args.streams:  # both audit; "on" delivers the destinations, "off" runs no dispatcher
-        streams = {"AUDIT_STREAM_FILE_DIR": str(tmp / "streams")}
+        streams = {"AUDIT_STREAM_FILE_DIR": str(tmp / "streams"), **no_alerts}
         servers = {
             "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key,
                                                      STREAM_DISPATCH_IN_APP="true", **streams), tmp),
             "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", True, secret_key, hmac_key,
                                                         STREAM_DISPATCH_IN_APP="false", **streams), tmp),
         }
+    elif args.alerts:  # both audit; "on" evaluates every built-in rule (each enabled, the default), "off" none
+        servers = {
+            "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key,
+                                                     ALERT_EVAL_IN_APP="true"), tmp),
+            "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", True, secret_key, hmac_key,
+                                                        **no_alerts), tmp),
+        }
     else:
         servers = {
-            "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key), tmp),
-            "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", False, secret_key, hmac_key),
-                          tmp),
+            "on": Server("on", args.port_on, app_env(database_url, tmp / "data_on", True, secret_key, hmac_key,
+                                                     **no_alerts), tmp),
+            "off": Server("off", args.port_off, app_env(database_url, tmp / "data_off", False, secret_key, hmac_key,
+                                                        **no_alerts), tmp),
         }
     database_made = False
     started = time.monotonic()
@@ -729,8 +749,11 @@ def main(argv=None) -> int:
         stored = Counter(dict(query(database_url, "SELECT action_type, count(*) FROM audit_logs WHERE id > %s "
                                                   "GROUP BY action_type", (baseline,))))
         expected = expected_events(servers["on"])
-        if args.streams:
+        if args.streams or args.alerts:
             expected += expected_events(servers["off"])
+        if args.alerts:
+            print("* alerts after the run:\n" + flask_cli(servers["on"].env, "alerts", "list", "--state", "all").stdout)
+        if args.streams:
             print("* stream destinations after the run:\n" + flask_cli(servers["on"].env, "streams", "list").stdout)
         accounting = {
             "chain": verify_chain(servers["on"].env),

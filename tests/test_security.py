@@ -461,7 +461,11 @@ def test_a_canary_password_appears_nowhere_in_the_database_or_the_log(app, admin
 
 # -- access control: every audit and user route, every method --------------------------------
 
-PROTECTED_PREFIXES = ("/admin/audit-logs", "/api/v1/audit-logs", "/admin/users", "/api/v1/users")
+PROTECTED_PREFIXES = ("/admin/audit-logs", "/api/v1/audit-logs", "/admin/users", "/api/v1/users", "/admin/streams",
+                      "/api/v1/streams", "/admin/alerts", "/admin/alert-rules", "/api/v1/alerts", "/api/v1/alert-rules")
+#: Route arguments that differ per endpoint (the actions each accepts).
+ENDPOINT_VALUES = {"alerts.act_on_alert": {"action": "acknowledge"}, "alerts.act_on_rule": {"action": "update"},
+                   "streams.act": {"action": "pause"}}
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -471,7 +475,8 @@ def protected_routes(app: Flask, values: dict) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(PROTECTED_PREFIXES):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                routes.append((method, adapter.build(rule.endpoint, {k: values[k] for k in rule.arguments},
+                given = {**values, **ENDPOINT_VALUES.get(rule.endpoint, {})}
+                routes.append((method, adapter.build(rule.endpoint, {k: given[k] for k in rule.arguments},
                                                      method=method)))
     return routes
 
@@ -492,10 +497,11 @@ def test_a_non_admin_cannot_reach_any_audit_or_user_route_by_any_method(app, adm
     with app.app_context():
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == admin_id))
     [log_id] = insert_events(app, [event("an event")])
-    routes = protected_routes(app, {"user_id": admin_id, "log_id": log_id, "token_id": token_id})
-    assert len(routes) >= 25, routes
-    assert {"/admin/audit-logs/export", "/api/v1/audit-logs/export", "/admin/audit-logs/integrity/verify"} <= {
-        url for _, url in routes}
+    routes = protected_routes(app, {"user_id": admin_id, "log_id": log_id, "token_id": token_id, "stream_id": 1,
+                                    "alert_id": 1, "rule_id": 1})
+    assert len(routes) >= 45, routes
+    assert {"/admin/audit-logs/export", "/api/v1/audit-logs/export", "/admin/audit-logs/integrity/verify",
+            "/api/v1/streams/", "/admin/alerts/1/acknowledge", "/api/v1/alert-rules/1"} <= {url for _, url in routes}
     body = {"username": "hijack", "email": "hijack@example.com", "password": "hijack-Passw0rd", "role": "admin",
             "status": "suspended", "name": "stolen"}
     alice = logged_in(app, "alice")
@@ -554,8 +560,10 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
     with app.app_context():
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice_id))
     adapter = app.url_map.bind("localhost")
-    values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "action": "remove"}
-    forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: values[k] for k in rule.arguments}, method="POST"))
+    values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "alert_id": 1, "rule_id": 1,
+              "action": "remove"}
+    forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: {**values, **ENDPOINT_VALUES.get(rule.endpoint, {})}[k]
+                                                           for k in rule.arguments}, method="POST"))
              for rule in app.url_map.iter_rules()
              if "POST" in rule.methods and not rule.rule.startswith(("/api/", "/static/"))]
     assert len(forms) >= 12, forms

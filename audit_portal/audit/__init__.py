@@ -43,14 +43,18 @@ def __dir__() -> list[str]:
 
 def init_app(app) -> None:
     """Wire auditing into ``app``: the background writer (with the sealer as its housekeeping) and its SIGTERM
-    flush, the request hooks, the pages, the API, the commands, the template filters, and the stream
-    dispatcher thread (started by the first request of each process, unless STREAM_DISPATCH_IN_APP is false)."""
+    flush, the request hooks, the pages, the API, the commands, the template filters, and the stream dispatcher
+    and alert evaluator threads (started by the first request of each process, unless STREAM_DISPATCH_IN_APP or
+    ALERT_EVAL_IN_APP is false)."""
     from ..rest import register
-    from .cli import audit_cli, demo_cli, streams_cli
+    from .alerts.runner import BackgroundEvaluator, check_settings
+    from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
     from .integrity.seal import seal_in_background
     from .record.presentation import TEMPLATE_FILTERS
     from .streams.runner import BackgroundDispatcher
     from .web import (
+        alerts,
+        alerts_api,
         api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
         streams,
@@ -66,14 +70,20 @@ def init_app(app) -> None:
     AuditMiddleware(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(streams.bp)
-    register(api.blp, streams_api.blp)
-    for group in (audit_cli, demo_cli, streams_cli):
+    app.register_blueprint(alerts.bp)
+    register(api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp)
+    for group in (audit_cli, demo_cli, streams_cli, alerts_cli):
         app.cli.add_command(group)
     for name, function in TEMPLATE_FILTERS.items():
         app.add_template_filter(function, name)
+    app.context_processor(alerts.nav_counts)
     if app.config["STREAM_DISPATCH_IN_APP"]:
         dispatcher = app.extensions["audit_streams"] = BackgroundDispatcher(app)
         app.before_request(dispatcher.ensure_started)
+    check_settings(app.config)
+    if app.config["ALERT_EVAL_IN_APP"]:
+        evaluator = app.extensions["audit_alerts"] = BackgroundEvaluator(app)
+        app.before_request(evaluator.ensure_started)
 
 
 __all__ = sorted([*_FACE, "init_app"])

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from ..extensions import db
-from ..users.models import User
+from ..users.models import Role, RoleName, User, UserStatus
 
 
 class UserDirectory:
@@ -25,3 +25,11 @@ class UserDirectory:
     def some(self, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` users (the first created), as (id, username)."""
         return [tuple(row) for row in db.session.execute(select(User.id, User.username).order_by(User.id).limit(limit))]
+
+    def admin_emails(self) -> list[str]:
+        """The addresses of the admins who can log in (active, status active), in the order they were created."""
+        query = (select(User.email).join(Role, Role.id == User.role_id)
+                 .where(Role.name == RoleName.ADMIN.value, User.is_active.is_(True),
+                        User.status == UserStatus.ACTIVE.value, User.email != "")
+                 .order_by(User.id))
+        return list(db.session.scalars(query))

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
+from .alerts import alerts_cli
 from .maintenance import audit_cli, demo_cli
 from .streams import streams_cli
 
-__all__ = ["audit_cli", "demo_cli", "streams_cli"]
+__all__ = ["alerts_cli", "audit_cli", "demo_cli", "streams_cli"]

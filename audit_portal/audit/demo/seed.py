@@ -126,6 +126,22 @@ def _stream(action: ActionType):
     return scenario
 
 
+def _alert(action: ActionType):
+    def scenario(rng, common, meta, uname, target):
+        rule = rng.choice(["brute_force_ip", "new_admin", "error_spike", "large_export"])
+        if action.name.startswith("ALERT_RULE"):
+            verb = {"CREATE": "added", "UPDATE": "changed", "DELETE": "removed"}[action.name.rsplit("_", 1)[1]]
+            return build_event(action, ResourceType.ALERT_RULE, target, f"{uname} {verb} the alert rule {rule}",
+                               metadata={**meta, "rule": rule}, **common)
+        text = {ActionType.ALERT_TRIGGERED: f"Alert {rule}: {target} matching events",
+                ActionType.ALERT_ACKNOWLEDGED: f"{uname} acknowledged the alert {rule}",
+                ActionType.ALERT_RESOLVED: f"{uname} resolved the alert {rule}"}[action]
+        return build_event(action, ResourceType.ALERT, target, text, metadata={**meta, "rule": rule, "count": target},
+                           **common)
+
+    return scenario
+
+
 def _error(index: int, action: ActionType | None = None):
     def scenario(rng, common, meta, uname, target):
         etype, message, filename, function, severity = ERRORS[index]
@@ -164,6 +180,9 @@ SCENARIOS = [
     (0.001, _maintenance(ActionType.AUDIT_FAILURE, Status.ERROR, "An audit event could not be recorded in full")),
     *[(0.0005, _stream(action)) for action in (ActionType.STREAM_CREATE, ActionType.STREAM_UPDATE,
                                                 ActionType.STREAM_DELETE)],
+    *[(0.0005, _alert(action)) for action in (ActionType.ALERT_TRIGGERED, ActionType.ALERT_ACKNOWLEDGED,
+                                               ActionType.ALERT_RESOLVED, ActionType.ALERT_RULE_CREATE,
+                                               ActionType.ALERT_RULE_UPDATE, ActionType.ALERT_RULE_DELETE)],
     # Errors: 10% of events, spread over ERRORS; two more pin down both error action types.
     *[(0.10 / len(ERRORS), _error(i)) for i in range(len(ERRORS))],
     (0.0, _error(0, ActionType.EXCEPTION_RAISED)),

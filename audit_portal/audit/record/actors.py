@@ -1,6 +1,6 @@
 """Who an event names. The audit package never imports the app's user model: the app lends it a directory
 of users (``audit.use_actor_directory``; the auth package provides it) through which the audit code finds a
-user's name, tells a deleted user from a changed one, and picks users for demo data."""
+user's name, tells a deleted user from a changed one, picks users for demo data and finds whom to email alerts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ class ActorDirectory(Protocol):
     def some(self, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` users as (id, username)."""
 
+    def admin_emails(self) -> list[str]:
+        """The email addresses of the active admins (alert notifications go there by default)."""
+
 
 class NoDirectory:
     """What the audit code sees when the app lent it none: nobody is known."""
@@ -27,6 +30,9 @@ class NoDirectory:
         return {}
 
     def some(self, limit: int) -> list[tuple[int, str]]:
+        return []
+
+    def admin_emails(self) -> list[str]:
         return []
 
 

@@ -63,6 +63,12 @@ class ActionType(ChoiceEnum):
     STREAM_CREATE = "STREAM_CREATE"  #: a stream destination was added (secrets and header values redacted)
     STREAM_UPDATE = "STREAM_UPDATE"  #: a stream destination was changed, paused, resumed or given a new secret
     STREAM_DELETE = "STREAM_DELETE"  #: a stream destination was removed
+    ALERT_TRIGGERED = "ALERT_TRIGGERED"  #: a detection rule opened an alert
+    ALERT_ACKNOWLEDGED = "ALERT_ACKNOWLEDGED"  #: an admin acknowledged an alert
+    ALERT_RESOLVED = "ALERT_RESOLVED"  #: an alert was resolved, by an admin or after a quiet period
+    ALERT_RULE_CREATE = "ALERT_RULE_CREATE"  #: a detection rule was added
+    ALERT_RULE_UPDATE = "ALERT_RULE_UPDATE"  #: a detection rule was changed, enabled or disabled
+    ALERT_RULE_DELETE = "ALERT_RULE_DELETE"  #: a custom detection rule was removed
 
 
 class ResourceType(ChoiceEnum):
@@ -78,6 +84,8 @@ class ResourceType(ChoiceEnum):
     REQUEST = "REQUEST"
     SYSTEM = "SYSTEM"
     STREAM = "STREAM"  #: a destination the audit trail is streamed to
+    ALERT = "ALERT"  #: an alert opened by a detection rule
+    ALERT_RULE = "ALERT_RULE"  #: a detection rule
 
 
 class Status(ChoiceEnum):
@@ -130,6 +138,9 @@ _ACTION_CATEGORY = {
     ActionType.STREAM_CREATE: Category.AUDIT,
     ActionType.STREAM_UPDATE: Category.AUDIT,
     ActionType.STREAM_DELETE: Category.AUDIT,
+    **dict.fromkeys((ActionType.ALERT_TRIGGERED, ActionType.ALERT_ACKNOWLEDGED, ActionType.ALERT_RESOLVED,
+                     ActionType.ALERT_RULE_CREATE, ActionType.ALERT_RULE_UPDATE, ActionType.ALERT_RULE_DELETE),
+                    Category.SECURITY),
 }
 _RESOURCE_CATEGORY = {
     ResourceType.USER: Category.USER_MANAGEMENT,
@@ -142,6 +153,8 @@ _RESOURCE_CATEGORY = {
     ResourceType.REQUEST: Category.REQUESTS,
     ResourceType.SYSTEM: Category.SYSTEM,
     ResourceType.STREAM: Category.AUDIT,
+    ResourceType.ALERT: Category.SECURITY,
+    ResourceType.ALERT_RULE: Category.SECURITY,
 }
 
 

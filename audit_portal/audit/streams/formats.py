@@ -41,6 +41,12 @@ _ECS_KINDS: dict[ActionType, tuple[list[str], list[str]]] = {
     A.STREAM_CREATE: (["configuration"], ["creation"]),
     A.STREAM_UPDATE: (["configuration"], ["change"]),
     A.STREAM_DELETE: (["configuration"], ["deletion"]),
+    A.ALERT_TRIGGERED: (["intrusion_detection"], ["info"]),
+    A.ALERT_ACKNOWLEDGED: (["intrusion_detection"], ["info"]),
+    A.ALERT_RESOLVED: (["intrusion_detection"], ["info"]),
+    A.ALERT_RULE_CREATE: (["configuration"], ["creation"]),
+    A.ALERT_RULE_UPDATE: (["configuration"], ["change"]),
+    A.ALERT_RULE_DELETE: (["configuration"], ["deletion"]),
 }
 #: Creation, change and deletion: of a user (``iam``), of anything else (``configuration``).
 _CHANGES = {A.CREATE: "creation", A.UPDATE: "change", A.DELETE: "deletion"}

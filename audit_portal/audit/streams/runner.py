@@ -5,7 +5,6 @@ together: a destination has one dispatcher at a time, whichever took its lock fi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -13,6 +12,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from ...extensions import db
+from ..delivery.background import BackgroundThread
 from ..delivery.locks import STREAM_DESTINATION, WorkerLock
 from ..integrity.seal import seal_in_background
 from .dispatcher import Delivery, Settings
@@ -112,30 +112,8 @@ class Dispatcher:
             self.close()
 
 
-class BackgroundDispatcher:
-    """The dispatcher thread of one app in one process, started on the first request (and after a fork)."""
+class BackgroundDispatcher(BackgroundThread):
+    """The dispatcher thread of one app in one process (it lets go of its destinations when stopped)."""
 
     def __init__(self, app):
-        self.app = app
-        self._pid: int | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def ensure_started(self) -> None:
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid, self._stop = os.getpid(), threading.Event()
-            poll_s = self.app.config["STREAM_POLL_SECONDS"]
-            self._thread = threading.Thread(target=Dispatcher(self.app).run, args=(self._stop, poll_s),
-                                            name="audit-streams", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10) -> None:
-        """Stop this process's thread after its current round (it lets go of its destinations)."""
-        self._stop.set()
-        if self._thread is not None and self._pid == os.getpid():
-            self._thread.join(timeout)
+        super().__init__("audit-streams", lambda stop: Dispatcher(app).run(stop, app.config["STREAM_POLL_SECONDS"]))

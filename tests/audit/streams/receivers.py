@@ -119,7 +119,7 @@ input(type="imtcp" address="127.0.0.1" port="{self.port}" ruleset="audit")
 class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that records every POST (headers and body) and answers with ``status()``."""
 
-    def __init__(self, tls: ServerCertificate | None = None):
+    def __init__(self, tls: ServerCertificate | None = None, port: int = 0):
         self.requests: list[dict] = []
         self.tls = tls
         self.answer = 200
@@ -140,7 +140,7 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         if tls is not None:
             self.server.socket = tls.server_context().wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
