@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
@@ -19,8 +19,8 @@ from ..write.service import log_audit
 from ..write.spool import Spool
 from . import notify
 from .models import Alert, AlertRule, AlertState, NotificationEvent
-from .rules import Hit, event_filters, hits, recount
-from .service import ensure_builtin_rules, resolve
+from .rules import Hit, event_filters, hits, minimum, recount
+from .service import AlertError, ensure_builtin_rules, resolve
 
 log = logging.getLogger(__name__)
 _LIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
@@ -60,9 +60,17 @@ def _evaluate_rule(rule: AlertRule, now: datetime, renotify_after: timedelta) ->
     found = hits(db.session, rule, now)
     if rule.builtin and rule.name == "audit_write_failure":
         found += _spool_hit(now)
+    #: The last event each group's latest resolved alert saw: a new alert counts only what came after it.
+    resolved_upto = dict(db.session.execute(
+        select(Alert.group_key, func.max(Alert.last_seen))
+        .where(Alert.rule_id == rule.id, Alert.state == AlertState.RESOLVED.value).group_by(Alert.group_key)).all())
     opened = []
     for hit in found:
-        if hit.group_key[:255] not in live:
+        key = hit.group_key[:255]
+        if key in live:
+            continue
+        hit = _after(rule, hit, resolved_upto.get(key), now)
+        if hit is not None:
             alert = _open(rule, hit, now)
             if alert is not None:
                 live[alert.group_key] = alert
@@ -72,6 +80,21 @@ def _evaluate_rule(rule: AlertRule, now: datetime, renotify_after: timedelta) ->
     return opened
 
 
+def _after(rule: AlertRule, hit: Hit, resolved_upto: datetime | None, now: datetime) -> Hit | None:
+    """``hit`` counting only the events after the last one a resolved alert of its group saw (None when those
+    do not reach the threshold): resolving an alert, by hand or after a quiet period, is never undone by the
+    events it already covered."""
+    if resolved_upto is None or resolved_upto < hit.first_seen or hit.group_key == SPOOL_GROUP:
+        return hit
+    if hit.last_seen <= resolved_upto:
+        return None
+    since = resolved_upto + timedelta(microseconds=1)
+    count, first, last = recount(db.session, rule, hit.group_key, since)
+    if count < minimum(rule) or first is None:
+        return None
+    return Hit(hit.group_key, count, first, last, since)
+
+
 def _spool_hit(now: datetime) -> list[Hit]:
     """Events waiting in this host's spool (the database refused them): an audit write failure too."""
     spool = Spool(current_app.config["AUDIT_DATA_DIR"], current_app.config["AUDIT_SPOOL_MAX_BYTES"])
@@ -79,7 +102,7 @@ def _spool_hit(now: datetime) -> list[Hit]:
 
 
 def _open(rule: AlertRule, hit: Hit, now: datetime) -> Alert | None:
-    window_start = now - timedelta(seconds=rule.window_seconds)
+    window_start = hit.since or now - timedelta(seconds=rule.window_seconds)
     alert = Alert(rule=rule, group_key=hit.group_key[:255], state=AlertState.OPEN.value, severity=rule.severity,
                   count=hit.count, window_start=window_start, first_seen=hit.first_seen, last_seen=hit.last_seen,
                   event_filters=event_filters(rule, hit.group_key, window_start))
@@ -105,18 +128,30 @@ def _grow(rule: AlertRule, alert: Alert, now: datetime, renotify_after: timedelt
         if _spool_hit(now):
             alert.last_seen = now
         return
-    count, last = recount(db.session, rule, alert.group_key, alert.window_start)
+    count, _, last = recount(db.session, rule, alert.group_key, alert.window_start)
     if count > alert.count:
         alert.count = count
     if last is not None and last > alert.last_seen:
         alert.last_seen = last
     if (alert.state == AlertState.OPEN.value and alert.count > alert.notified_count
             and alert.notified_at is not None and now - alert.notified_at >= renotify_after):
-        notify.queue(alert, NotificationEvent.RENOTIFY, now)
+        # Only if it is still open in the database: an admin may have acknowledged it since it was read.
+        claimed = db.session.execute(update(Alert).where(Alert.id == alert.id, Alert.state == AlertState.OPEN.value)
+                                     .values(notified_at=now, notified_count=alert.count)).rowcount
+        if claimed:
+            notify.queue(alert, NotificationEvent.RENOTIFY, now)
 
 
 def _resolve_quiet(quiet_since: datetime, now: datetime) -> int:
-    quiet = list(db.session.scalars(select(Alert).where(Alert.state.in_(_LIVE), Alert.last_seen < quiet_since)))
+    """Resolve the live alerts whose last event, and whose opening, are older than the quiet period (an alert
+    opened from old events still stays open for the period)."""
+    quiet = list(db.session.scalars(select(Alert).where(Alert.state.in_(_LIVE), Alert.last_seen < quiet_since,
+                                                        Alert.created_at < quiet_since)))
+    resolved = 0
     for alert in quiet:
-        resolve(None, alert, now, reason="no new event for ALERT_RESOLVE_MINUTES")
-    return len(quiet)
+        try:
+            resolve(None, alert, now, reason="no new event for ALERT_RESOLVE_MINUTES")
+        except AlertError:  # an admin resolved or acknowledged it meanwhile: theirs
+            continue
+        resolved += 1
+    return resolved

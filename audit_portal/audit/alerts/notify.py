@@ -10,12 +10,14 @@ import logging
 import smtplib
 import ssl
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
+from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ...extensions import db
 from ...timeutil import utcnow
@@ -23,6 +25,7 @@ from ..delivery import webhook
 from ..delivery.backoff import delay
 from ..delivery.webhook import DeliveryFailed
 from ..record.actors import directory
+from ..record.events import single_line
 from .models import ERROR_MAX, Alert, AlertNotification, Channel, NotificationEvent
 from .schemas import AlertSchema
 
@@ -52,7 +55,7 @@ def link(alert: Alert) -> str:
 def queue(alert: Alert, event: NotificationEvent, now: datetime | None = None) -> None:
     """Add a notification of ``event`` for every channel that is set up (in the caller's transaction)."""
     now = now or utcnow()
-    group = f" for {alert.group}" if alert.group else ""
+    group = f" for {single_line(alert.group, 80)}" if alert.group else ""  # a typed name may hold line breaks
     subject = (f"[audit_portal] {alert.severity} {alert.rule.name}{group}: {_VERBS[event]} "
                f"({alert.count} event{'s' if alert.count != 1 else ''})")[:255]
     item = {**AlertSchema().dump(alert), "event": event.value, "link": link(alert)}
@@ -64,38 +67,66 @@ def queue(alert: Alert, event: NotificationEvent, now: datetime | None = None) -
         alert.notified_at, alert.notified_count = now, alert.count
 
 
+@dataclass(frozen=True)
+class Due:
+    """A notification to send, read out of its row: no transaction stays open while it goes over the network."""
+
+    id: int
+    channel: str
+    event: str
+    delivery_id: str
+    subject: str
+    body: dict
+    attempts: int
+
+
 def send_due(now: datetime | None = None) -> int:
-    """Send the notifications that are due; each is committed on its own. Returns how many were sent."""
+    """Send the notifications that are due, each outcome recorded in a short transaction of its own (none is
+    open while a mail server or receiver answers). A notification that fails, for any reason, is retried
+    with backoff and never holds up the others. Returns how many were sent."""
     config = current_app.config
     now = now or utcnow()
-    due = list(db.session.scalars(select(AlertNotification).where(
-        AlertNotification.sent_at.is_(None), AlertNotification.next_attempt_at <= now)
-        .order_by(AlertNotification.id).limit(BATCH)))
+    due = [Due(n.id, n.channel, n.event, n.delivery_id, n.subject, dict(n.body), n.attempts)
+           for n in db.session.scalars(select(AlertNotification).where(
+               AlertNotification.sent_at.is_(None), AlertNotification.next_attempt_at <= now)
+               .order_by(AlertNotification.id).limit(BATCH))]
+    db.session.commit()
     sent = 0
-    for notification in due:
+    for item in due:
         try:
-            _send(notification, config)
-        except DeliveryFailed as exc:
-            notification.attempts += 1
-            notification.last_error = str(exc)[:ERROR_MAX]
-            wait = delay(notification.attempts, config["ALERT_MAX_BACKOFF_SECONDS"])
-            notification.next_attempt_at = utcnow() + timedelta(seconds=wait)
-            log.warning("alert notification %s by %s failed (%s); next attempt in %.1f s", notification.delivery_id,
-                        notification.channel, exc, wait)
+            _send(item, config)
+        except Exception as exc:  # noqa: BLE001 - a refusal, a network error or a bug: retried, never blocking
+            error = exc if isinstance(exc, DeliveryFailed) else f"{type(exc).__name__}: {exc}"
+            wait = delay(item.attempts + 1, config["ALERT_MAX_BACKOFF_SECONDS"])
+            db.session.execute(update(AlertNotification).where(AlertNotification.id == item.id).values(
+                attempts=item.attempts + 1, last_error=_without_url(str(error), config)[:ERROR_MAX],
+                next_attempt_at=utcnow() + timedelta(seconds=wait)))
+            log.warning("alert notification %s by %s failed (%s); next attempt in %.1f s", item.delivery_id,
+                        item.channel, _without_url(str(error), config), wait)
         else:
-            notification.sent_at, notification.last_error = utcnow(), None
+            db.session.execute(update(AlertNotification).where(AlertNotification.id == item.id)
+                               .values(sent_at=utcnow(), last_error=None))
             sent += 1
         db.session.commit()
     return sent
 
 
-def _send(notification: AlertNotification, config) -> None:
-    if notification.channel == Channel.WEBHOOK.value:
-        body = json.dumps(notification.body, ensure_ascii=False, separators=(",", ":")).encode()
+def _without_url(text: str, config) -> str:
+    """``text`` with the webhook URL cut to its origin (a Slack-style URL carries its secret in the path)."""
+    url = config["ALERT_WEBHOOK_URL"]
+    if not url:
+        return text
+    parts = urlsplit(url)
+    return text.replace(url, f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…")
+
+
+def _send(item: Due, config) -> None:
+    if item.channel == Channel.WEBHOOK.value:
+        body = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
         webhook.post(config["ALERT_WEBHOOK_URL"], body, secret=config["ALERT_WEBHOOK_SECRET"],
-                     delivery_id=notification.delivery_id, content_type="application/json")
+                     delivery_id=item.delivery_id, content_type="application/json")
     else:
-        send_email(notification, config)
+        send_email(item, config)
 
 
 def recipients(config) -> list[str]:
@@ -103,7 +134,7 @@ def recipients(config) -> list[str]:
     return configured or directory().admin_emails()
 
 
-def send_email(notification: AlertNotification, config) -> None:
+def send_email(notification: Due, config) -> None:
     to = recipients(config)
     if not to:
         raise DeliveryFailed("no recipient: set ALERT_EMAIL_TO, or give an active admin an email address")
@@ -114,7 +145,7 @@ def send_email(notification: AlertNotification, config) -> None:
     message["Message-ID"] = f"<{notification.delivery_id}@audit-portal>"  # the same on every retry
     message.set_content(
         f"Rule: {item['rule']} ({item['severity']})\n"
-        f"Group: {item['group'] or '-'}\n"
+        f"Group: {single_line(item['group'], 200) if item['group'] else '-'}\n"
         f"Count: {item['count']} (first seen {item['first_seen']}, last seen {item['last_seen']})\n"
         f"State: {item['state']} ({notification.event})\n"
         f"Events: {item['link']}\n")

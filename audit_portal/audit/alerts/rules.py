@@ -128,6 +128,8 @@ class Hit:
     count: int
     first_seen: datetime
     last_seen: datetime
+    #: Where its count starts, when not at the rule's window (after a resolved alert of the group).
+    since: datetime | None = None
 
 
 def hits(session, rule: AlertRule, now: datetime) -> list[Hit]:
@@ -148,17 +150,18 @@ def hits(session, rule: AlertRule, now: datetime) -> list[Hit]:
             if n]
 
 
-def recount(session, rule: AlertRule, group_key: str, since: datetime) -> tuple[int, datetime | None]:
-    """(events, the newest one's time) of the rule and group from ``since`` on: an open alert's growth."""
+def recount(session, rule: AlertRule, group_key: str,
+            since: datetime) -> tuple[int, datetime | None, datetime | None]:
+    """(events, the oldest one's time, the newest one's) of the rule and group from ``since`` on."""
     group = group_expression(rule)
-    query = matching(select(count_expression(rule), func.max(AuditLog.timestamp)), rule)
+    query = matching(select(count_expression(rule), func.min(AuditLog.timestamp), func.max(AuditLog.timestamp)), rule)
     query = query.where(AuditLog.timestamp >= since)
     if group is not None and group_key == "":
         query = query.where(group.is_(None))
     elif group is not None:
         query = query.where(group == (int(group_key) if rule.group_by == GroupBy.USER_ID else group_key))
-    count, last = session.execute(query).one()
-    return count or 0, last
+    count, first, last = session.execute(query).one()
+    return count or 0, first, last
 
 
 def event_filters(rule: AlertRule, group_key: str, since: datetime) -> dict:

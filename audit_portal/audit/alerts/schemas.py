@@ -112,4 +112,6 @@ class AlertSchema(Schema):
 
 class AlertQueryArgsSchema(QueryArgsSchema):
     state = CaseInsensitiveEnum(AlertState, metadata={"description": "open, acknowledged or resolved."})
-    rule = fields.String(validate=validate.Length(min=1, max=NAME_MAX), metadata={"description": "A rule's name."})
+    rule = fields.String(validate=[validate.Length(min=1, max=NAME_MAX),
+                                   validate.Regexp(NAME_RE, error="Letters, digits, '.', '_' and '-' only.")],
+                         metadata={"description": "A rule's name."})

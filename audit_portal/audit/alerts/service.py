@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
@@ -123,6 +123,9 @@ def update_rule(actor, rule: AlertRule, changes: dict) -> AlertRule:
         setattr(rule, field, value)
     new = describe_rule(rule)
     changed = {field for field in _RULE_FIELDS if old[field] != new[field]}
+    if changed & {"filters", "group_by", "window_seconds"}:  # its live alerts count what the rule no longer does
+        db.session.flush()
+        resolve_live(actor, rule, "the rule changed")
     if changed:
         _record(actor, ActionType.ALERT_RULE_UPDATE, ResourceType.ALERT_RULE, rule.id,
                 f"Changed the alert rule {rule.name}: {', '.join(sorted(changed))}",
@@ -170,12 +173,20 @@ def _describe(alert: Alert) -> dict:
             "state": alert.state}
 
 
+def _transition(alert: Alert, expected: str, **values) -> bool:
+    """Move ``alert`` on only if its state in the database is still ``expected`` (a compare-and-set: an admin and
+    the evaluator, or two admins, never both win); then reload it."""
+    changed = db.session.execute(update(Alert).where(Alert.id == alert.id, Alert.state == expected).values(**values)
+                                 .execution_options(synchronize_session=False)).rowcount
+    db.session.refresh(alert)
+    return changed == 1
+
+
 def acknowledge(actor, alert: Alert) -> Alert:
     """Someone is on it: the alert still collects events, and notifies no more."""
-    if alert.state != AlertState.OPEN.value:
+    if not _transition(alert, AlertState.OPEN.value, state=AlertState.ACKNOWLEDGED.value, acknowledged_at=utcnow(),
+                       acknowledged_by=actor.username if actor else None):
         raise AlertError("state", f"Only an open alert can be acknowledged; this one is {alert.state}.", 409)
-    alert.state, alert.acknowledged_at = AlertState.ACKNOWLEDGED.value, utcnow()
-    alert.acknowledged_by = actor.username if actor else None
     _record(actor, ActionType.ALERT_ACKNOWLEDGED, ResourceType.ALERT, alert.id,
             f"Acknowledged the alert {alert.rule.name}{_group_text(alert)}", _describe(alert))
     db.session.flush()
@@ -183,17 +194,33 @@ def acknowledge(actor, alert: Alert) -> Alert:
 
 
 def resolve(actor, alert: Alert, now: datetime | None = None, reason: str = "by hand") -> Alert:
-    """Close it (an admin, or the evaluator after a quiet period): the next hit opens a new alert."""
-    if alert.state == AlertState.RESOLVED.value:
+    """Close it (an admin, or the evaluator after a quiet period): the rule's next hit for the group, counted
+    from this alert's last event on, opens a new alert. Refused (409) if it is resolved already, or if someone
+    changed it since it was read."""
+    seen = alert.state
+    if seen == AlertState.RESOLVED.value:
         raise AlertError("state", "This alert is resolved already.", 409)
-    was_acknowledged = alert.state == AlertState.ACKNOWLEDGED.value
-    alert.state, alert.resolved_at = AlertState.RESOLVED.value, now or utcnow()
+    if not _transition(alert, seen, state=AlertState.RESOLVED.value, resolved_at=now or utcnow()):
+        raise AlertError("state", f"The alert changed meanwhile (it is {alert.state} now); reload and try again.", 409)
     _record(actor, ActionType.ALERT_RESOLVED, ResourceType.ALERT, alert.id,
             f"Resolved the alert {alert.rule.name}{_group_text(alert)} ({reason})", {**_describe(alert), "reason": reason})
-    if alert.notified_at is not None and not was_acknowledged:
+    if alert.notified_at is not None and seen == AlertState.OPEN.value:  # none for an acknowledged alert
         notify.queue(alert, NotificationEvent.RESOLVED)
     db.session.flush()
     return alert
+
+
+def resolve_live(actor, rule: AlertRule, reason: str) -> int:
+    """Resolve the rule's open and acknowledged alerts (those that another evaluator or admin changes meanwhile
+    are left to them); returns how many."""
+    resolved = 0
+    for alert in db.session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.state != AlertState.RESOLVED.value)):
+        try:
+            resolve(actor, alert, reason=reason)
+        except AlertError:
+            continue
+        resolved += 1
+    return resolved
 
 
 def _group_text(alert: Alert) -> str:

@@ -68,7 +68,7 @@ def act_on_alert(alert_id: int, action: str):
         return redirect(url_for("alerts.list_alerts"))
     db.session.commit()
     flash(f"Alert #{alert_id} {'acknowledged' if action == 'acknowledge' else 'resolved'}.", "success")
-    return redirect(request.form.get("next") or url_for("alerts.list_alerts"))
+    return redirect(url_for("alerts.list_alerts"))
 
 
 def _render_rules(form: dict, errors: dict, status: int = 200):
@@ -98,7 +98,7 @@ def _filters(text: str, errors: dict) -> dict:
 
 def _numbers(raw: dict) -> dict:
     """Form text to the schema's integers (a value that is not a number is left for the schema to refuse)."""
-    return {k: int(v) if k in ("threshold", "window_seconds", "parameter") and v.strip().isdigit() else v
+    return {k: int(v) if k in ("threshold", "window_seconds", "parameter") and v.isascii() and v.isdecimal() else v
             for k, v in raw.items()}
 
 

@@ -101,6 +101,8 @@ def test_alerts_are_acknowledged_and_resolved_once_each(app, client, admin_heade
     assert [a["state"] for a in listed] == sorted((a["state"] for a in listed),
                                                   key=["open", "acknowledged", "resolved"].index)  # open first
     assert client.get(f"{ALERTS}?state=sleeping", headers=admin_headers).status_code == 422
+    nul = client.get(f"{ALERTS}?rule=a%00b", headers=admin_headers)
+    assert nul.status_code == 422 and "rule" in nul.json["errors"]
     assert client.get(f"{ALERTS}999999", headers=admin_headers).status_code == 404
 
 

@@ -10,13 +10,17 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 from audit_portal.audit.alerts import service
+from audit_portal.audit.alerts.evaluator import _grow
 from audit_portal.audit.alerts.evaluator import evaluate as evaluate_at
-from audit_portal.audit.alerts.models import AlertNotification
+from audit_portal.audit.alerts.models import Alert, AlertNotification
 from audit_portal.audit.alerts.notify import send_due
 from audit_portal.audit.alerts.runner import AlertRunner
 from audit_portal.audit.delivery.webhook import verify
-from audit_portal.audit.write.service import log_export, log_login_failed
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.write.service import log_audit, log_export, log_login_failed
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 from tests.audit.streams.receivers import WebhookReceiver
@@ -133,13 +137,14 @@ def test_alert_events_never_feed_a_rule(app, admin_headers, client, audit_rows):
 
 
 def test_an_event_that_commits_late_still_counts_by_its_timestamp(app):
-    with app.app_context():
-        for i in range(20):
-            log_login_failed(f"late{i}", "wrong password", ip_address="192.0.2.50",
-                             timestamp=utcnow() - timedelta(minutes=4))
+    failed_logins(app, 19, distinct=True, ip="192.0.2.50")
+    evaluate(app)
+    assert alerts(app, "brute_force_ip") == []  # one short
+    with app.app_context():  # committed now, written four minutes ago (after the evaluation above)
+        log_login_failed("late", "wrong password", ip_address="192.0.2.50", timestamp=utcnow() - timedelta(minutes=4))
     evaluate(app)
     [alert] = alerts(app, "brute_force_ip")
-    assert alert["group"] == "192.0.2.50"
+    assert alert["group"] == "192.0.2.50" and alert["count"] == 20
 
 
 def test_a_webhook_receiver_down_for_thirty_seconds_gets_the_notification_once(app, receiver):
@@ -189,3 +194,93 @@ def test_without_smtp_host_no_email_is_made_and_without_a_webhook_url_no_webhook
 def _channels(app) -> list[str]:
     with app.app_context():
         return [n.channel for n in db.session.scalars(db.select(AlertNotification))]
+
+
+def test_a_resolved_alert_is_not_reopened_by_the_events_it_covered(app, admin_headers, client):
+    failed_logins(app, 20, distinct=True)
+    evaluate(app)
+    [alert] = alerts(app, "brute_force_ip")
+    assert client.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=admin_headers).status_code == 200
+    for _ in range(2):
+        evaluate(app)  # the same 20 events are still in the window
+    assert [a["state"] for a in alerts(app, "brute_force_ip")] == ["resolved"]
+    failed_logins(app, 19, distinct=True)
+    evaluate(app)
+    assert [a["state"] for a in alerts(app, "brute_force_ip")] == ["resolved"]  # 19 new ones: short
+    failed_logins(app, 1, distinct=True)
+    evaluate(app)
+    reopened = [a for a in alerts(app, "brute_force_ip") if a["state"] == "open"]
+    assert len(reopened) == 1 and reopened[0]["count"] == 20  # the new events only
+    assert _notifications(app, "brute_force_ip").count("opened") == 4  # email and webhook, twice
+
+
+def test_a_long_window_over_old_events_opens_once_and_does_not_flap(app, admin_headers, client):
+    """A window longer than the quiet period: the alert opened from 2-hour-old events is not resolved in the
+    same round and reopened in the next (which would notify every few seconds)."""
+    response = client.post("/api/v1/alert-rules/", headers=admin_headers, json={
+        "name": "any_export_today", "filters": {"action_type": "EXPORT"}, "threshold": 1, "window_seconds": 86400})
+    assert response.status_code == 201
+    with app.app_context():
+        log_audit(None, ActionType.EXPORT, ResourceType.AUDIT_LOG, None, "an export", {"row_count": 5},
+                  timestamp=utcnow() - timedelta(hours=2))
+    for _ in range(4):
+        evaluate(app)
+    [alert] = alerts(app, "any_export_today")
+    assert alert["state"] == "open"
+    assert _notifications(app, "any_export_today") == ["opened", "opened"]
+
+
+def test_an_acknowledgement_between_the_evaluators_read_and_its_renotify_wins(app):
+    app.config["ALERT_RENOTIFY_MINUTES"] = 0
+    failed_logins(app, 20, distinct=True)
+    evaluate(app)
+    failed_logins(app, 5, distinct=True)
+    assert app.extensions["audit_writer"].flush()
+    with app.app_context():
+        stale = service.get_alert(alerts(app, "brute_force_ip")[0]["id"])  # read as open
+        rule = stale.rule
+        with db.engine.begin() as other:  # an admin acknowledges it meanwhile
+            other.execute(db.update(Alert).where(Alert.id == stale.id).values(state="acknowledged"))
+        _grow(rule, stale, utcnow(), timedelta(0))
+        db.session.commit()
+    assert "renotify" not in _notifications(app, "brute_force_ip")
+
+
+def test_acknowledging_an_alert_resolved_meanwhile_is_a_409_not_a_500(app):
+    failed_logins(app, 20, distinct=True)
+    evaluate(app)
+    with app.app_context():
+        stale = service.get_alert(alerts(app, "brute_force_ip")[0]["id"])
+        with db.engine.begin() as other:
+            other.execute(db.update(Alert).where(Alert.id == stale.id).values(state="resolved"))
+        with pytest.raises(service.AlertError) as refused:
+            service.acknowledge(None, stale)
+        assert refused.value.code == 409 and "resolved" in refused.value.message
+        with pytest.raises(service.AlertError):
+            service.resolve(None, stale)
+        db.session.rollback()
+
+
+def test_changing_a_rules_grouping_resolves_its_live_alerts(app, admin_headers, client):
+    rule = client.post("/api/v1/alert-rules/", headers=admin_headers, json={
+        "name": "per_ip", "filters": {"action_type": "LOGIN_FAILED"}, "group_by": "ip_address", "threshold": 3,
+        "window_seconds": 600}).json["data"]
+    failed_logins(app, 3)
+    evaluate(app)
+    assert [a["state"] for a in alerts(app, "per_ip")] == ["open"]
+    changed = client.patch(f"/api/v1/alert-rules/{rule['id']}", headers=admin_headers, json={"group_by": "user_id"})
+    assert changed.status_code == 200
+    evaluate(app)  # would fail on the old group ("203.0.113.5" is no user id) if the old alert were still live
+    states = [a["state"] for a in alerts(app, "per_ip")]
+    assert states.count("resolved") == 1 and states.count("open") == 1  # regrouped: a fresh alert
+
+
+def test_a_typed_name_with_a_line_break_cannot_block_the_notifications(app, admin_id, inbox, receiver):
+    failed_logins(app, 10, username="evil\nBcc: victim@example.com")
+    with app.app_context():
+        log_export(20_000, "csv", {}, "api")
+    evaluate(app)
+    subjects = [m["Subject"] for m in inbox.wait_for(2)]
+    assert any("brute_force_username" in s for s in subjects) and any("large_export" in s for s in subjects)
+    assert all(m["Bcc"] is None for m in inbox.messages)
+    assert any("evil\\x0aBcc" in s for s in subjects)  # escaped, on one line

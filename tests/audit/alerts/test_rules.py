@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from audit_portal.audit.alerts.evaluator import evaluate as evaluate_at
 from audit_portal.audit.integrity.verify import VerifyResult, record_verification
 from audit_portal.audit.record.enums import ActionType, ResourceType, Status
 from audit_portal.audit.record.events import build_event
@@ -106,14 +105,16 @@ def _error(app, message: str, when=None):
 
 
 def test_new_error_fires_for_a_first_seen_fingerprint_not_for_one_seen_before(app):
-    _error(app, "old", when=utcnow() - timedelta(days=2))
-    assert app.extensions["audit_writer"].flush()
-    with app.app_context():
-        evaluate_at(utcnow() - timedelta(days=2) + timedelta(seconds=1))  # was new back then
-        db.session.commit()
-    _error(app, "old again")  # the same fingerprint (same code path): not new
-    found = fired(app, "new_error")
-    assert len(found) == 1 and found[0]["first_seen"] < (utcnow() - timedelta(days=1)).isoformat()
+    _error(app, "seen before", when=utcnow() - timedelta(days=2))  # long before the window, and never alerted
+    _error(app, "seen before, again")  # the same fingerprint (the same code path)
+    assert fired(app, "new_error") == []
+    try:
+        raise KeyError("never seen")  # another type: another fingerprint
+    except KeyError as exc:
+        with app.app_context():
+            log_error(exc)
+    [alert] = fired(app, "new_error")
+    assert alert["count"] == 1 and len(alert["group"]) == 32  # the new fingerprint
 
 
 @pytest.mark.parametrize(("days_ago", "expected"), [(8, 1), (3, 0)])
