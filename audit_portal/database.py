@@ -4,6 +4,7 @@ and releasing a request's session even when the connection is gone."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 
@@ -87,6 +88,18 @@ def configure_sqlite(app: Flask) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # The search language's IP ranges (ip:10.0.0.0/8): PostgreSQL compares inet; SQLite asks Python.
+        dbapi_connection.create_function("audit_ip_in_network", 2, ip_in_network, deterministic=True)
+
+
+def ip_in_network(address: str | None, network: str) -> int:
+    """1 when ``address`` lies in ``network`` (a CIDR range), else 0 (also for no address or a malformed one)."""
+    if not address:
+        return 0
+    try:
+        return int(ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False))
+    except ValueError:
+        return 0
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import Select, func, or_, select, tuple_
 from ...database import escape_like
 from ...extensions import db
 from ..record.models import AuditLog
+from .search import ATTEMPTED_USERNAME, compile_query
 
 #: The log's one order: newest first, ties broken by id (the index ``ix_audit_logs_timestamp_id`` serves it).
 NEWEST_FIRST = (AuditLog.timestamp.desc(), AuditLog.id.desc())
@@ -51,6 +52,7 @@ class AuditFilters:
     request_id: str | None = None
     ip_address: str | None = None
     username: str | None = None
+    q: str | None = None  #: a search query (``search.py``)
 
     def active(self) -> dict:
         """The filters that are set, as JSON-friendly values (for audit metadata and links)."""
@@ -68,9 +70,6 @@ class AuditFilters:
 _EQUALITY = ("user_id", "action_type", "resource_type", "status", "category", "severity", "error_type",
              "fingerprint", "request_id", "ip_address")
 
-#: The name a failed or throttled login typed, kept in the event's metadata (``log_login_failed``): such an
-#: event has no actor, so its ``username`` column is empty.
-ATTEMPTED_USERNAME = AuditLog.event_metadata["attempted_username"].as_string()
 
 
 def apply_filters(query: Select, filters: AuditFilters) -> Select:
@@ -85,6 +84,8 @@ def apply_filters(query: Select, filters: AuditFilters) -> Select:
             query = query.where(getattr(AuditLog, name) == value)
     if filters.username is not None:  # the actor's name at the time, or the name a failed login typed
         query = query.where(or_(AuditLog.username == filters.username, ATTEMPTED_USERNAME == filters.username))
+    if filters.q:
+        query = query.where(*compile_query(filters.q))
     if filters.search:
         pattern = f"%{escape_like(filters.search.lower())}%"
         query = query.where(func.lower(AuditLog.description).like(pattern, escape="\\"))

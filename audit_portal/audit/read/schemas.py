@@ -13,6 +13,7 @@ from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, Re
 from ..record.events import canonical_ip
 from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX, USERNAME_SNAPSHOT_MAX
 from .query import AuditFilters
+from .search import MAX_QUERY, QueryError, compile_query
 
 MAX_INT64 = 2**63 - 1
 
@@ -68,6 +69,13 @@ def no_nul(value: str) -> None:
         raise ValidationError("Must not contain a NUL character (\\x00).")
 
 
+def _valid_query(value: str) -> None:
+    try:
+        compile_query(value)
+    except QueryError as exc:
+        raise ValidationError(exc.message) from None
+
+
 class IPAddress(fields.String):
     """An IPv4 or IPv6 address, loaded in the canonical text events store (``2001:DB8:0::1`` is ``2001:db8::1``)."""
 
@@ -107,6 +115,13 @@ class AuditLogFilterSchema(QueryArgsSchema):
     username = fields.String(validate=[no_nul, validate.Length(min=1, max=USERNAME_SNAPSHOT_MAX)],
                              metadata={"description": "Only events by the user of this name at the time, and failed "
                                                       "logins that typed it (exact, case-sensitive)."})
+    q = fields.String(validate=[no_nul, validate.Length(min=1, max=MAX_QUERY), _valid_query], metadata={
+        "description": "A search query (README, Filters): key:value terms (action, resource, status, category, "
+                       "severity, error, user, ip (an address or a range such as 10.0.0.0/8), path (exact, or a "
+                       "prefix with *), method, request, token, created (>=, >, <=, < a date or date-time, or "
+                       "a..b)), -key:value to negate, key:a,b for either, \"quoted values\", and bare words "
+                       "that search the description. ANDed with the other filters.",
+        "example": "action:login_failed -ip:10.0.0.0/8 created:>=2026-11-01"})
 
     @validates_schema
     def _check_range(self, data, **kwargs):
