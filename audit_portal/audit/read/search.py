@@ -207,9 +207,8 @@ def _moment(term: Term, text: str, *, start: bool) -> datetime:
             day = date.fromisoformat(text)
             return midnight(day) if start else midnight(day + timedelta(days=1))
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return moment if start else moment + timedelta(microseconds=1)
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 once in UTC
         raise QueryError(term.text, term.offset, f"{text[:40]!r} is not a date (2026-11-30) or date-time "
                                                  "(2026-11-30T14:00:00Z); operators: >=, >, <=, <, or a..b") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment if start else moment + timedelta(microseconds=1)

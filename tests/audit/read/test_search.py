@@ -111,6 +111,8 @@ INVALID = [
     ("ip:10.0.0.0/33", "'10.0.0.0/33' is not an IP range such as 10.0.0.0/8"),
     ("created:yesterday", "'created:yesterday' at offset 0: 'yesterday' is not a date"),
     ("created:>=2026-13-01", "'2026-13-01' is not a date"),
+    ("created:<=9999-12-31", "'9999-12-31' is not a date"),  # its whole day would end after the last one
+    ("created:>=0001-01-01T00:00:00+01:00", "is not a date"),  # before year 1 in UTC
     ('user:"unclosed', "at offset 5: a quote is not closed"),
     ("action:", "'action:' at offset 0: a value is missing"),
     ("action:login,,logout", "a value is missing"),
