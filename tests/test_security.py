@@ -462,7 +462,8 @@ def test_a_canary_password_appears_nowhere_in_the_database_or_the_log(app, admin
 # -- access control: every audit and user route, every method --------------------------------
 
 PROTECTED_PREFIXES = ("/admin/audit-logs", "/api/v1/audit-logs", "/admin/users", "/api/v1/users", "/admin/streams",
-                      "/api/v1/streams", "/admin/alerts", "/admin/alert-rules", "/api/v1/alerts", "/api/v1/alert-rules")
+                      "/api/v1/streams", "/admin/alerts", "/admin/alert-rules", "/api/v1/alerts", "/api/v1/alert-rules",
+                      "/admin/saved-views", "/api/v1/saved-views")
 #: Route arguments that differ per endpoint (the actions each accepts).
 ENDPOINT_VALUES = {"alerts.act_on_alert": {"action": "acknowledge"}, "alerts.act_on_rule": {"action": "update"},
                    "streams.act": {"action": "pause"}}
@@ -498,7 +499,7 @@ def test_a_non_admin_cannot_reach_any_audit_or_user_route_by_any_method(app, adm
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == admin_id))
     [log_id] = insert_events(app, [event("an event")])
     routes = protected_routes(app, {"user_id": admin_id, "log_id": log_id, "token_id": token_id, "stream_id": 1,
-                                    "alert_id": 1, "rule_id": 1})
+                                    "alert_id": 1, "rule_id": 1, "view_id": 1})
     assert len(routes) >= 45, routes
     assert {"/admin/audit-logs/export", "/api/v1/audit-logs/export", "/admin/audit-logs/integrity/verify",
             "/api/v1/streams/", "/admin/alerts/1/acknowledge", "/api/v1/alert-rules/1"} <= {url for _, url in routes}
@@ -561,7 +562,7 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice_id))
     adapter = app.url_map.bind("localhost")
     values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "alert_id": 1, "rule_id": 1,
-              "action": "remove"}
+              "view_id": 1, "action": "remove"}
     forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: {**values, **ENDPOINT_VALUES.get(rule.endpoint, {})}[k]
                                                            for k in rule.arguments}, method="POST"))
              for rule in app.url_map.iter_rules()

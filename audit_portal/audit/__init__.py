@@ -57,6 +57,8 @@ def init_app(app) -> None:
         alerts_api,
         api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
+        saved_views,
+        saved_views_api,
         streams,
         streams_api,
         views,
@@ -71,7 +73,8 @@ def init_app(app) -> None:
     app.register_blueprint(views.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(alerts.bp)
-    register(api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp)
+    app.register_blueprint(saved_views.bp)
+    register(api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp, saved_views_api.blp)
     for group in (audit_cli, demo_cli, streams_cli, alerts_cli):
         app.cli.add_command(group)
     for name, function in TEMPLATE_FILTERS.items():

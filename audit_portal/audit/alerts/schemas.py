@@ -7,22 +7,13 @@ import re
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from ...params import QueryArgsSchema
-from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum
+from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum, StrictBoolean
 from .models import NAME_MAX, AlertSeverity, AlertState, GroupBy
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 MAX_WINDOW_S = 30 * 24 * 3600
 #: Filters a rule may not set: a rule counts over its own window.
 _WINDOW_FILTERS = ("date_from", "date_to")
-
-
-class StrictBoolean(fields.Boolean):
-    """JSON's true or false only (not 0, 1 or "yes", which marshmallow's Boolean would take)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise ValidationError("Must be true or false.")
-        return value
 
 
 class _RuleFields(Schema):

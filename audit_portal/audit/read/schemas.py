@@ -69,6 +69,15 @@ def no_nul(value: str) -> None:
         raise ValidationError("Must not contain a NUL character (\\x00).")
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON's true or false only (not 0, 1 or "yes", which marshmallow's Boolean would take)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Must be true or false.")
+        return value
+
+
 def _valid_query(value: str) -> None:
     try:
         compile_query(value)

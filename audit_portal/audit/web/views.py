@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request
+from flask_login import current_user
 from marshmallow import ValidationError
 
 from ...access import admin_required
@@ -20,6 +21,7 @@ from ..read.query import AuditFilters, AuditLogRepository, BadCursor
 from ..read.schemas import AuditErrorQueryArgsSchema, AuditLogViewerArgsSchema, ExportArgsSchema
 from ..record.actors import directory
 from ..record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
+from ..saved.service import default_view
 from ..write.service import log_export
 from .charts import stacked_bars
 from .download import download_response
@@ -46,7 +48,7 @@ class _Query:
     """A page's query string, read through one of the API's schemas."""
 
     def __init__(self, schema):
-        given = {key: value for key, value in request.args.items() if value.strip() != ""}
+        given = {key: value for key, value in request.args.items() if value.strip() != "" and key != "view"}
         #: The filter values as given: they refill the form and go into every link of the page.
         self.raw = {key: value for key, value in given.items() if key in _FILTER_NAMES}
         self.errors = repeated_parameters(request.args)
@@ -96,6 +98,11 @@ def _render_list(query: _Query, status: int | None = None, **context):
 @bp.get("/")
 @admin_required
 def list_logs():
+    """The viewer; visited without any parameter, it opens the admin's default saved view (``view=all``: not)."""
+    if not request.args:
+        default = default_view(current_user.id)
+        if default is not None:
+            return redirect(default.url)
     return _render_list(_Query(AuditLogViewerArgsSchema()))
 
 
