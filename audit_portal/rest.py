@@ -8,7 +8,7 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from .envelope import ErrorEnvelopeSchema
-from .extensions import api, csrf
+from .extensions import api, csrf, db
 from .params import repeated_parameters
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -58,6 +58,18 @@ def documented_errors(blp, *codes: int):
         return view
 
     return decorate
+
+
+def commit_or_refuse(operation, refusal: type[Exception]):
+    """Run a service call and commit it; a ``refusal`` (with ``field``, ``message`` and optionally ``code``) is
+    rolled back and answered with the error envelope naming the field (422 unless it says otherwise)."""
+    try:
+        result = operation()
+    except refusal as exc:
+        db.session.rollback()
+        abort_invalid(exc.field, exc.message, getattr(exc, "code", 422))
+    db.session.commit()
+    return result
 
 
 def abort_invalid(field: str, message: str, code: int = 422):

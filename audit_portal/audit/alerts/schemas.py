@@ -7,7 +7,8 @@ import re
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from ...params import QueryArgsSchema
-from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum, StrictBoolean
+from ..read.fields import CaseInsensitiveEnum, StrictBoolean
+from ..read.schemas import AuditLogFilterSchema
 from .models import NAME_MAX, AlertSeverity, AlertState, GroupBy
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum, StrictBoolean, no_nul
-from ..read.search import MAX_QUERY, QueryError, compile_query
+from ..read.fields import CaseInsensitiveEnum, StrictBoolean, no_nul, valid_query
+from ..read.schemas import AuditLogFilterSchema
+from ..read.search import MAX_QUERY
 from .models import NAME_MAX, ViewPage
 
 
@@ -20,7 +21,7 @@ class _ViewFields(Schema):
 
     name = fields.String(validate=[validate.Length(min=1, max=NAME_MAX), _printable],
                          metadata={"example": "Failed logins outside the VPN"})
-    q = fields.String(allow_none=True, validate=[no_nul, validate.Length(min=1, max=MAX_QUERY)],
+    q = fields.String(allow_none=True, validate=[no_nul, validate.Length(min=1, max=MAX_QUERY), valid_query],
                       metadata={"description": "A search query (README, the search language).",
                                 "example": "action:login_failed -ip:10.0.0.0/8"})
     filters = fields.Dict(keys=fields.String(), values=fields.String(),
@@ -31,15 +32,6 @@ class _ViewFields(Schema):
                                      "example": False})
     is_default = StrictBoolean(metadata={"description": "Opened when its owner visits the page without filters.",
                                          "example": False})
-
-    @validates("q")
-    def _query(self, value, **kwargs):
-        if value is None:
-            return
-        try:
-            compile_query(value)
-        except QueryError as exc:
-            raise ValidationError(exc.message) from None
 
     @validates("filters")
     def _filters(self, value, **kwargs):

@@ -9,7 +9,8 @@ import ssl
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from ..delivery.webhook import RESERVED_HEADERS, check_url, url_problem
-from ..read.schemas import AuditLogFilterSchema, CaseInsensitiveEnum
+from ..read.fields import CaseInsensitiveEnum
+from ..read.schemas import AuditLogFilterSchema
 from .models import NAME_MAX, PATH_MAX, URL_MAX, StreamFormat, StreamKind
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")

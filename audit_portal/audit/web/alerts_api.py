@@ -10,7 +10,7 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 
 from ...extensions import db
-from ...rest import abort_invalid, documented_errors, envelope, ok, require_admin
+from ...rest import commit_or_refuse, documented_errors, envelope, ok, require_admin
 from ..alerts import service
 from ..alerts.schemas import (
     AlertQueryArgsSchema,
@@ -48,14 +48,7 @@ def _found(lookup, object_id: int):
 
 
 def _commit(operation):
-    """Run a change and commit it; a broken rule is a 422 naming the field (nothing is changed)."""
-    try:
-        result = operation()
-    except service.AlertError as exc:
-        db.session.rollback()
-        abort_invalid(exc.field, exc.message, exc.code)
-    db.session.commit()
-    return result
+    return commit_or_refuse(operation, service.AlertError)
 
 
 @blp.route("/")

@@ -9,8 +9,7 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from ...extensions import db
-from ...rest import abort_invalid, documented_errors, envelope, ok, require_admin
+from ...rest import commit_or_refuse, documented_errors, envelope, ok, require_admin
 from ..saved import service
 from ..saved.schemas import SavedViewCreateSchema, SavedViewSchema, SavedViewUpdateSchema
 
@@ -34,13 +33,7 @@ def _view(view_id: int):
 
 
 def _commit(operation):
-    try:
-        result = operation()
-    except service.ViewError as exc:
-        db.session.rollback()
-        abort_invalid(exc.field, exc.message, exc.code)
-    db.session.commit()
-    return result
+    return commit_or_refuse(operation, service.ViewError)
 
 
 @blp.route("/")

@@ -9,8 +9,7 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from ...extensions import db
-from ...rest import abort_invalid, documented_errors, envelope, ok, require_admin
+from ...rest import commit_or_refuse, documented_errors, envelope, ok, require_admin
 from ..streams import service
 from ..streams.schemas import StreamCreatedSchema, StreamCreateSchema, StreamSchema, StreamUpdateSchema
 
@@ -34,14 +33,7 @@ def _destination(stream_id: int):
 
 
 def _commit(operation):
-    """Run a change and commit it; a broken rule is a 422 naming the field (nothing is changed)."""
-    try:
-        result = operation()
-    except service.StreamError as exc:
-        db.session.rollback()
-        abort_invalid(exc.field, exc.message)
-    db.session.commit()
-    return result
+    return commit_or_refuse(operation, service.StreamError)
 
 
 @blp.route("/")
