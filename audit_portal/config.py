@@ -52,6 +52,11 @@ class BaseConfig:
     #: The same bound for lists filtered by ``search``: a text match has no ordered index, so counting N
     #: matches reads about N / (share of matching events) rows, whatever the log's size (docs/scaling.md).
     AUDIT_SEARCH_COUNT_LIMIT = 1_000
+    #: The histogram counts every matching event up to this many; past it each bar reads its share of this
+    #: many and is estimated from them (``read/histogram.py``).
+    AUDIT_HISTOGRAM_EXACT_LIMIT = 10_000
+    #: How long a live tail's polls go unrecorded before it must be started (and recorded) again.
+    AUDIT_TAIL_MAX_HOURS = 12
     AUDIT_RETENTION_DAYS = 365
     #: Where the event spool lives; empty means the instance folder.
     AUDIT_DATA_DIR = ""

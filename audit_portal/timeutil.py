@@ -1,6 +1,8 @@
-"""Time helpers: every timestamp the app stores is timezone-aware UTC."""
+"""Time helpers: every timestamp the app stores is timezone-aware UTC; only pages convert, to the viewer's zone."""
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
@@ -14,6 +16,29 @@ def utcnow() -> datetime:
 def midnight(day: date) -> datetime:
     """The UTC midnight at which ``day`` starts."""
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@lru_cache(maxsize=1)
+def known_timezones() -> dict[str, str]:
+    """Every IANA time zone name this machine knows (the ``tzdata`` package guarantees them), by lower case."""
+    # "localtime" is the host's own setting, not an IANA name: a user's choice must mean the same everywhere.
+    names = (available_timezones() | {"UTC"}) - {"localtime"}
+    return {name.lower(): name for name in sorted(names)}
+
+
+def canonical_timezone(name: str) -> str | None:
+    """The IANA spelling of ``name`` (any case, e.g. ``europe/paris`` -> ``Europe/Paris``), or None if unknown."""
+    return known_timezones().get(str(name).strip().lower())
+
+
+def zone(name: str | None) -> tzinfo:
+    """The time zone called ``name``; UTC for no name or a name this machine cannot load."""
+    if not name or name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # a path-like or unknown name: show UTC rather than fail a page
+        return UTC
 
 
 class UTCDateTime(TypeDecorator):

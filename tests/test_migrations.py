@@ -102,3 +102,38 @@ def test_the_rollup_migration_counts_the_errors_already_in_the_log(empty_databas
         (str(three_days_ago), "b" * 16, "MemoryError", "CRITICAL", 1),
         (str(today), "a" * 16, "ValueError", "ERROR", 2),
     ]
+
+
+def test_the_user_timezone_migration_gives_existing_users_utc_and_downgrades(empty_database, tmp_path):
+    """0013 adds users.timezone (UTC for the users already there); its downgrade drops only that column,
+    keeping the users and what hangs off them (a table copy on SQLite would delete their API tokens)."""
+    result = flask("db", "upgrade", "0012_audit_saved_views", database_url=empty_database, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO users (id, username, email, full_name, password_hash, role_id, status, is_active,"
+            " session_version, created_at, updated_at) SELECT 7, 'old', 'old@example.com', '', 'x', id, 'active',"
+            " :yes, 1, :now, :now FROM roles WHERE name = 'user'"), {"yes": True, "now": "2026-01-01 00:00:00+00:00"})
+        connection.execute(text("INSERT INTO api_tokens (user_id, name, prefix, token_hash, created_at)"
+                                " VALUES (7, 'script', 'ap_x', :hash, :now)"),
+                           {"hash": "0" * 64, "now": "2026-01-01 00:00:00+00:00"})
+
+    def user_columns() -> set[str]:
+        with engine.connect() as connection:
+            return {column["name"] for column in inspect(connection).get_columns("users")}
+
+    assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT timezone FROM users WHERE id = 7")).scalar() == "UTC"
+
+    result = flask("db", "downgrade", "0012_audit_saved_views", database_url=empty_database, data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "timezone" not in user_columns()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT username FROM users")).scalars().all() == ["old"]
+        assert connection.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 1
+    assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
+    assert "timezone" in user_columns()
+    engine.dispose()

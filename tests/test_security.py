@@ -545,10 +545,12 @@ def test_a_non_admin_cannot_reach_any_audit_or_user_route_by_any_method(app, adm
 FORM_DATA = {
     "auth.login": {"username": "admin", "password": PASSWORD},
     "auth.password": {"current_password": PASSWORD, "new_password": "hijacked-Passw0rd", "confirm": "hijacked-Passw0rd"},
+    "auth.preferences": {"timezone": "Asia/Tokyo"},
     "users.create_user": {"username": "mallory", "email": "mallory@example.com", "full_name": "", "role": "admin",
                           "status": "active", "is_active": "y", "password": "hijacked-Passw0rd",
                           "confirm": "hijacked-Passw0rd"},
-    "users.edit_user": {"username": "renamed", "email": "renamed@example.com", "full_name": "x", "role": "admin"},
+    "users.edit_user": {"username": "renamed", "email": "renamed@example.com", "full_name": "x", "role": "admin",
+                        "timezone": "Asia/Tokyo"},
     "users.change_status": {"status": "suspended"},
     "users.reset_password": {"password": "hijacked-Passw0rd", "confirm": "hijacked-Passw0rd"},
     "users.create_token": {"name": "stolen"},

@@ -4,6 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ..users.forms import timezone_field
 from ..users.rules import PASSWORD_MAX
 
 
@@ -20,3 +21,10 @@ class PasswordChangeForm(FlaskForm):
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords do not match.")]
     )
     submit = SubmitField("Change password")
+
+
+class PreferencesForm(FlaskForm):
+    """A user's own display preferences."""
+
+    timezone = timezone_field()
+    submit = SubmitField("Save preferences")

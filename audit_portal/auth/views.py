@@ -1,14 +1,15 @@
-"""Login, logout and password change pages."""
+"""Login, logout, password change and preferences pages."""
 
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from ..audit import remember_actor
+from ..audit import ActionType, remember_actor
 from ..extensions import db
 from ..users.rules import ServiceError
-from .forms import LoginForm, PasswordChangeForm
+from ..users.services import run_operation, update_user
+from .forms import LoginForm, PasswordChangeForm, PreferencesForm
 from .services import LoginFailed, authenticate, change_own_password, end_session
 from .throttle import login_limits
 
@@ -82,3 +83,24 @@ def password():
     elif request.method == "POST":
         status = 400
     return render_template("auth/password.html", form=form), status
+
+
+@bp.route("/preferences", methods=["GET", "POST"])
+@login_required
+def preferences():
+    """The user's own time zone, changed through the same audited operation as an admin's edit."""
+    user = current_user._get_current_object()
+    form = PreferencesForm(obj=user)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            run_operation(user, ActionType.UPDATE, user.id, lambda: update_user(user, user, timezone=form.timezone.data))
+        except ServiceError as exc:
+            form.timezone.errors = [*form.timezone.errors, exc.message]
+            status = 400
+        else:
+            flash(f"Your preferences have been saved. Pages now show times in {user.timezone}.", "success")
+            return redirect(url_for("auth.preferences"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/preferences.html", form=form), status

@@ -98,9 +98,15 @@ class UserItem(MethodView):
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserEnvelope)
     def patch(self, data, user_id: int):
-        """Update a user's username, email, full name or role
+        """Update a user's username, email, full name, role or time zone
 
-        The audit event carries the old and new values.
+        The audit event carries the old and new values. The time zone only changes how the HTML pages show
+        times to that user; every time in the API and in exports stays UTC.
+
+        ```
+        curl -X PATCH -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
+          -d '{"timezone": "Europe/Paris"}' http://127.0.0.1:5000/api/v1/users/2
+        ```
         """
         user = _user_or_404(user_id)
         return ok(_apply(lambda: services.update_user(current_user, user, **data), ActionType.UPDATE, user.id), "User updated.")

@@ -32,6 +32,7 @@ class UserStatus(enum.StrEnum):
 USERNAME_MAX = 64
 EMAIL_MAX = 254
 FULL_NAME_MAX = 120
+TIMEZONE_MAX = 64
 
 
 class Role(db.Model):
@@ -60,6 +61,8 @@ class User(UserMixin, db.Model):
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id"), index=True)
     role: Mapped[Role] = relationship(lazy="joined")
     status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE.value)
+    #: The IANA time zone (e.g. ``Europe/Paris``) in which pages show this user times; the API and exports stay UTC.
+    timezone: Mapped[str] = mapped_column(String(TIMEZONE_MAX), default="UTC", server_default="UTC")
     #: Deactivated accounts are kept (their audit trail stays readable) but cannot log in.
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Bumped at logout and password change: every session issued before becomes invalid.

@@ -1,5 +1,5 @@
 """The rules every entry point to user accounts shares (pages, API, CLI): what a valid username, email, full
-name, password and status are, and the errors that name the field at fault."""
+name, password, status and time zone are, and the errors that name the field at fault."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 from flask import current_app
 
+from ..timeutil import canonical_timezone
 from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, UserStatus
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{2,63}$")
@@ -53,6 +54,15 @@ def check_full_name(full_name: str | None) -> str:
     if len(full_name) > FULL_NAME_MAX or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in full_name):
         raise ServiceError("full_name", f"Full name must be at most {FULL_NAME_MAX} printable characters.")
     return full_name
+
+
+def check_timezone(name: str | None) -> str:
+    """An IANA time zone name (any case) or UTC, returned in its IANA spelling."""
+    canonical = canonical_timezone(name or "")
+    if canonical is None:
+        raise ServiceError("timezone", f"Unknown time zone {str(name or '')[:64]!r}; choose UTC or an IANA name "
+                                       "such as Europe/Paris.")
+    return canonical
 
 
 def check_password_strength(password: str, username: str = "") -> None:

@@ -3,7 +3,7 @@
 from marshmallow import RAISE, Schema, fields, validate
 
 from ..params import QueryArgsSchema
-from .models import EMAIL_MAX, FULL_NAME_MAX, USERNAME_MAX, RoleName, UserStatus
+from .models import EMAIL_MAX, FULL_NAME_MAX, TIMEZONE_MAX, USERNAME_MAX, RoleName, UserStatus
 from .rules import PASSWORD_MAX, USERNAME_RE
 
 #: The rules the services enforce, documented (not enforced here: the services' messages are clearer).
@@ -14,6 +14,9 @@ EMAIL_DOC = {"format": "email", "description": "Unique; stored in lower case."}
 PASSWORD_DOC = {"description": "At least PASSWORD_MIN_LENGTH characters (10 by default) with at least 4 different "
                                "ones, not containing the username. Never returned."}
 FULL_NAME_DOC = {"description": "Printable characters (no control characters)."}
+TIMEZONE_DOC = {"description": "The zone the HTML pages show this user times in: UTC or an IANA name such as "
+                               "Europe/Paris (any case; stored in its IANA spelling). The API and exports always "
+                               "answer in UTC.", "example": "Europe/Paris"}
 
 ROLES = [r.value for r in RoleName]
 STATUSES = [s.value for s in UserStatus]
@@ -34,6 +37,7 @@ class UserSchema(Schema):
     role = fields.String(attribute="role_name", metadata={"enum": ROLES})
     status = fields.String(metadata={"enum": STATUSES})
     is_active = fields.Boolean()
+    timezone = fields.String(metadata=TIMEZONE_DOC)
     created_at = fields.DateTime(format="iso")
     updated_at = fields.DateTime(format="iso")
     last_login_at = fields.DateTime(format="iso", allow_none=True)
@@ -48,6 +52,7 @@ class UserCreateSchema(_Strict):
     role = fields.String(load_default=RoleName.USER.value, metadata={"enum": ROLES})
     status = fields.String(load_default=UserStatus.ACTIVE.value, metadata={"enum": STATUSES})
     is_active = fields.Boolean(load_default=True)
+    timezone = fields.String(load_default="UTC", validate=validate.Length(min=1, max=TIMEZONE_MAX), metadata=TIMEZONE_DOC)
 
 
 class UserUpdateSchema(_Strict):
@@ -55,6 +60,7 @@ class UserUpdateSchema(_Strict):
     email = fields.String(validate=validate.Length(min=1, max=EMAIL_MAX), metadata=EMAIL_DOC)
     full_name = fields.String(validate=validate.Length(max=FULL_NAME_MAX), metadata=FULL_NAME_DOC)
     role = fields.String(metadata={"enum": ROLES})
+    timezone = fields.String(validate=validate.Length(min=1, max=TIMEZONE_MAX), metadata=TIMEZONE_DOC)
 
 
 class StatusChangeSchema(_Strict):

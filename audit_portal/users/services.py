@@ -17,6 +17,7 @@ from .rules import (
     check_email,
     check_full_name,
     check_password_strength,
+    check_timezone,
     check_username,
     parse_status,
 )
@@ -115,34 +116,39 @@ def slice_users(search: str = "", skip: int = 0, limit: int = 50) -> tuple[list[
 
 def create_user(actor: User | None, *, username: str, email: str, password: str, full_name: str = "",
                 role: str = RoleName.USER.value, status: str = UserStatus.ACTIVE.value,
-                is_active: bool = True) -> User:
+                is_active: bool = True, timezone: str = "UTC") -> User:
     """Create a user; records CREATE (without any password material)."""
     username, email, full_name = check_username(username), check_email(email), check_full_name(full_name)
+    timezone = check_timezone(timezone)
     role_obj, status_obj = get_role(role), parse_status(status)
     check_password_strength(password, username)
     _check_unique(username, email)
     user = User(username=username, email=email, full_name=full_name, role=role_obj, status=status_obj.value,
-                is_active=is_active, password_hash=hash_password(password))
+                is_active=is_active, timezone=timezone, password_hash=hash_password(password))
     db.session.add(user)
     db.session.flush()
     who = actor.username if actor else "the command line"
     log_user_action(actor, ActionType.CREATE, user, f"{who} created user {username} ({role_obj.name})",
                     {"new": {"username": username, "email": email, "full_name": full_name,
-                             "role": role_obj.name, "status": status_obj.value, "is_active": is_active}},
+                             "role": role_obj.name, "status": status_obj.value, "is_active": is_active,
+                             "timezone": timezone}},
                     transactional=True)
     db.session.flush()
     return user
 
 
 def update_user(actor: User, user: User, *, username: str | None = None, email: str | None = None,
-                full_name: str | None = None, role: str | None = None) -> User:
-    """Change profile fields and/or the role; records UPDATE (old and new values) and ROLE_CHANGE."""
+                full_name: str | None = None, role: str | None = None, timezone: str | None = None) -> User:
+    """Change profile fields (the time zone too: users change their own) and/or the role; records UPDATE (old
+    and new values) and ROLE_CHANGE."""
     new_username = check_username(username) if username is not None else user.username
     new_email = check_email(email) if email is not None else user.email
     new_full_name = check_full_name(full_name) if full_name is not None else user.full_name
+    new_timezone = check_timezone(timezone) if timezone is not None else user.timezone
     _check_unique(new_username, new_email, exclude_id=user.id)
     old, new = {}, {}
-    for field, value in (("username", new_username), ("email", new_email), ("full_name", new_full_name)):
+    for field, value in (("username", new_username), ("email", new_email), ("full_name", new_full_name),
+                         ("timezone", new_timezone)):
         if getattr(user, field) != value:
             old[field], new[field] = getattr(user, field), value
             setattr(user, field, value)

@@ -61,7 +61,7 @@ def create_user():
         user, ok = _commit_or_report(form, lambda: services.create_user(
             current_user, username=form.username.data, email=form.email.data, password=form.password.data,
             full_name=form.full_name.data, role=form.role.data, status=form.status.data,
-            is_active=form.is_active.data), ActionType.CREATE)
+            is_active=form.is_active.data, timezone=form.timezone.data), ActionType.CREATE)
         if ok:
             flash(f"User {user.username} created.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))
@@ -93,7 +93,7 @@ def edit_user(user_id: int):
     if form.validate_on_submit():
         _, ok = _commit_or_report(form, lambda: services.update_user(
             current_user, user, username=form.username.data, email=form.email.data,
-            full_name=form.full_name.data, role=form.role.data), ActionType.UPDATE, user.id)
+            full_name=form.full_name.data, role=form.role.data, timezone=form.timezone.data), ActionType.UPDATE, user.id)
         if ok:
             flash(f"User {user.username} saved.", "success")
             return redirect(url_for("users.show_user", user_id=user.id))

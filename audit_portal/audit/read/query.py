@@ -113,12 +113,12 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="audit-log-cursor")
 
 
-def _filters_hash(filters: AuditFilters, scope: str) -> str:
+def filters_hash(filters: AuditFilters, scope: str) -> str:
     return hashlib.sha256(json.dumps([scope, filters.active()], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def make_cursor(log: AuditLog, filters: AuditFilters, scope: str) -> str:
-    return _serializer().dumps([log.timestamp.isoformat(), log.id, _filters_hash(filters, scope)])
+    return _serializer().dumps([log.timestamp.isoformat(), log.id, filters_hash(filters, scope)])
 
 
 def read_cursor(cursor: str, filters: AuditFilters, scope: str) -> tuple[datetime, int]:
@@ -127,7 +127,7 @@ def read_cursor(cursor: str, filters: AuditFilters, scope: str) -> tuple[datetim
         position = datetime.fromisoformat(timestamp), int(log_id)
     except (BadSignature, ValueError, TypeError):
         raise BadCursor("Not a valid cursor: use the next_cursor value of a previous page, unchanged.") from None
-    if digest != _filters_hash(filters, scope):
+    if digest != filters_hash(filters, scope):
         raise BadCursor("This cursor was made for other filters: repeat the same filters, or start again without it.")
     return position
 
@@ -176,15 +176,22 @@ class AuditLogRepository:
         """How many events have an id above ``log_id`` (the integrity page: events not sealed yet)."""
         return self.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.id > log_id))
 
-    def count_bounded(self, filters: AuditFilters) -> tuple[int, bool]:
-        """(count, exact): the exact count up to AUDIT_COUNT_LIMIT (AUDIT_SEARCH_COUNT_LIMIT, if lower, with a
-        ``search``), else that bound and False."""
-        bound = current_app.config["AUDIT_COUNT_LIMIT"]
+    def count_bounded(self, filters: AuditFilters, bound: int | None = None) -> tuple[int, bool]:
+        """(count, exact): the exact count up to ``bound`` (AUDIT_COUNT_LIMIT; AUDIT_SEARCH_COUNT_LIMIT, if lower,
+        with a ``search``), else that bound and False."""
+        bound = bound or current_app.config["AUDIT_COUNT_LIMIT"]
         if filters.search:
             bound = min(bound, current_app.config["AUDIT_SEARCH_COUNT_LIMIT"])
         limited = apply_filters(select(AuditLog.id), filters).limit(bound + 1).subquery()
         total = self.session.scalar(select(func.count()).select_from(limited))
         return (total, True) if total <= bound else (bound, False)
+
+    def since(self, filters: AuditFilters, since_id: int, limit: int) -> tuple[list[AuditLog], bool]:
+        """(events with an id above ``since_id`` matching ``filters``, oldest first, at most ``limit``; whether
+        more follow): the live tail's polls, along the primary key."""
+        query = apply_filters(select(AuditLog).where(AuditLog.id > since_id), filters).order_by(AuditLog.id)
+        rows = list(self.session.scalars(query.limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
 
     def page(self, filters: AuditFilters, skip: int = 0, limit: int = 50, cursor: str | None = None,
              scope: str = "list") -> Page:

@@ -9,6 +9,7 @@ from ..record import presentation
 from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX, USERNAME_SNAPSHOT_MAX
 from .fields import CaseInsensitiveEnum, DateOrDateTime, IPAddress, no_nul, valid_query
+from .histogram import DEFAULT_BUCKETS, MAX_BUCKETS
 from .query import AuditFilters
 from .search import MAX_QUERY
 
@@ -104,9 +105,32 @@ class AuditLogViewerArgsSchema(AuditLogPageArgsSchema):
 
 
 class AuditLogQueryArgsSchema(AuditLogPageArgsSchema):
-    """Filters plus paging, for ``GET /api/v1/audit-logs/`` (at most 500 per page)."""
+    """Filters plus paging, for ``GET /api/v1/audit-logs/`` (at most 500 per page), and the live tail's
+    ``since_id``/``tail``. Loads to ``{"filters", "skip", "limit", "cursor", "since_id", "tail"}``."""
 
     limit = _limit_field(500)
+    since_id = fields.Integer(strict=False, validate=validate.Range(min=0, max=MAX_INT64), metadata={
+        "description": "Live tail: only events with a larger id, oldest first (at most `limit`). Without `tail` the "
+                       "request is recorded and answers a `tail_token`; polls that pass it back are not recorded one "
+                       "by one. Re-read a short window behind your newest id: an event may commit a moment after "
+                       "one with a larger id."})
+    tail = fields.String(validate=validate.Length(min=1, max=300), metadata={
+        "description": "The `tail_token` of the tail's first answer (with `since_id`)."})
+
+    @validates_schema
+    def _tail_rules(self, data, **kwargs):
+        if data.get("since_id") is None:
+            if data.get("tail"):
+                raise ValidationError("tail goes with since_id.", field_name="tail")
+            return
+        for other in ("cursor", "skip"):
+            if data.get(other):
+                raise ValidationError(f"Give either since_id or {other}, not both.", field_name="since_id")
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        tail = {"since_id": data.pop("since_id", None), "tail": data.pop("tail", None)}
+        return {**super()._to_filters(data, **kwargs), **tail}
 
 
 ERRORS_ONLY = "This list holds only ERROR events: leave status out, or give ERROR."
@@ -229,3 +253,42 @@ class AuditLogListResponseSchema(Schema):
     limit = fields.Integer(metadata={"description": "Page size.", "example": 50})
     next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as `cursor` for the next page; "
                                                                           "null on the last page.", "example": None})
+    tail_token = fields.String(allow_none=True, metadata={"description": "With `since_id` and no `tail`: pass it "
+                                                                         "as `tail` in the polls that follow.",
+                                                          "example": None})
+
+
+class HistogramArgsSchema(AuditLogFilterSchema):
+    """Filters plus the number of buckets, for the histogram. Loads to ``{"filters", "buckets"}``."""
+
+    buckets = fields.Integer(load_default=DEFAULT_BUCKETS, validate=validate.Range(
+        min=1, max=MAX_BUCKETS, error="Must be a whole number from {min} to {max}."),
+        metadata={"description": f"How many equal time buckets (default {DEFAULT_BUCKETS}, at most {MAX_BUCKETS})."})
+
+    @post_load
+    def _to_filters(self, data, **kwargs):
+        buckets = data.pop("buckets")
+        return {"filters": AuditFilters(**data), "buckets": buckets}
+
+
+class HistogramBucketSchema(Schema):
+    start = fields.DateTime(format="iso", metadata=_ex("2026-11-30T00:00:00+00:00", "Start (UTC), included."))
+    end = fields.DateTime(format="iso", metadata=_ex("2026-11-30T14:24:00+00:00", "End (UTC), excluded."))
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                         metadata=_ex({"SUCCESS": 41, "FAILURE": 3, "ERROR": 1}, "Events per status."))
+    total = fields.Integer(metadata=_ex(45))
+    exact = fields.Boolean(metadata=_ex(True, "False: this bucket's counts are estimated."))
+
+
+class HistogramSchema(Schema):
+    """Events per time bucket, by status."""
+
+    buckets = fields.List(fields.Nested(HistogramBucketSchema))
+    exact = fields.Boolean(metadata=_ex(True, "False when more than AUDIT_HISTOGRAM_EXACT_LIMIT events match: "
+                                              "the fuller buckets are then estimated (see `sampled_per_bucket`)."))
+    start = fields.DateTime(format="iso", metadata={"description": "The range covered: the query's, or the last "
+                                                                   "30 days."})
+    end = fields.DateTime(format="iso")
+    total = fields.Integer(metadata=_ex(45, "The sum of the buckets' totals."))
+    sampled_per_bucket = fields.Integer(allow_none=True, metadata=_ex(
+        None, "When not exact: how many events of a bucket were read before it was estimated."))

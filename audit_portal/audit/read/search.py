@@ -40,6 +40,14 @@ ATTEMPTED_USERNAME = AuditLog.event_metadata["attempted_username"].as_string()
 _TOKEN_PREFIX = AuditLog.event_metadata[("client", "prefix")].as_string()
 
 
+def suggestions() -> dict:
+    """What the search box suggests while typing: the keys, and the values of the keys that have a fixed set."""
+    values = {key: enum.values() for key, (_, enum) in _ENUMS.items()}
+    values["method"] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    values["created"] = [">=", "<", ">", "<="]
+    return {"keys": list(KEYS), "values": values}
+
+
 class QueryError(ValueError):
     """A term that cannot be understood: the message names it and its character offset in the query."""
 
@@ -182,21 +190,35 @@ def _in_network(network: str) -> ColumnElement:
 
 
 def _created(term: Term, value: str) -> ColumnElement:
+    low, high = _created_range(term, value)
+    conditions = ([AuditLog.timestamp >= low] if low else []) + ([AuditLog.timestamp < high] if high else [])
+    return and_(*conditions)
+
+
+def _created_range(term: Term, value: str) -> tuple[datetime | None, datetime | None]:
+    """[low, high) of one ``created:`` value (None: open)."""
     if ".." in value:
         low, _, high = value.partition("..")
-        return and_(AuditLog.timestamp >= _moment(term, low, start=True),
-                    AuditLog.timestamp < _moment(term, high, start=False))
+        return _moment(term, low, start=True), _moment(term, high, start=False)
     for operator in _OPERATORS:
         if value.startswith(operator):
             moment = value[len(operator):]
-            if operator in (">=", "<"):
-                bound = _moment(term, moment, start=True)
-                return AuditLog.timestamp >= bound if operator == ">=" else AuditLog.timestamp < bound
-            bound = _moment(term, moment, start=False)
-            return AuditLog.timestamp >= bound if operator == ">" else AuditLog.timestamp < bound
-    # A day alone: that whole day; a moment alone: from then on.
-    return and_(AuditLog.timestamp >= _moment(term, value, start=True),
-                AuditLog.timestamp < _moment(term, value, start=False))
+            bound = _moment(term, moment, start=operator in (">=", "<"))
+            return (bound, None) if operator in (">=", ">") else (None, bound)
+    # A day alone: that whole day; a moment alone: that moment.
+    return _moment(term, value, start=True), _moment(term, value, start=False)
+
+
+def created_range(q: str) -> tuple[datetime | None, datetime | None]:
+    """The time range every event ``q`` selects lies in, from its ``created:`` terms: [low, high), None where
+    open (negated terms and ``a,b`` alternatives do not narrow it). Raises ``QueryError``."""
+    low = high = None
+    for term in parse(q):
+        if term.key == "created" and not term.negated and len(term.values) == 1:
+            lo, hi = _created_range(term, term.values[0])
+            low = lo if low is None or (lo is not None and lo > low) else low
+            high = hi if high is None or (hi is not None and hi < high) else high
+    return low, high
 
 
 def _moment(term: Term, text: str, *, start: bool) -> datetime:

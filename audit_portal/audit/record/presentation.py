@@ -8,7 +8,7 @@ from .enums import ErrorSeverity, Status
 STATUS_COLOURS = {Status.SUCCESS: "green", Status.FAILURE: "red", Status.ERROR: "orange"}
 SEVERITY_COLOURS = {ErrorSeverity.CRITICAL: "red", ErrorSeverity.ERROR: "orange", ErrorSeverity.WARNING: "yellow"}
 #: The fill of each colour where a page draws rather than styles it (the error chart's bars and legend).
-FILLS = {"red": "#dc3545", "orange": "#fd7e14", "yellow": "#ffc107"}
+FILLS = {"red": "#dc3545", "orange": "#fd7e14", "yellow": "#ffc107", "green": "#198754", "grey": "#6c757d"}
 
 
 #: The same, by the stored value (a dictionary lookup: a stream colours every event it sends).
@@ -29,6 +29,11 @@ def severity_colour(severity: str | None) -> str | None:
 def severity_fill(severity: str) -> str:
     """The fill colour of a severity in a chart."""
     return FILLS[SEVERITY_COLOURS[ErrorSeverity(severity)]]
+
+
+def status_fill(status: str) -> str:
+    """The fill colour of a status in a chart (the histogram's stacks)."""
+    return FILLS[status_colour(status)]
 
 
 def actor_name(log) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import abort
 from flask.views import MethodView
+from flask_login import current_user
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from ...rest import abort_invalid, envelope, ok, require_admin
 from ...rest import documented_errors as _documented_errors
 from ..read.export import ExportTooLarge, prepare_export
+from ..read.histogram import histogram
 from ..read.query import AuditLogRepository, BadCursor
 from ..read.schemas import (
     AuditErrorQueryArgsSchema,
@@ -17,7 +19,11 @@ from ..read.schemas import (
     AuditLogQueryArgsSchema,
     AuditLogSchema,
     ExportArgsSchema,
+    HistogramArgsSchema,
+    HistogramSchema,
 )
+from ..read.tail import BadTailToken, check_tail_token, make_tail_token
+from ..write.hooks import leave_request_unrecorded
 from ..write.service import log_export
 from .download import download_response
 
@@ -32,6 +38,7 @@ blp.before_request(require_admin)
 SECURITY = [{"bearerAuth": []}, {"sessionCookie": []}]
 ListEnvelope = envelope(AuditLogListResponseSchema, "AuditLogListEnvelope")
 ItemEnvelope = envelope(AuditLogSchema, "AuditLogEnvelope")
+HistogramEnvelope = envelope(HistogramSchema, "HistogramEnvelope")
 
 
 def _page(args: dict, scope: str) -> dict:
@@ -41,6 +48,23 @@ def _page(args: dict, scope: str) -> dict:
         abort_invalid("cursor", str(exc))
     return {"items": page.items, "total": page.total, "total_is_exact": page.total_is_exact, "skip": args["skip"],
             "limit": args["limit"], "next_cursor": page.next_cursor}
+
+
+def _tail(args: dict) -> dict:
+    """A live tail's first request (recorded; answers a token) or one of its polls (carries it; not recorded)."""
+    filters, user_id = args["filters"], current_user.id
+    token = args["tail"]
+    if token:
+        try:
+            check_tail_token(token, user_id, filters)
+        except BadTailToken as exc:
+            abort_invalid("tail", str(exc))
+        leave_request_unrecorded()
+    else:
+        token = make_tail_token(user_id, filters)
+    items, more = AuditLogRepository().since(filters, args["since_id"], args["limit"])
+    return {"items": items, "total": len(items), "total_is_exact": not more, "skip": 0, "limit": args["limit"],
+            "next_cursor": None, "tail_token": token}
 
 
 def documented_errors(*codes: int):
@@ -65,7 +89,7 @@ class AuditLogList(MethodView):
           "http://127.0.0.1:5000/api/v1/audit-logs/?action_type=login_failed&date_from=2026-01-01&limit=100"
         ```
         """
-        return ok(_page(args, "list"))
+        return ok(_tail(args) if args["since_id"] is not None else _page(args, "list"))
 
 
 @blp.route("/errors")
@@ -86,6 +110,28 @@ class AuditErrorList(MethodView):
         ```
         """
         return ok(_page(args, "errors"))
+
+
+@blp.route("/histogram")
+class AuditLogHistogram(MethodView):
+    @blp.doc(security=SECURITY)
+    @documented_errors(401, 403, 422)
+    @blp.arguments(HistogramArgsSchema, location="query", unknown=RAISE, as_kwargs=False)
+    @blp.response(200, HistogramEnvelope)
+    def get(self, args):
+        """Events per time bucket
+
+        The events matching the filters (the list's, `q` included) counted per equal time bucket and status.
+        The range is the query's (`date_from`/`date_to`, `created:` terms), or the last 30 days. Up to
+        `AUDIT_HISTOGRAM_EXACT_LIMIT` matching events the counts are exact; past it each bucket reads a share
+        of that many and the fuller ones are estimated: `exact` is then false (per bucket too).
+
+        ```
+        curl -H "Authorization: Bearer $TOKEN" \\
+          "http://127.0.0.1:5000/api/v1/audit-logs/histogram?q=action:login_failed&buckets=24&date_from=2026-11-30"
+        ```
+        """
+        return ok(histogram(args["filters"], args["buckets"]))
 
 
 @blp.route("/export")

@@ -14,19 +14,25 @@ from marshmallow import ValidationError
 
 from ...access import admin_required
 from ...params import repeated_parameters
-from ...timeutil import utcnow
+from ...templating import viewer_timezone
+from ...timeutil import utcnow, zone
 from ..read.dashboard import error_group, error_groups, errors_per_day, errors_without_fingerprint
 from ..read.export import ExportTooLarge, prepare_export
+from ..read.histogram import histogram
 from ..read.query import AuditFilters, AuditLogRepository, BadCursor
 from ..read.schemas import AuditErrorQueryArgsSchema, AuditLogViewerArgsSchema, ExportArgsSchema
+from ..read.search import QueryError, parse, suggestions
 from ..record.actors import directory
 from ..record.enums import ActionType, Category, ErrorSeverity, ResourceType, Status
 from ..saved.service import default_view
 from ..write.service import log_export
-from .charts import stacked_bars
+from .charts import duration_text, histogram_bars, moment_param, stacked_bars
 from .download import download_response
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit-logs")
+bp.add_app_template_filter(duration_text, "duration_text")
+bp.add_app_template_filter(moment_param, "moment_param")
+bp.add_app_template_global(suggestions, "query_suggestions")  # the macros are imported without context
 
 PAGE_SIZES = (25, 50, 100, 200)
 FILTER_CHOICES = {
@@ -76,22 +82,32 @@ class _Query:
         quick_ranges = [(label, (now - span).date().isoformat() if whole_days and span.days >= 7
                          else (now - span).strftime("%Y-%m-%dT%H:%M")) for label, span in QUICK_RANGES]
         return dict(raw=self.raw, errors=self.errors, skip=self.skip, limit=self.limit, choices=FILTER_CHOICES,
-                    page_sizes=PAGE_SIZES, user_names=names, quick_ranges=quick_ranges)
+                    page_sizes=PAGE_SIZES, user_names=names, quick_ranges=quick_ranges, q_terms=self.q_terms())
+
+    def q_terms(self) -> list[tuple[str, str]]:
+        """Each term of the query, with the query without it: one chip per term, removable on its own."""
+        q = self.raw.get("q", "")
+        try:
+            terms = parse(q) if q and "q" not in self.errors else []
+        except QueryError:
+            return []
+        return [(t.text, " ".join((q[:t.offset] + q[t.offset + len(t.text):]).split())) for t in terms]
 
 
 def _render_list(query: _Query, status: int | None = None, **context):
     """The viewer: Next links carry a keyset cursor (fast at any depth); counts stop at AUDIT_COUNT_LIMIT."""
-    page, args = None, query.args
+    page, chart, args = None, None, query.args
     if args is not None:
         try:
             page = AuditLogRepository().page(args["filters"], 0 if args["cursor"] else args["skip"], args["limit"],
                                              args["cursor"], scope="html")
+            chart = histogram_bars(histogram(args["filters"]), zone(viewer_timezone()))
         except BadCursor as exc:
             query.refuse("cursor", f"{exc} The link may be stale: start again from the first page.")
     return render_template(
         "audit/list.html", items=page.items if page else [], total=page.total if page else 0,
         total_is_exact=page.total_is_exact if page else True, next_cursor=page.next_cursor if page else None,
-        **query.page_context(), **context,
+        histogram=chart, **query.page_context(), **context,
     ), status or (422 if query.errors else 200)
 
 
@@ -121,7 +137,12 @@ def show_log(log_id: int):
 @bp.get("/errors")
 @admin_required
 def errors():
-    """Errors grouped by fingerprint with a chart; with ``fingerprint=`` the occurrences of one group."""
+    """Errors grouped by fingerprint with a chart; with ``fingerprint=`` the occurrences of one group. Visited
+    without any parameter, it opens the admin's default saved view of this page (``view=all``: not)."""
+    if not request.args:
+        default = default_view(current_user.id, "errors")
+        if default is not None:
+            return redirect(default.url)
     query = _Query(AuditErrorQueryArgsSchema(exclude=("cursor",)))  # groups page by skip: no cursor here
     args, context = query.args, query.page_context(whole_days=True)
     if args is None:

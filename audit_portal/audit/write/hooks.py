@@ -22,6 +22,11 @@ def _csv(value) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
 
 
+def leave_request_unrecorded() -> None:
+    """Do not record the current request as a REQUEST event (a live tail's polls: their start is recorded)."""
+    g.audit_request_recorded = True
+
+
 class AuditMiddleware:
     """Installs ``before_request``/``after_request``/``teardown_request`` hooks on an app.
 

@@ -4,6 +4,7 @@ invalid one the 422 message (with the term and its offset) it must give."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime
 
@@ -36,10 +37,12 @@ EVENTS = {
                                              timestamp=_at("2026-11-10T08:00:00"))),
     "ev5": (A.EXCEPTION_RAISED, ResourceType.SYSTEM, dict(status=Status.ERROR, severity=ErrorSeverity.CRITICAL,
                                                          error_type="MemoryError", user_id="alice", username="alice",
+                                                         fingerprint="a" * 32,
                                                          path="/admin/reports", http_method="GET",
                                                          timestamp=_at("2026-11-15T16:00:00"))),
     "ev6": (A.ERROR_OCCURRED, ResourceType.SYSTEM, dict(status=Status.ERROR, severity=ErrorSeverity.WARNING,
                                                        error_type="ValueError", ip_address="172.16.0.1",
+                                                       fingerprint="b" * 32,
                                                        timestamp=_at("2026-11-20T07:30:00"))),
     "ev7": (A.EXPORT, ResourceType.AUDIT_LOG, dict(user_id="bob", username="bob", ip_address="10.1.2.4",
                                                   path="/api/v1/audit-logs/export", http_method="GET",
@@ -49,6 +52,7 @@ EVENTS = {
 }
 DESCRIPTIONS = {"ev5": "ev5 disk full on /var", "ev6": "ev6 bad input value"}
 ALL = set(EVENTS)
+ERRORS = {"ev5", "ev6"}
 
 VALID = [
     ("action:login", {"ev1"}),
@@ -153,8 +157,7 @@ def _api(client, headers, q: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("q", "expected"), VALID, ids=[q for q, _ in VALID])
-def test_a_valid_query_returns_exactly_its_events_through_api_export_and_viewer(client, headers, dataset,
-                                                                                 admin_client, q, expected):
+def test_a_valid_query_returns_exactly_its_events_everywhere(client, headers, dataset, admin_client, q, expected):
     q = q.format(**dataset)
     assert _api(client, headers, q) == expected
     export = client.get("/api/v1/audit-logs/export", query_string={"q": q, "format": "json", "date_from": "2026-11-01"},
@@ -162,6 +165,15 @@ def test_a_valid_query_returns_exactly_its_events_through_api_export_and_viewer(
     assert export.status_code == 200 and _names(item["description"] for item in export.json) == expected
     page = admin_client.get("/admin/audit-logs/", query_string={"q": q, "limit": 200, "date_from": "2026-11-01"})
     assert page.status_code == 200 and _names([page.get_data(as_text=True)]) == expected
+    # The error lists hold the ERROR events among them: the errors API and the dashboard's groups.
+    errors = client.get("/api/v1/audit-logs/errors", query_string={"q": q, "date_from": "2026-11-01"}, headers=headers)
+    assert errors.status_code == 200 and _names(i["description"] for i in errors.json["data"]["items"]) == expected & ERRORS
+    dashboard = admin_client.get("/admin/audit-logs/errors", query_string={"q": q, "date_from": "2026-11-01"})
+    assert dashboard.status_code == 200 and _names([dashboard.get_data(as_text=True)]) == expected & ERRORS
+    histogram = client.get("/api/v1/audit-logs/histogram", query_string={"q": q, "date_from": "2026-11-01",
+                                                                         "date_to": "2026-12-01"},
+                           headers=headers)
+    assert histogram.status_code == 200 and histogram.json["data"]["total"] == len(expected)
 
 
 @pytest.mark.parametrize(("q", "message"), INVALID, ids=[q for q, _ in INVALID])
@@ -191,3 +203,15 @@ def test_the_error_dashboard_takes_the_same_queries(admin_client, dataset):
 def test_the_viewer_keeps_the_query_in_its_box(admin_client, dataset):
     page = admin_client.get("/admin/audit-logs/", query_string={"q": 'user:"Bob Smith"'}).get_data(as_text=True)
     assert 'id="f-q"' in page and 'value="user:&#34;Bob Smith&#34;"' in page
+
+
+def test_each_term_of_the_query_is_a_chip_that_removes_only_itself(admin_client, dataset):
+    page = admin_client.get("/admin/audit-logs/", query_string={
+        "q": 'action:login_failed  -ip:10.0.0.0/8 "disk full"', "status": "FAILURE"}).get_data(as_text=True)
+    chips = re.findall(r'<a class="filter-chip filter-chip-term" data-testid="query-chip" href="([^"]+)"', page)
+    assert [html.unescape(c) for c in chips] == [
+        "/admin/audit-logs/?q=-ip:10.0.0.0/8+%22disk+full%22&status=FAILURE",
+        "/admin/audit-logs/?q=action:login_failed+%22disk+full%22&status=FAILURE",
+        "/admin/audit-logs/?q=action:login_failed+-ip:10.0.0.0/8&status=FAILURE"]
+    assert 'aria-label="Remove filter Status: FAILURE"' in page
+    assert 'aria-label="Remove filter Query' not in page  # the query shows as its terms, not as one chip

@@ -98,3 +98,17 @@ def test_the_viewer_saves_its_current_query_and_the_page_lists_and_removes_it(ad
     removed = admin_client.post(f"/admin/saved-views/{view_id}/remove", data={"csrf_token": token})
     assert removed.status_code == 302
     assert '<tr data-view="refusals">' not in admin_client.get("/admin/saved-views/").get_data(as_text=True)
+
+
+def test_the_error_dashboard_saves_its_view_and_opens_its_own_default(app, ada, admin_client):
+    page = admin_client.get("/admin/audit-logs/errors", query_string={"q": "severity:critical"}).get_data(as_text=True)
+    assert 'data-testid="save-view"' in page and 'name="page" value="errors"' in page
+    assert 'value="severity:critical"' in page  # the query box is on the dashboard too
+    token = csrf_token(admin_client, "/admin/saved-views/")
+    saved = admin_client.post("/admin/saved-views/", data={
+        "csrf_token": token, "name": "critical", "page": "errors", "q": "severity:critical", "is_default": "on"})
+    assert saved.status_code == 302 and saved.headers["Location"] == "/admin/audit-logs/errors?q=severity%3Acritical"
+    opened = admin_client.get("/admin/audit-logs/errors")
+    assert opened.status_code == 302 and opened.headers["Location"] == saved.headers["Location"]
+    assert admin_client.get("/admin/audit-logs/").status_code == 200  # the viewer's default is another one: none
+    assert admin_client.get("/admin/audit-logs/errors?view=all").status_code == 200

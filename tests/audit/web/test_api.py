@@ -323,4 +323,4 @@ def test_swagger_ui_shows_a_realistic_event(client):
     assert item["stack_trace"]["example"].endswith(f"{item['error_type']['example']}: division by zero\n")
     listing = schemas["AuditLogListResponse"]["properties"]
     assert {name for name, prop in listing.items() if "example" in prop} == {
-        "total", "total_is_exact", "skip", "limit", "next_cursor"}
+        "total", "total_is_exact", "skip", "limit", "next_cursor", "tail_token"}
