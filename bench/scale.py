@@ -25,14 +25,17 @@ What it does:
    ``next_cursor`` / the viewer's Next link with pages of 500 (API) and 200 (viewer) rows.
 4. Latency: for ``--reps`` repetitions, every case is requested once on each database, alternating which
    goes first (A B, B A, ...); one request per fresh connection, as gunicorn's sync workers close them.
-   Cases, for the JSON list API and for the HTML viewer: no filter; a user; an action type + a 7-day
-   range; a search word; the 1,000th page by cursor; for the HTML side also the error dashboard (unfiltered
+   Cases (``bench/_scale_cases.py``), for the JSON list API and for the HTML viewer: no filter; a user; an
+   action type + a 7-day range; a search word; the search language (``q``): an IP range, a path prefix, a
+   negation and a query of three terms; the 1,000th page by cursor; for the API side also the histogram
+   (``/api/v1/audit-logs/histogram``, default buckets, unfiltered and for one action; the viewer draws it above
+   every list); for the HTML side also the error dashboard (unfiltered
    and one severity, from the error rollup; the last 24 hours, counted from the events through the partial
    index of ERROR events by time; one user's errors, from the events, for information). Prints
    the median latency of each side and the median of the per-pair ratios large/small with quartiles.
    Target: every ratio <= 2 (the two information-only dashboard cases are not held to it).
 5. Mixed load (skipped with ``--mixed-seconds 0``): gunicorn with 4 sync workers on the large database,
-   ``wrk`` on loopback for ``--mixed-seconds`` rotating over the viewer (several filters, the error
+   ``wrk`` on loopback for ``--mixed-seconds`` rotating over the viewer (the filter cases of step 4, the error
    dashboard), the list API, HTML logins of ordinary users and status changes through the JSON users API.
    Then SIGTERM to gunicorn (its workers write their queued events) and, after it exits, counts: wrk's
    errors and non-2xx/3xx answers (target 0), and the REQUEST events stored for the run's requests against
@@ -71,6 +74,7 @@ from _common import (  # noqa: E402 - after the path set-up
     require_wrk,
     summarise,
 )
+from _scale_cases import DASHBOARD_CASES, HISTOGRAM_CASES, INFO_ONLY, filter_cases  # noqa: E402
 
 ADMIN = ("benchadmin", "Bench-Admin-Pass-123!")
 USER_PASSWORD = "Bench-User-Pass-123!"
@@ -86,15 +90,6 @@ PAGE = 50
 DEPTH_PAGES = 1000
 #: The deep-page case pages by 10: a 10,000-row log has no 1,000th page of 50, but it has one of 10.
 DEPTH_PAGE = 10
-SEARCH_WORD = "password"
-#: The error dashboard (HTML only): the unfiltered page and a severity, answered from the error rollup. A rolling
-#: 24 hours and a user filter need the events themselves (partial indexes of ERROR events serve them; their
-#: cost follows the errors in the window or of the user, not the log's size alone): measured for information,
-#: not held to the target.
-DASHBOARD_CASES = {"errors: dashboard": {}, "errors: CRITICAL": {"severity": "CRITICAL"},
-                   "errors: last 24 hours": {"date_from": "24h"},  # replaced by the time 24 hours before now
-                   "errors: a user (info)": {"user_id": "5"}}
-INFO_ONLY = {"errors: last 24 hours", "errors: a user (info)"}
 QUICK = {"reps": 5, "mixed_seconds": 10}
 FULL = {"reps": 25, "mixed_seconds": 60}
 
@@ -203,19 +198,6 @@ def row_count(database_url: str) -> int:
 # -- the latency cases ---------------------------------------------------------------------------
 
 
-def filter_cases(database_url: str) -> dict[str, dict]:
-    """The filters of each case. The date range is the 7 days ending 3 days before the newest event."""
-    newest = query(database_url, "SELECT max(timestamp) FROM audit_logs")[0][0]
-    end = (newest - timedelta(days=3)).date()
-    return {
-        "no filter": {},
-        "user": {"user_id": "5"},
-        "action + 7 days": {"action_type": "LOGIN_FAILED", "date_from": (end - timedelta(days=7)).isoformat(),
-                            "date_to": end.isoformat()},
-        f"search '{SEARCH_WORD}'": {"search": SEARCH_WORD},
-    }
-
-
 def deep_cursor(port: int, kind: str, auth: dict) -> str:
     """The cursor of page DEPTH_PAGES (limit DEPTH_PAGE): walk big pages, then one page of the remainder."""
     target = (DEPTH_PAGES - 1) * DEPTH_PAGE  # events before the 1,000th page
@@ -251,6 +233,9 @@ def measure_latency(args, ports: dict[str, int], auth: dict[str, dict], cases: d
         for side in paths:
             paths[side][f"page {DEPTH_PAGES} (by {DEPTH_PAGE}), cursor"] = base + urllib.parse.urlencode(
                 {"limit": DEPTH_PAGE, "cursor": cursors[side][kind]})
+            if kind == "api":
+                for name, params in HISTOGRAM_CASES.items():
+                    paths[side][name] = "/api/v1/audit-logs/histogram?" + urllib.parse.urlencode(params)
             if kind == "html":
                 day_ago = (datetime.now(UTC) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M")
                 for name, params in DASHBOARD_CASES.items():

@@ -182,10 +182,11 @@ def _ip(term: Term, value: str) -> ColumnElement:
 
 
 def _in_network(network: str) -> ColumnElement:
-    """Addresses inside ``network``: PostgreSQL's ``inet`` containment; on SQLite a function of
-    ``database.py`` that Python evaluates row by row."""
+    """Addresses inside ``network``: PostgreSQL's ``inet`` containment, through ``audit_inet`` (migration 0014:
+    NULL for text that is no address, where a cast would fail the query; the expression of the index
+    ``ix_audit_logs_ip_inet``); on SQLite a function of ``database.py`` that Python evaluates row by row."""
     if db.engine.dialect.name == "postgresql":
-        return cast(AuditLog.ip_address, INET).op("<<=", is_comparison=True)(cast(literal(network), INET))
+        return func.audit_inet(AuditLog.ip_address).op("<<=", is_comparison=True)(cast(literal(network), INET))
     return func.audit_ip_in_network(AuditLog.ip_address, network) == 1
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DDL, JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -122,11 +122,28 @@ Index("ix_audit_logs_user_errors", AuditLog.user_id, AuditLog.timestamp.desc(), 
 #: behind ``search`` (PostgreSQL), the error dashboard's partial index, which also serves every
 #: fingerprint lookup: ``(fingerprint, timestamp DESC, id DESC) WHERE fingerprint IS NOT NULL``, on PostgreSQL
 #: covering (``INCLUDE (error_type, severity)``), and the name a failed login typed, for the ``username`` filter
-#: (PostgreSQL, partial, with statistics on the expression: migration 0010).
+#: (PostgreSQL, partial, with statistics on the expression: migration 0010), and on PostgreSQL the search
+#: language's IP ranges (``audit_inet(ip_address)``, below) and path prefixes (``path text_pattern_ops``,
+#: migration 0014).
 DATABASE_ONLY_INDEXES = frozenset({"ix_audit_logs_description_trgm", "ix_audit_logs_errors",
-                                   "ix_audit_logs_attempted_username"})
+                                   "ix_audit_logs_attempted_username", "ix_audit_logs_ip_inet",
+                                   "ix_audit_logs_path_timestamp"})
 #: Alembic's autogenerate reads this (``database.include_object``) and leaves these indexes alone.
 db.metadata.info.setdefault("database_only_indexes", set()).update(DATABASE_ONLY_INDEXES)
+
+#: PostgreSQL: an address as ``inet``, NULL for text it cannot read as one (a scope id, any string a caller
+#: passed), where a plain cast would fail the query, or the insert once an index holds it. The search language
+#: compares IP ranges through it, and ``ix_audit_logs_ip_inet`` indexes it (migration 0014, which creates it
+#: in migrated databases; this creates it where ``create_all`` builds the tables, as the tests do).
+AUDIT_INET_FUNCTION = """CREATE OR REPLACE FUNCTION audit_inet(address text) RETURNS inet
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN
+    RETURN address::inet;
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN NULL;
+END
+$$"""
+event.listen(AuditLog.__table__, "before_create", DDL(AUDIT_INET_FUNCTION).execute_if(dialect="postgresql"))
 
 #: Column names an event dict may carry (the table's columns, minus the generated id).
 EVENT_COLUMNS = tuple(c.name for c in AuditLog.__table__.columns if c.name != "id")

@@ -215,3 +215,16 @@ def test_each_term_of_the_query_is_a_chip_that_removes_only_itself(admin_client,
         "/admin/audit-logs/?q=action:login_failed+-ip:10.0.0.0/8&status=FAILURE"]
     assert 'aria-label="Remove filter Status: FAILURE"' in page
     assert 'aria-label="Remove filter Query' not in page  # the query shows as its terms, not as one chip
+
+
+def test_an_address_postgresql_cannot_read_as_inet_neither_fails_its_insert_nor_a_range_query(app, client, headers):
+    """A scope id (``fe80::1%eth0``) is a valid address to Python but not to PostgreSQL's inet: the index on
+    ``audit_inet(ip_address)`` must not refuse the event, nor a range query fail on it."""
+    event = build_event(A.LOGIN, ResourceType.SESSION, None, "ev9 scoped", ip_address="fe80::1%eth0",
+                        timestamp=_at("2026-11-04T00:00:00"))
+    with app.app_context():
+        with db.engine.begin() as connection:
+            insert_ignoring_duplicates(connection, [event])
+        db.session.remove()
+    assert _api(client, headers, "ip:fe80::/10") <= {"ev9"}  # SQLite reads the scope id; PostgreSQL cannot
+    assert _api(client, headers, "-ip:10.0.0.0/8") == {"ev9"}
