@@ -60,6 +60,10 @@ def test_thirty_failed_logins_open_one_alert_and_notify_once_within_ten_seconds(
                                                    and _hooks_for(receiver, "brute_force_ip")):
             time.sleep(0.05)
         assert time.monotonic() - last_attempt <= 10, "no email and webhook within 10 seconds"
+        # The evaluator may run while the writer is still storing the last attempts (a loaded machine): the alert
+        # opens with the threshold (20) or more and grows to 30 at a later round.
+        while time.monotonic() < deadline + 5 and alerts(app, "brute_force_ip")[0]["count"] < 30:
+            time.sleep(0.1)
         [alert] = alerts(app, "brute_force_ip")
         assert alert["group"] == "203.0.113.77" and alert["count"] == 30 and alert["state"] == "open"
         assert len(alerts(app, "password_spraying")) == 1  # its own alert, counted per rule
@@ -72,12 +76,12 @@ def test_thirty_failed_logins_open_one_alert_and_notify_once_within_ten_seconds(
         thread.join(10)
     assert len(_for_rule(inbox.messages, "brute_force_ip")) == 1  # nothing new before the renotify period
     [hook] = _hooks_for(receiver, "brute_force_ip")
-    assert hook["event"] == "opened" and hook["count"] == 30
+    assert hook["event"] == "opened" and 20 <= hook["count"] <= 30
     assert len(_for_rule(inbox.messages, "password_spraying")) == 1 and len(_hooks_for(receiver, "password_spraying")) == 1
     [email] = _for_rule(inbox.messages, "brute_force_ip")
     assert email["To"] == "admin@example.com"  # every active admin by default
     text = email.get_content()
-    assert "Rule: brute_force_ip" in text and "Group: 203.0.113.77" in text and "Count: 30" in text
+    assert "Rule: brute_force_ip" in text and "Group: 203.0.113.77" in text and f"Count: {hook['count']} (" in text
     assert "http://portal.test/admin/audit-logs/?" in text and "ip_address=203.0.113.77" in text
     for request in receiver.accepted():
         assert verify(WEBHOOK_SECRET, request["body"], request["headers"]["X-Audit-Signature"])
