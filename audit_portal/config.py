@@ -63,7 +63,7 @@ class BaseConfig:
     #: Request events: which requests are significant enough to record.
     AUDIT_REQUEST_METHODS = "POST,PUT,PATCH,DELETE"
     AUDIT_REQUEST_INCLUDE_PREFIXES = "/auth/,/admin/,/api/v1/audit-logs"
-    AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/static/,/api/docs,/api/openapi.json,/favicon.ico"
+    AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/metrics,/static/,/api/docs,/api/openapi.json,/favicon.ico"
     #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
     AUDIT_SEAL_INTERVAL = 5
 
@@ -115,6 +115,12 @@ class BaseConfig:
     AUDIT_WRITE_DELAY_MS = 250
     #: Largest spool file in bytes before new events are refused (with a warning).
     AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+    #: Prometheus metrics at /metrics (docs/metrics.md); off by default: /metrics is then a 404.
+    METRICS_ENABLED = False
+    #: When set (16+ characters), every scrape must send ``Authorization: Bearer <token>``, loopback included;
+    #: when empty, /metrics answers only requests from loopback that did not come through a proxy.
+    METRICS_TOKEN = ""
 
     ADMIN_USERNAME = ""
     ADMIN_PASSWORD = ""

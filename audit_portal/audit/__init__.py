@@ -45,7 +45,8 @@ def init_app(app) -> None:
     """Wire auditing into ``app``: the background writer (with the sealer as its housekeeping) and its SIGTERM
     flush, the request hooks, the pages, the API, the commands, the template filters, and the stream dispatcher
     and alert evaluator threads (started by the first request of each process, unless STREAM_DISPATCH_IN_APP or
-    ALERT_EVAL_IN_APP is false)."""
+    ALERT_EVAL_IN_APP is false), and with METRICS_ENABLED the collector that /metrics reads the trail's state with."""
+    from ..metrics import add_collector
     from ..rest import register
     from .alerts.runner import BackgroundEvaluator, check_settings
     from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
@@ -57,6 +58,7 @@ def init_app(app) -> None:
         alerts_api,
         api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
+        metrics,
         saved_views,
         saved_views_api,
         streams,
@@ -80,6 +82,8 @@ def init_app(app) -> None:
     for name, function in TEMPLATE_FILTERS.items():
         app.add_template_filter(function, name)
     app.context_processor(alerts.nav_counts)
+    if app.config["METRICS_ENABLED"]:
+        add_collector(app, metrics.AuditCollector(app))
     if app.config["STREAM_DISPATCH_IN_APP"]:
         dispatcher = app.extensions["audit_streams"] = BackgroundDispatcher(app)
         app.before_request(dispatcher.ensure_started)

@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ...extensions import db
+from ...metrics.families import count_written
 from ...timeutil import utcnow
 from ..record.enums import ActionType, ResourceType
 from ..record.events import build_event
@@ -91,4 +92,6 @@ def maybe_checkpoint(force: bool = False) -> dict | None:
                         metadata={"seq": head.seq, "hash": head.link_hash})
     with db.engine.begin() as conn:
         insert_events(conn, [event])
+    if current_app.config.get("METRICS_ENABLED"):
+        count_written([event])
     return point

@@ -207,6 +207,16 @@ def seal_in_background() -> int:
     return sealed
 
 
+def seal_lag() -> tuple[int, float]:
+    """(events above the sealed head, seconds since the first of them happened; 0 when everything is sealed)."""
+    top = db.session.scalar(select(func.max(_chain.c.audit_log_id))) or 0
+    behind = db.session.scalar(select(func.count()).select_from(_table).where(_table.c.id > top)) or 0
+    if not behind:
+        return 0, 0.0
+    oldest = db.session.scalar(select(_table.c.timestamp).where(_table.c.id > top).order_by(_table.c.id).limit(1))
+    return behind, max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0
+
+
 def chain_head() -> tuple[int | None, int]:
     """(the last link's position or None for an empty chain, the highest sealed event id or 0)."""
     row = db.session.execute(select(func.max(_chain.c.seq), func.max(_chain.c.audit_log_id))).one()

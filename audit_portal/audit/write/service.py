@@ -19,6 +19,7 @@ import logging
 from flask import current_app, has_app_context, has_request_context, request
 
 from ...extensions import db
+from ...metrics.families import count_on_commit
 from ...timeutil import utcnow
 from ..record.actors import username_of
 from ..record.enums import ActionType, ResourceType, Status
@@ -104,6 +105,8 @@ def log_audit(
         # Pending changes first (as an ORM execute's autoflush would): the row may refer to them.
         db.session.flush()
         insert_events(db.session.connection(), [event])
+        if current_app.config.get("METRICS_ENABLED"):
+            count_on_commit(db.session(), event)
         return event["event_id"]
     try:
         current_app.extensions["audit_writer"].submit(event)

@@ -20,6 +20,7 @@ import time
 import weakref
 
 from ...extensions import db
+from ...metrics import families
 from .spool import Spool
 from .store import database_unavailable, store_events
 
@@ -65,6 +66,8 @@ class AuditWriter:
         #: writer waits does not wake it). A batch has a fixed cost on top of its rows (docs/performance.md),
         #: so gathering more events per batch makes each cheaper. ``flush()`` and ``close()`` cut the wait short.
         self._linger = max(0, app.config.get("AUDIT_WRITE_DELAY_MS", 250)) / 1000
+        #: The metric families (docs/metrics.md), or None when METRICS_ENABLED is false: then nothing is counted.
+        self._metrics = families if app.config.get("METRICS_ENABLED") else None
         _WRITERS.add(self)
 
     # -- producer side (request threads) -------------------------------------------------------
@@ -76,7 +79,10 @@ class AuditWriter:
             return
         self._ensure_thread()
         self._queue.put(event)
-        if self._queue.qsize() >= BATCH_SIZE:
+        depth = self._queue.qsize()
+        if self._metrics is not None:
+            self._metrics.WRITER_QUEUE_DEPTH.set(depth)
+        if depth >= BATCH_SIZE:
             self._wakeup.set()  # a full batch is waiting: write it now, not after the delay
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -130,6 +136,7 @@ class AuditWriter:
             except queue.Empty:
                 self._maybe_replay()
                 self._maybe_housekeep()
+                self._report_depth()
                 continue
             if first is None:
                 self._queue.task_done()
@@ -152,6 +159,7 @@ class AuditWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+                self._report_depth()
             if stop:
                 return
             self._maybe_housekeep()
@@ -165,6 +173,10 @@ class AuditWriter:
                 return
             self._wakeup.wait(remaining)
             self._wakeup.clear()
+
+    def _report_depth(self) -> None:
+        if self._metrics is not None:
+            self._metrics.WRITER_QUEUE_DEPTH.set(self._queue.qsize())
 
     def _maybe_housekeep(self) -> None:
         """Run the housekeeping when its interval has passed."""
@@ -199,8 +211,12 @@ class AuditWriter:
 
     def _store(self, batch: list[dict]) -> None:
         store_events(lambda: self._engine().begin(), batch)
+        if self._metrics is not None:
+            self._metrics.count_written(batch)  # committed; replayed events too (a spooled event was not counted)
 
     def _write(self, batch: list[dict]) -> None:
+        if self._metrics is not None:
+            self._metrics.WRITER_BATCH_SIZE.observe(len(batch))
         try:
             self._store(batch)
         except Exception as exc:  # noqa: BLE001 - the database is down or refused: keep the events locally
@@ -228,10 +244,13 @@ class AuditWriter:
         """Write the spooled events to the database; returns how many (0 if it is still unavailable)."""
 
         try:
-            return self.spool.replay(self._store)
+            replayed = self.spool.replay(self._store)
         except Exception:  # noqa: BLE001
             log.warning("audit spool: database still unavailable; will retry", exc_info=True)
             return 0
+        if replayed and self._metrics is not None:
+            self._metrics.EVENTS_REPLAYED.inc(replayed)
+        return replayed
 
 
 def install_sigterm_flush() -> None:
