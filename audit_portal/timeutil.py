@@ -22,7 +22,8 @@ def midnight(day: date) -> datetime:
 def known_timezones() -> dict[str, str]:
     """Every IANA time zone name this machine knows (the ``tzdata`` package guarantees them), by lower case."""
     # "localtime" is the host's own setting, not an IANA name: a user's choice must mean the same everywhere.
-    names = (available_timezones() | {"UTC"}) - {"localtime"}
+    # "Factory" is tzdata's placeholder zone, which browsers' Intl (the live tail formats times) refuses.
+    names = (available_timezones() | {"UTC"}) - {"localtime", "Factory"}
     return {name.lower(): name for name in sorted(names)}
 
 
@@ -37,7 +38,7 @@ def zone(name: str | None) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):  # a path-like or unknown name: show UTC rather than fail a page
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # a path-like or unknown name: show UTC rather than fail a page
         return UTC
 
 

@@ -11,7 +11,7 @@
   if (!box) return;
   var button = document.getElementById("tail-toggle");
   var status = document.getElementById("tail-status");
-  var timer = null, token = null, failures = 0, added = 0;
+  var timer = null, token = null, failures = 0, added = 0, generation = 0;
   var seen = new Set();
   var history = [];  // [time, newest id seen then], oldest first
   var base = 0, catchUp = null;  // catchUp: a full page came back, read on from its last id
@@ -103,9 +103,10 @@
     if (!fresh.length) return;
     var body = tbody();
     fresh.forEach(function (item) {
+      var row = render(item);  // first: an item that cannot be drawn is not marked as shown
       seen.add(item.id);
       newest = Math.max(newest, item.id);
-      body.insertBefore(render(item), body.firstChild);
+      body.insertBefore(row, body.firstChild);
     });
     while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
     added += fresh.length;
@@ -118,6 +119,7 @@
   }
 
   function poll() {
+    var run = generation;  // a stop (or a stop and a start) while this request is out makes its answer stale
     var from = catchUp !== null ? catchUp : since();
     catchUp = null;
     history.push([Date.now(), newest]);
@@ -126,7 +128,7 @@
         return response.json().then(function (body) { return {ok: response.ok, code: response.status, body: body}; });
       })
       .then(function (answer) {
-        if (!timer) return;
+        if (!timer || run !== generation) return;
         if (answer.code === 422 && answer.body.errors && answer.body.errors.tail) {
           token = null;  // expired or stale: start again (recorded)
         } else if (!answer.ok) {
@@ -142,7 +144,7 @@
         timer = setTimeout(poll, catchUp !== null ? 0 : POLL_MS);
       })
       .catch(function (error) {
-        if (!timer) return;
+        if (!timer || run !== generation) return;
         failures += 1;
         say("Live tail: could not reach the server (" + error.message + "); retrying.");
         timer = setTimeout(poll, Math.min(POLL_MS * Math.pow(2, failures), 30000));
@@ -163,6 +165,7 @@
   }
 
   function stop() {
+    generation += 1;
     clearTimeout(timer);
     timer = null;
     token = null;

@@ -62,9 +62,13 @@
   }
 
   function take(index) {
-    var choice = options[index].suggestion, text = input.value;
-    var tail = text.slice(token.after);
-    var inserted = choice.insert + (choice.open ? "" : (tail[0] === " " ? "" : " "));
+    // A value replaces the whole word; a key replaces what was typed of it up to the caret and the rest of the
+    // old key up to its colon, so the value after it is kept (editing "acti|on:login" gives "action:login").
+    var choice = options[index].suggestion, text = input.value, cut = choice.open ? token.end : token.after;
+    var rest = text.slice(token.end, token.after), colon = rest.indexOf(":");
+    if (choice.open && colon >= 0 && token.text.indexOf(":") < 0) cut = token.end + colon + 1;
+    var tail = text.slice(cut);
+    var inserted = choice.insert + (choice.open || tail[0] === " " ? "" : " ");
     input.value = text.slice(0, token.start) + inserted + tail;
     var caret = token.start + inserted.length;
     input.setSelectionRange(caret, caret);
@@ -95,6 +99,10 @@
 
   input.addEventListener("input", update);
   input.addEventListener("blur", close);
+  input.addEventListener("click", close);  // the caret moved: the suggestions were for another place
+  input.addEventListener("keyup", function (event) {
+    if (["ArrowLeft", "ArrowRight", "Home", "End"].indexOf(event.key) >= 0) close();
+  });
   input.addEventListener("keydown", function (event) {
     if (list.hidden) {
       if (event.key === "ArrowDown") { update(); if (options.length) { highlight(0); event.preventDefault(); } }

@@ -30,6 +30,7 @@ from .search import created_range
 DEFAULT_BUCKETS, MAX_BUCKETS = 50, 200
 DEFAULT_SPAN = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 STATUSES = tuple(Status.values())
 #: The least share of a bucket its first events may cover for an estimate: a burst right at a bucket's start
 #: would otherwise stand for an absurd rate (it still inflates that bar, which is marked as estimated). At ten
@@ -71,21 +72,28 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _shift(moment: datetime, span: timedelta) -> datetime:
+    """``moment + span``, kept within the years Python can hold."""
+    try:
+        return moment + span
+    except OverflowError:
+        return LATEST if span > timedelta(0) else EARLIEST
+
+
 def time_range(filters: AuditFilters, now: datetime | None = None) -> tuple[datetime, datetime]:
     """[start, end) the histogram covers: the query's range, closed with now (or 30 days after its start, for
-    a start in the future) and 30 days before its end."""
+    a start in the future) and 30 days before its end. Empty (start == end) when the query's own bounds
+    exclude each other."""
     now = now or utcnow()
     now = now.replace(second=0, microsecond=0) + timedelta(minutes=1)  # whole minutes: readable bucket edges
     low, high = created_range(filters.q) if filters.q else (None, None)
     starts = [m for m in (filters.date_from, low) if m is not None]
     ends = [m for m in (filters.date_to, high) if m is not None]
     start = max(starts) if starts else None
-    end = min(ends) if ends else (now if start is None or start < now else start + DEFAULT_SPAN)
+    end = min(ends) if ends else (now if start is None or start < now else _shift(start, DEFAULT_SPAN))
     if start is None:
-        start = end - DEFAULT_SPAN
-    if start >= end:  # created:>=X with date_to before X: nothing matches; show the span that ends there
-        start = end - DEFAULT_SPAN
-    return start, end
+        start = _shift(end, -DEFAULT_SPAN)
+    return (start, end) if start < end else (end, end)
 
 
 def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: datetime | None = None,
@@ -93,6 +101,8 @@ def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: dateti
     """The events matching ``filters`` per bucket and status (see the module's docstring)."""
     session = session or db.session
     start, end = time_range(filters, now)
+    if start == end:  # created:>=X with date_to before X, say: nothing can match
+        return Histogram([], True, start, end)
     edges = [start + (end - start) * i / buckets for i in range(buckets)] + [end]
     within = replace(filters, date_from=start, date_to=end)
     limit = current_app.config["AUDIT_HISTOGRAM_EXACT_LIMIT"]

@@ -52,17 +52,18 @@ def _page(args: dict, scope: str) -> dict:
 
 def _tail(args: dict) -> dict:
     """A live tail's first request (recorded; answers a token) or one of its polls (carries it; not recorded)."""
-    filters, user_id = args["filters"], current_user.id
+    filters, user_id, since_id = args["filters"], current_user.id, args["since_id"]
     token = args["tail"]
     if token:
         try:
-            check_tail_token(token, user_id, filters)
+            started_from = check_tail_token(token, user_id, filters)
         except BadTailToken as exc:
             abort_invalid("tail", str(exc))
-        leave_request_unrecorded()
+        if since_id >= started_from:  # only what arrived after the recorded start
+            leave_request_unrecorded()
     else:
-        token = make_tail_token(user_id, filters)
-    items, more = AuditLogRepository().since(filters, args["since_id"], args["limit"])
+        token = make_tail_token(user_id, filters, since_id)
+    items, more = AuditLogRepository().since(filters, since_id, args["limit"])
     return {"items": items, "total": len(items), "total_is_exact": not more, "skip": 0, "limit": args["limit"],
             "next_cursor": None, "tail_token": token}
 

@@ -91,7 +91,7 @@ class _Query:
             terms = parse(q) if q and "q" not in self.errors else []
         except QueryError:
             return []
-        return [(t.text, " ".join((q[:t.offset] + q[t.offset + len(t.text):]).split())) for t in terms]
+        return [(t.text, (q[:t.offset].rstrip() + " " + q[t.offset + len(t.text):].lstrip()).strip()) for t in terms]
 
 
 def _render_list(query: _Query, status: int | None = None, **context):

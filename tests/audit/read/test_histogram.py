@@ -140,3 +140,22 @@ def test_the_viewer_says_when_the_bars_are_estimated(app, admin_client):
     html = admin_client.get("/admin/audit-logs/", query_string={"date_from": "2026-11-10", "q": "action:login",
                                                                 "date_to": "2026-11-10T02:00"}).get_data(as_text=True)
     assert 'data-exact="false"' in html and 'data-testid="histogram-estimated"' in html and "≈" in html
+
+
+@pytest.mark.parametrize("params", [
+    {"date_from": "9999-12-31"}, {"q": "created:>=9999-12-31"}, {"date_to": "0001-01-02"},
+    {"date_to": "0001-01-01T00:00Z"}, {"q": "created:<0001-01-02"}, {"q": "created:<0001-01-01"},
+])
+def test_ranges_at_the_ends_of_the_calendar_are_answered_not_a_500(client, headers, admin_client, params):
+    response = _get(client, headers, **params)
+    assert response.status_code in (200, 422), response.json
+    assert admin_client.get("/admin/audit-logs/", query_string=params).status_code in (200, 422)
+
+
+def test_dates_that_exclude_each_other_give_no_bars(app, client, headers, admin_client):
+    _insert(app, [(datetime(2025, 12, 20, tzinfo=UTC), Status.SUCCESS, A.LOGIN)])
+    params = {"date_from": "2026-02-01", "q": "created:<2026-01-01"}
+    data = _get(client, headers, **params).json["data"]
+    assert data["buckets"] == [] and data["total"] == 0
+    page = admin_client.get("/admin/audit-logs/", query_string=params).get_data(as_text=True)
+    assert "no event can match" in page and 'data-testid="histogram-bucket"' not in page

@@ -212,7 +212,7 @@ def test_each_term_of_the_query_is_a_chip_that_removes_only_itself(admin_client,
     assert [html.unescape(c) for c in chips] == [
         "/admin/audit-logs/?q=-ip:10.0.0.0/8+%22disk+full%22&status=FAILURE",
         "/admin/audit-logs/?q=action:login_failed+%22disk+full%22&status=FAILURE",
-        "/admin/audit-logs/?q=action:login_failed+-ip:10.0.0.0/8&status=FAILURE"]
+        "/admin/audit-logs/?q=action:login_failed++-ip:10.0.0.0/8&status=FAILURE"]  # the rest as typed
     assert 'aria-label="Remove filter Status: FAILURE"' in page
     assert 'aria-label="Remove filter Query' not in page  # the query shows as its terms, not as one chip
 
@@ -228,3 +228,9 @@ def test_an_address_postgresql_cannot_read_as_inet_neither_fails_its_insert_nor_
         db.session.remove()
     assert _api(client, headers, "ip:fe80::/10") <= {"ev9"}  # SQLite reads the scope id; PostgreSQL cannot
     assert _api(client, headers, "-ip:10.0.0.0/8") == {"ev9"}
+
+
+def test_removing_a_chip_keeps_the_spaces_inside_the_other_terms_quotes(admin_client, dataset):
+    page = admin_client.get("/admin/audit-logs/", query_string={"q": 'action:login  "disk  full" action:login'})
+    chips = re.findall(r'data-testid="query-chip" href="([^"]+)"', page.get_data(as_text=True))
+    assert [html.unescape(c) for c in chips][0] == "/admin/audit-logs/?q=%22disk++full%22+action:login"

@@ -66,11 +66,18 @@ def test_starting_a_tail_is_recorded_and_its_polls_are_not(app, client, headers,
     app.extensions["audit_writer"].flush()
     recorded = _requests(audit_rows)
     assert len(recorded) == 1 and "since_id=0" in recorded[0]
+    # A poll from an id below the tail's start reads what the recorded start did not: it is recorded.
+    later = _tail(client, headers, since_id=50, q="action:login").json["data"]["tail_token"]
+    assert _tail(client, headers, since_id=0, q="action:login", tail=later).status_code == 200
+    assert _tail(client, headers, since_id=60, q="action:login", tail=later).status_code == 200
+    app.extensions["audit_writer"].flush()
+    recorded = _requests(audit_rows)
+    assert len(recorded) == 3 and "since_id=50" in recorded[1] and "since_id=0&" in recorded[2]
     # A script polling with since_id alone is recorded every time, like any other read.
     _tail(client, headers, since_id=0)
     _tail(client, headers, since_id=0)
     app.extensions["audit_writer"].flush()
-    assert len(_requests(audit_rows)) == 3
+    assert len(_requests(audit_rows)) == 5
 
 
 @pytest.mark.parametrize(("params", "field", "message"), [
