@@ -55,6 +55,9 @@ class BaseConfig:
     #: The histogram counts every matching event up to this many; past it each bar reads its share of this
     #: many and is estimated from them (``read/histogram.py``).
     AUDIT_HISTOGRAM_EXACT_LIMIT = 10_000
+    #: Past that, how many events of a bar are read at most before it is estimated from them: the cost of a
+    #: filter no index serves in time order grows with it (docs/scaling.md), an estimate's error shrinks with it.
+    AUDIT_HISTOGRAM_SAMPLE = 50
     #: How long a live tail's polls go unrecorded before it must be started (and recorded) again.
     AUDIT_TAIL_MAX_HOURS = 12
     AUDIT_RETENTION_DAYS = 365

@@ -110,7 +110,7 @@ def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: dateti
     if small:
         counts = _exact_counts(session, within, edges)
         return Histogram([_bucket(edges, i, counts[i]) for i in range(buckets)], True, start, end)
-    share = max(counted // buckets, 20)
+    share = max(min(counted // buckets, current_app.config["AUDIT_HISTOGRAM_SAMPLE"]), 20)
     return Histogram(_sampled(session, filters, edges, share), False, start, end, share)
 
 
