@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export speed and memory: the CSV download of the API against PostgreSQL's own ``COPY ... TO STDOUT``.
+"""Export speed and memory: the CSV, JSON and NDJSON downloads of the API against PostgreSQL's own ``COPY ... TO STDOUT``.
 
 Run by hand (not in CI), from the repository root, with the project's virtualenv:
 
@@ -15,23 +15,24 @@ What it does (docs/performance.md, "Export", explains how to read the result):
    gunicorn fresh as in production: ``--config gunicorn.conf.py``, 2 sync workers, APP_ENV=production with
    SECRET_KEY and AUDIT_HMAC_KEY set, AUDIT_SEAL_INTERVAL=0 (no background sealing competing),
    AUDIT_EXPORT_MAX_ROWS above N, RATELIMIT_ENABLED=false.
-3. After one unmeasured warm-up of each, alternates (A B, then B A, ...) for ``--pairs`` pairs:
-     export  GET /api/v1/audit-logs/export?format=csv with the token, read by a plain-socket client in 1 MiB
-             chunks into a reused buffer (the bytes go nowhere), until the server closes the connection; the
-             answer must be a 200 that ends with the last chunk of the chunked encoding (a complete file);
+3. After one unmeasured warm-up of each, runs ``--pairs`` rounds; a round pairs each format's export with a COPY,
+   alternating the order (export then COPY, then COPY then export, ...):
+     export  GET /api/v1/audit-logs/export?format=csv (json, ndjson) with the token, read by a plain-socket client
+             in 1 MiB chunks into a reused buffer (the bytes go nowhere), until the server closes the connection;
+             the answer must be a 200 that ends with the last chunk of the chunked encoding (a complete file);
      COPY    ``COPY (SELECT <the exporter's CSV columns, same order> FROM audit_logs ORDER BY timestamp DESC,
              id DESC) TO STDOUT WITH (FORMAT csv, HEADER)`` through psycopg2's ``copy_expert`` to a null sink;
-   and prints rows/second of each and the median of the per-pair ratios export/COPY with quartiles and range.
-   Rows per run: the X-Total-Count of the export, the rowcount of the COPY (every export adds one EXPORT row,
-   so N grows by one per run).
+   and prints rows/second of each and, per format, the median of the per-pair ratios export/COPY with quartiles
+   and range. Rows per run: the X-Total-Count of the export, the rowcount of the COPY (every export adds one
+   EXPORT row, so N grows by one per run). ``--json-runs`` sets the JSON and NDJSON rounds (default: ``--pairs``;
+   0 measures CSV only).
 4. Memory: VmHWM (peak resident set size) of the gunicorn workers from /proc right after the fresh start and
-   after the CSV runs, plus the largest VmRSS sampled every 20 ms during the downloads. The workers start fresh
+   after all the runs, plus the largest VmRSS sampled every 20 ms during the downloads. The workers start fresh
    for every size, so the peaks of two sizes compare directly.
-5. For information, ``format=json`` and ``format=ndjson`` rows/second (``--json-runs`` runs each).
-6. Disconnect check at the largest size, CSV and JSON: starts a download, reads 64 KiB, closes the socket, and
+5. Disconnect check at the largest size, CSV and JSON: starts a download, reads 64 KiB, closes the socket, and
    watches pg_stat_activity until no connection of the database is "idle in transaction" or "active" (the
    server-side cursor of the export must be closed and its transaction ended when the client goes away).
-7. Tears everything down (server, database, temporary files) even on Ctrl-C or an error.
+6. Tears everything down (server, database, temporary files) even on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ from _common import (  # noqa: E402 - after the path set-up
 
 ADMIN = ("bench_admin", "bench-admin-password-1")
 EXPORT_PATH = "/api/v1/audit-logs/export?format={fmt}"
-FULL = {"sizes": [10_000, 1_000_000], "pairs": 11, "json_runs": 3}
-QUICK = {"sizes": [10_000, 100_000], "pairs": 5, "json_runs": 2}
+FULL = {"sizes": [10_000, 1_000_000], "pairs": 11}
+QUICK = {"sizes": [10_000, 100_000], "pairs": 5}
 #: Below this size a run takes a fraction of a second: more pairs cost little and steady the median.
 SMALL = 100_000
 TARGET_RATIO = 0.20
+#: JSON and NDJSON (issue 20, item 7): a quarter of COPY's speed.
+TARGET_JSON_RATIO = 0.25
+FORMATS = ("csv", "json", "ndjson")
 TARGET_MEMORY_MB = 50
 CHUNK = 1 << 20
 
@@ -92,9 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"comma-separated row counts, ascending (default {FULL['sizes']}, --quick {QUICK['sizes']})")
     parser.add_argument("--pairs", type=int, help=f"export/COPY pairs per size; sizes up to {SMALL:,} rows get at "
                                                   f"least 15 (default {FULL['pairs']}, --quick {QUICK['pairs']})")
-    parser.add_argument("--json-runs", type=int, help=f"JSON and NDJSON runs per size, for information (one above "
-                                                      f"{SMALL:,} rows); 0 skips them (default {FULL['json_runs']}, "
-                                                      f"--quick {QUICK['json_runs']})")
+    parser.add_argument("--json-runs", type=int, help="JSON and NDJSON export/COPY pairs per size; 0 measures CSV "
+                                                      "only (default: as many as the CSV pairs)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (without database name) where the throwaway database is made")
     parser.add_argument("--db-name", default="ap_bench_export", help="throwaway database (dropped and recreated)")
@@ -109,7 +112,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(args, name, default)
     if not args.sizes or any(n < 1 for n in args.sizes) or args.sizes != sorted(set(args.sizes)):
         parser.error("--sizes: positive row counts in ascending order")
-    if args.pairs < 1 or args.json_runs < 0:
+    if args.pairs < 1 or (args.json_runs is not None and args.json_runs < 0):
         parser.error("--pairs must be at least 1 and --json-runs at least 0")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.db_name):
         parser.error("--db-name: lower-case letters, digits and underscores only")
@@ -289,122 +292,117 @@ def measure_size(args, size: int, server: Server, token: str, database_url: str)
     start_hwm = hwm_mib(pids)
     connection = pg_connect(database_url)
     sql = copy_sql()
-    csv_path = EXPORT_PATH.format(fmt="csv")
     pairs = max(args.pairs, 15) if size <= SMALL else args.pairs
+    json_pairs = pairs if args.json_runs is None else args.json_runs
+    runs = {fmt: {"export": [], "copy": [], "ratios": []} for fmt in FORMATS}
+    failures = []
     try:
-        export_runs, copy_runs, failures = [], [], []
-
-        def one_export() -> float:
-            result = download(args.port, csv_path, token)
+        def one_export(fmt: str) -> float:
+            result = download(args.port, EXPORT_PATH.format(fmt=fmt), token)
             if not result.complete:
-                failures.append(f"CSV export answered {result.status}, complete={result.complete} "
+                failures.append(f"{fmt} export answered {result.status}, complete={result.complete} "
                                 f"after {result.bytes:,} bytes in {result.seconds:.1f} s")
                 return float("nan")
-            export_runs.append(result)
+            runs[fmt]["export"].append(result)
             return result.rows / result.seconds
 
-        def one_copy() -> float:
+        def one_copy(fmt: str) -> float:
             rows, size_bytes, seconds = run_copy(connection, sql)
-            copy_runs.append((rows, size_bytes, seconds))
+            runs[fmt]["copy"].append((rows, size_bytes, seconds))
             return rows / seconds
 
         with RssSampler(pids) as sampler:
-            print(f"* {size:,} rows: warm-up (one export, one COPY), then {pairs} alternated pairs", flush=True)
-            one_export()
-            one_copy()
-            export_runs.clear()
-            copy_runs.clear()
-            ratios = []
+            formats = FORMATS if json_pairs else FORMATS[:1]
+            print(f"* {size:,} rows: warm-up (one export of each format, one COPY), then {pairs} rounds of "
+                  f"alternated export/COPY pairs ({', '.join(formats)}; JSON and NDJSON in the first {json_pairs})",
+                  flush=True)
+            for fmt in formats:
+                one_export(fmt)
+            run_copy(connection, sql)
+            for fmt in formats:
+                runs[fmt]["export"].clear()
             load_before = os.getloadavg()[0]
-            for pair in range(pairs):
-                if pair % 2 == 0:
-                    export_rps, copy_rps = one_export(), one_copy()
-                else:
-                    copy_rps, export_rps = one_copy(), one_export()
-                ratios.append(export_rps / copy_rps)
-                print(f"  pair {pair + 1:2d}/{pairs} ({'export-COPY' if pair % 2 == 0 else 'COPY-export'}): "
-                      f"export {export_rps:>10,.0f} rows/s  COPY {copy_rps:>10,.0f} rows/s  = {ratios[-1]:.3f}",
-                      flush=True)
+            for pair in range(max(pairs, json_pairs)):
+                for fmt in [f for f in formats if pair < (pairs if f == "csv" else json_pairs)]:
+                    if pair % 2 == 0:
+                        export_rps, copy_rps = one_export(fmt), one_copy(fmt)
+                    else:
+                        copy_rps, export_rps = one_copy(fmt), one_export(fmt)
+                    runs[fmt]["ratios"].append(export_rps / copy_rps)
+                    print(f"  pair {pair + 1:2d} {fmt:<6} ({'export-COPY' if pair % 2 == 0 else 'COPY-export'}): "
+                          f"export {export_rps:>10,.0f} rows/s  COPY {copy_rps:>10,.0f} rows/s  = "
+                          f"{runs[fmt]['ratios'][-1]:.3f}", flush=True)
             load_after = os.getloadavg()[0]
-        csv_hwm = hwm_mib(pids)
-        if failures:
-            raise BenchError(f"{len(failures)} CSV exports failed at {size:,} rows: {failures[:3]}")
-        ratios = [r for r in ratios if r == r]
-
-        formats = {}
-        json_runs = args.json_runs if size <= SMALL else min(args.json_runs, 1)  # 1,000,000 rows of JSON: minutes
-        for fmt in ("json", "ndjson") if json_runs else ():
-            runs = []
-            for _ in range(json_runs):
-                result = download(args.port, EXPORT_PATH.format(fmt=fmt), token)
-                if not result.complete:
-                    runs = None
-                    print(f"  {fmt}: INCOMPLETE download (status {result.status}, {result.bytes:,} bytes in "
-                          f"{result.seconds:.1f} s): see {server.error_log}", flush=True)
-                    break
-                runs.append(result.rows / result.seconds)
-            formats[fmt] = {"rows_per_s": runs, "median": statistics.median(runs) if runs else None}
-            if runs:
-                print(f"  {fmt}: {statistics.median(runs):,.0f} rows/s (median of {len(runs)})", flush=True)
         after_hwm = hwm_mib(pids)
+        if failures:
+            raise BenchError(f"{len(failures)} exports failed at {size:,} rows: {failures[:3]}")
         alive = server.process.poll() is None and server.worker_pids() == pids
     finally:
         connection.close()
 
-    export_rps = [r.rows / r.seconds for r in export_runs]
-    copy_rps = [rows / seconds for rows, _, seconds in copy_runs]
     return {
         "size": size, "pairs": pairs, "load_average_1min": (load_before, load_after),
-        "ratio": summarise(ratios),
-        "export_rows_per_s": summarise(export_rps), "copy_rows_per_s": summarise(copy_rps),
-        "export_mb_per_s": statistics.median(r.bytes / r.seconds / 1e6 for r in export_runs),
-        "copy_mb_per_s": statistics.median(b / s / 1e6 for _, b, s in copy_runs),
-        "export_bytes": export_runs[-1].bytes, "copy_bytes": copy_runs[-1][1],
+        "formats": {fmt: _format_summary(item) for fmt, item in runs.items() if item["ratios"]},
         "memory_mib": {
-            "start_hwm": max(start_hwm.values()), "csv_hwm": max(csv_hwm.values()),
-            "csv_sampled_rss": max(sampler.peak_kib.values()) / 1024,
-            "after_json_hwm": max(after_hwm.values()), "per_worker_csv_hwm": csv_hwm,
+            "start_hwm": max(start_hwm.values()), "hwm": max(after_hwm.values()),
+            "sampled_rss": max(sampler.peak_kib.values()) / 1024, "per_worker_hwm": after_hwm,
         },
-        "formats": formats,
         "workers_unchanged": alive,
+    }
+
+
+def _format_summary(item: dict) -> dict:
+    exports, copies = item["export"], item["copy"]
+    return {
+        "pairs": len(item["ratios"]),
+        "ratio": summarise([r for r in item["ratios"] if r == r]),
+        "export_rows_per_s": summarise([r.rows / r.seconds for r in exports]),
+        "copy_rows_per_s": summarise([rows / seconds for rows, _, seconds in copies]),
+        "export_mb_per_s": statistics.median(r.bytes / r.seconds / 1e6 for r in exports),
+        "copy_mb_per_s": statistics.median(b / s / 1e6 for _, b, s in copies),
+        "export_bytes": exports[-1].bytes, "copy_bytes": copies[-1][1],
     }
 
 
 def report(args, results: list[dict], disconnects: list[dict]) -> dict:
     print()
-    print(f"CSV export (GET {EXPORT_PATH.format(fmt='csv')}) vs COPY of the same columns, gunicorn 2 sync workers, "
+    print(f"Exports (GET {EXPORT_PATH.format(fmt='<format>')}) vs COPY of the CSV columns, gunicorn 2 sync workers, "
           f"PostgreSQL on loopback, {os.cpu_count()} CPUs")
-    header = (f"{'rows':>10} {'pairs':>5} {'export rows/s':>13} {'COPY rows/s':>12} {'ratio median':>12} "
-              f"{'IQR':>13} {'min-max':>13} {'peak RSS MiB':>12} {'sampled':>8} {'JSON rows/s':>11} "
-              f"{'NDJSON':>8} {'load':>9}")
+    header = (f"{'rows':>10} {'format':>6} {'pairs':>5} {'export rows/s':>13} {'COPY rows/s':>12} {'ratio median':>12} "
+              f"{'IQR':>13} {'min-max':>13} {'MB/s':>6} {'peak RSS MiB':>12} {'sampled':>8} {'load':>9}")
     print(header)
     print("-" * len(header))
     for item in results:
-        ratio, memory, formats = item["ratio"], item["memory_mib"], item["formats"]
-        json_rps = (formats.get("json") or {}).get("median")
-        ndjson_rps = (formats.get("ndjson") or {}).get("median")
-        print(f"{item['size']:>10,} {item['pairs']:>5} {item['export_rows_per_s']['median']:>13,.0f} "
-              f"{item['copy_rows_per_s']['median']:>12,.0f} {ratio['median']:>12.3f} "
-              f"{ratio['q1']:>6.3f}-{ratio['q3']:<6.3f} {ratio['min']:>6.3f}-{ratio['max']:<6.3f} "
-              f"{memory['csv_hwm']:>12.1f} {memory['csv_sampled_rss']:>8.1f} "
-              f"{json_rps or 0:>11,.0f} {ndjson_rps or 0:>8,.0f} "
-              f"{item['load_average_1min'][0]:>4.1f}-{item['load_average_1min'][1]:<4.1f}")
-    print(f"ratio = export rows/s / COPY rows/s of the same pair (target >= {TARGET_RATIO:.2f}); rows/s are medians.")
-    print("peak RSS = largest VmHWM of the two workers after the CSV runs (fresh workers for every size); "
+        memory = item["memory_mib"]
+        for fmt, summary in item["formats"].items():
+            ratio = summary["ratio"]
+            print(f"{item['size']:>10,} {fmt:>6} {summary['pairs']:>5} {summary['export_rows_per_s']['median']:>13,.0f} "
+                  f"{summary['copy_rows_per_s']['median']:>12,.0f} {ratio['median']:>12.3f} "
+                  f"{ratio['q1']:>6.3f}-{ratio['q3']:<6.3f} {ratio['min']:>6.3f}-{ratio['max']:<6.3f} "
+                  f"{summary['export_mb_per_s']:>6.1f} {memory['hwm']:>12.1f} {memory['sampled_rss']:>8.1f} "
+                  f"{item['load_average_1min'][0]:>4.1f}-{item['load_average_1min'][1]:<4.1f}")
+    print(f"ratio = export rows/s / COPY rows/s of the same pair (targets: CSV >= {TARGET_RATIO:.2f}, JSON and NDJSON "
+          f">= {TARGET_JSON_RATIO:.2f}); rows/s are medians.")
+    print("peak RSS = largest VmHWM of the two workers after all the runs (fresh workers for every size); "
           "sampled = largest VmRSS seen every 20 ms.")
     for item in results:
         memory = item["memory_mib"]
+        sizes = "; ".join(f"{fmt} {s['export_bytes'] / 1e6:,.1f} MB" for fmt, s in item["formats"].items())
         print(f"  {item['size']:,} rows: workers' VmHWM {memory['start_hwm']:.1f} MiB after start, "
-              f"{memory['csv_hwm']:.1f} after CSV, {memory['after_json_hwm']:.1f} after JSON/NDJSON; "
-              f"CSV {item['export_bytes'] / 1e6:,.1f} MB at {item['export_mb_per_s']:.1f} MB/s, "
-              f"COPY {item['copy_bytes'] / 1e6:,.1f} MB at {item['copy_mb_per_s']:.1f} MB/s"
+              f"{memory['hwm']:.1f} after the runs; {sizes}; COPY "
+              f"{item['formats']['csv']['copy_bytes'] / 1e6:,.1f} MB"
               + ("" if item["workers_unchanged"] else "; a WORKER WAS REPLACED during the runs"))
     smallest, largest = results[0], results[-1]
-    growth = largest["memory_mib"]["csv_hwm"] - smallest["memory_mib"]["csv_hwm"]
-    worst_ratio = min(item["ratio"]["median"] for item in results)
-    ok_ratio, ok_memory = worst_ratio >= TARGET_RATIO, growth <= TARGET_MEMORY_MB
-    print(f"Targets: ratio >= {TARGET_RATIO:.2f}: {'met' if ok_ratio else 'NOT MET'} (lowest median "
-          f"{worst_ratio:.3f}); peak RSS {largest['size']:,} rows - {smallest['size']:,} rows = {growth:+.1f} MiB "
+    growth = largest["memory_mib"]["hwm"] - smallest["memory_mib"]["hwm"]
+    worst = {fmt: min(item["formats"][fmt]["ratio"]["median"] for item in results)
+             for fmt in FORMATS if all(fmt in item["formats"] for item in results)}
+    ok_ratio = worst["csv"] >= TARGET_RATIO
+    ok_json = all(worst[fmt] >= TARGET_JSON_RATIO for fmt in worst if fmt != "csv")
+    ok_memory = growth <= TARGET_MEMORY_MB
+    print(f"Targets: CSV ratio >= {TARGET_RATIO:.2f}: {'met' if ok_ratio else 'NOT MET'} (lowest median "
+          f"{worst['csv']:.3f}); JSON/NDJSON ratio >= {TARGET_JSON_RATIO:.2f}: {'met' if ok_json else 'NOT MET'} "
+          f"({', '.join(f'{fmt} {value:.3f}' for fmt, value in worst.items() if fmt != 'csv') or 'not measured'}); "
+          f"peak RSS {largest['size']:,} rows - {smallest['size']:,} rows = {growth:+.1f} MiB "
           f"<= {TARGET_MEMORY_MB} MB: {'met' if ok_memory else 'NOT MET'}")
     released = True
     for item in disconnects:
@@ -423,7 +421,7 @@ def report(args, results: list[dict], disconnects: list[dict]) -> dict:
         "cpus": os.cpu_count(),
         "sizes": results,
         "memory_growth_mib": growth,
-        "targets_met": {"ratio": ok_ratio, "memory": ok_memory, "disconnect": released},
+        "targets_met": {"ratio": ok_ratio, "json_ratio": ok_json, "memory": ok_memory, "disconnect": released},
         "disconnects": disconnects,
     }
 

@@ -2,11 +2,12 @@
 
 Callers record the EXPORT event (``write.service.log_export``) once ``prepare_export`` has accepted the export.
 
-Rows are read in batches through a server-side cursor, on a connection of the export's own opened when the
-export is asked for, and written as they are read, so memory does not grow with the size of the export; the
-connection goes back to the pool when the download ends or the client goes away. The database formats each
-CSV line (see ``_csv_select``; bench/export.py measures it against PostgreSQL's COPY). Text a spreadsheet would
-run as a formula is neutralised.
+Rows are read in batches, on a connection of the export's own opened when the export is asked for, and written as
+they are read, so memory does not grow with the size of the export; the connection goes back to the pool when the
+download ends or the client goes away. The database formats each CSV line (see ``_csv_select``; bench/export.py
+measures it against PostgreSQL's COPY), and on PostgreSQL each JSON item too (``export_items``). PostgreSQL streams
+them with COPY from a thread (``copy_stream``), other databases through a server-side cursor. Text a spreadsheet
+would run as a formula is neutralised.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ...serving import heartbeat
 from ...timeutil import utcnow
 from ..record.enums import ExportFormat
 from ..record.models import AuditLog
+from .copy_stream import CopyStream
+from .export_items import ITEM_BATCH, exact_items, item_select
 from .query import AuditFilters, AuditLogRepository, filtered, ordered
 from .schemas import AuditLogSchema
 
@@ -109,8 +112,8 @@ def _csv_select(filters: AuditFilters, dialect: str):
 
 def _open(execute) -> Iterator:
     """Run ``execute(connection)`` now, on a connection of the export's own, and return a generator of what
-    it yields that closes the cursor and gives the connection back when it ends, also when the client goes
-    away halfway (the server then closes the response iterator, which ends here with GeneratorExit).
+    it yields that closes the cursor (or stops the COPY) and gives the connection back when it ends, also when the
+    client goes away halfway (the server then closes the response iterator, which ends here with GeneratorExit).
 
     Executed now, in the view, not when the server starts sending: the file holds the rows as they were when
     the export was asked for (just counted), not also those written meanwhile, such as this very request's
@@ -131,74 +134,88 @@ def _released(connection, close, pieces: Iterator[str]) -> Iterator[str]:
         yield from pieces
     finally:
         try:
-            close()  # the cursor
+            close()  # the cursor, or the COPY
         finally:
             connection.close()  # back to the pool, rolled back: nothing left "idle in transaction"
 
 
-def _csv_chunks(filters: AuditFilters) -> Iterator[str]:
+#: Up to this many rows an export's COPY may sort them (in moments); a larger one streams in index order.
+SORT_AT_MOST = 50_000
+
+
+def _rows(connection, query, batch: int, count: int | None):
+    """Batches of the one-column ``query``'s rows (``count`` of them, if known), and how to stop reading them: a COPY
+    on PostgreSQL, a server-side cursor elsewhere (Core, not the ORM: no ORM row processing for a column of text)."""
+    if connection.dialect.name == "postgresql":
+        rows = CopyStream(connection, query, batch, sort=count is not None and count <= SORT_AT_MOST)
+        return rows, rows.close
+    result = connection.execute(query)
+    return result.scalars().partitions(), result.close
+
+
+def _csv_chunks(filters: AuditFilters, count: int | None = None) -> Iterator[str]:
     def execute(connection):
-        # Core, not the ORM: no ORM row processing for a plain column of text.
-        result = connection.execute(_csv_select(filters, connection.dialect.name))
-        return _csv_pieces(result), result.close
+        lines, close = _rows(connection, _csv_select(filters, connection.dialect.name), CSV_BATCH, count)
+        return _csv_pieces(lines), close
 
     return _open(execute)
 
 
-def _csv_pieces(result) -> Iterator[str]:
+def _csv_pieces(batches: Iterator[list[str]]) -> Iterator[str]:
     yield _CSV_HEADER
-    for lines in result.scalars().partitions():
-        yield "\r\n".join(lines) + "\r\n"
+    for lines in batches:
+        lines.append("")
+        yield "\r\n".join(lines)
         heartbeat()
 
 
-def _items(filters: AuditFilters, pieces) -> Iterator[str]:
-    """The API items of the matching events, newest first, read in batches from a server-side cursor and
-    turned into text by ``pieces``."""
+def item_chunks(filters: AuditFilters, fmt: ExportFormat, count: int | None = None, *,
+                in_python: bool = False) -> Iterator[str]:
+    """The JSON or NDJSON text of the matching events' API items, newest first, read in batches. PostgreSQL writes
+    each item's text (``export_items``); on other databases, or with ``in_python`` (the reference the tests compare
+    it with), Python builds them from a server-side cursor: the ORM object, ``AuditLogSchema``, ``json.dumps``.
+    ``count``: how many events match, if known (up to ``SORT_AT_MOST``, PostgreSQL may sort them)."""
+    pieces = _ITEM_FORMATS[fmt]
 
     def execute(connection):
+        if connection.dialect.name == "postgresql" and not in_python:
+            items, close = _rows(connection, item_select(filters), ITEM_BATCH, count)
+            return pieces(exact_items(items)), close
         session = Session(bind=connection)
-        result = session.execute(filtered(filters).execution_options(yield_per=1000, stream_results=True))
+        result = session.execute(filtered(filters).execution_options(yield_per=ITEM_BATCH, stream_results=True))
 
         def close():
             result.close()
             session.close()
 
-        return pieces(_dumped(result.scalars())), close
+        return pieces(_dumped(result)), close
 
     return _open(execute)
 
 
-def _dumped(logs) -> Iterator[dict]:
-    for i, log in enumerate(logs, 1):
-        yield _item_schema.dump(log)
-        if i % 1000 == 0:
-            heartbeat()
+def _dumped(result) -> Iterator[list[str]]:
+    for logs in result.scalars().partitions():
+        yield [json.dumps(_item_schema.dump(log), ensure_ascii=False) for log in logs]
+        heartbeat()
 
 
-def _json_array(items: Iterator[dict]) -> Iterator[str]:
+def _json_array(batches: Iterator[list[str]]) -> Iterator[str]:
     yield "["
-    first = True
-    for item in items:
-        yield ("" if first else ",") + "\n" + json.dumps(item, ensure_ascii=False)
-        first = False
+    separator = "\n"
+    for items in batches:  # one join per batch, no copy of the joined text
+        items[0] = separator + items[0]
+        yield ",\n".join(items)
+        separator = ",\n"
     yield "\n]\n"
 
 
-def _json_lines(items: Iterator[dict]) -> Iterator[str]:
-    for item in items:
-        yield json.dumps(item, ensure_ascii=False) + "\n"
+def _json_lines(batches: Iterator[list[str]]) -> Iterator[str]:
+    for items in batches:
+        items.append("")
+        yield "\n".join(items)
 
 
-def _json_chunks(filters: AuditFilters) -> Iterator[str]:
-    return _items(filters, _json_array)
-
-
-def _ndjson_chunks(filters: AuditFilters) -> Iterator[str]:
-    return _items(filters, _json_lines)
-
-
-_WRITERS = {ExportFormat.CSV: _csv_chunks, ExportFormat.JSON: _json_chunks, ExportFormat.NDJSON: _ndjson_chunks}
+_ITEM_FORMATS = {ExportFormat.JSON: _json_array, ExportFormat.NDJSON: _json_lines}
 
 
 @dataclass
@@ -212,7 +229,9 @@ class Export:
     media_type: str
 
     def chunks(self) -> Iterator[str]:
-        return _WRITERS[self.format](self.filters)
+        if self.format == ExportFormat.CSV:
+            return _csv_chunks(self.filters, self.count)
+        return item_chunks(self.filters, self.format, self.count)
 
 
 def export_filename(filters: AuditFilters, fmt: ExportFormat) -> str:
