@@ -69,6 +69,14 @@ class BaseConfig:
     AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/metrics,/static/,/api/docs,/api/openapi.json,/favicon.ico"
     #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
     AUDIT_SEAL_INTERVAL = 5
+    #: PostgreSQL (docs/scaling.md): months ahead whose partitions exist, made by the background maintenance (in
+    #: the sealer's turn, so not when AUDIT_SEAL_INTERVAL is 0) every AUDIT_PARTITION_CHECK_SECONDS, and by
+    #: ``flask audit partitions``. A missing month is also made when an event needs it.
+    AUDIT_PARTITIONS_AHEAD = 3
+    AUDIT_PARTITION_CHECK_SECONDS = 3600
+    #: Milliseconds a partition's creation or drop waits for a lock per attempt (it retries), so that requests
+    #: never queue behind it for longer.
+    AUDIT_PARTITION_LOCK_TIMEOUT_MS = 200
 
     #: Stream destinations (docs/streams.md). Each app process runs a dispatcher thread unless this is false
     #: (then run `flask streams run` as its own process; both together are safe).

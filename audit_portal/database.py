@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 
 from flask import Flask
 from sqlalchemy import event
@@ -102,9 +103,19 @@ def ip_in_network(address: str | None, network: str) -> int:
         return 0
 
 
+_PARTITION = re.compile(r"^audit_logs_\d{4}_\d{2}$")
+
+
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic autogenerate: ignore indexes that only migrations create (models list them in the metadata's
-    ``info["database_only_indexes"]``)."""
+    ``info["database_only_indexes"]``), and the unique event id, whose columns differ by database (on
+    PostgreSQL it holds the partition key: ``models.PARTITION_KEY``)."""
+    if type_ == "unique_constraint" and name == "uq_audit_logs_event_id":
+        return False
+    # PostgreSQL's monthly partitions of audit_logs (and their indexes) are made at run time, not by models.
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    if reflected and table is not None and _PARTITION.match(table.name or ""):
+        return False
     return not (type_ == "index" and name in db.metadata.info.get("database_only_indexes", ()))
 
 

@@ -137,3 +137,60 @@ def test_the_user_timezone_migration_gives_existing_users_utc_and_downgrades(emp
     assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
     assert "timezone" in user_columns()
     engine.dispose()
+
+
+def _rows_digest(engine) -> tuple[int, str]:
+    """How many audit rows, and an md5 of every column of every row in id order."""
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, '|' ORDER BY id), '')) FROM audit_logs t"
+        )).one()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="partitions are PostgreSQL's")
+def test_the_partition_migration_keeps_every_row_and_the_chain(empty_database, tmp_path):
+    """0015 turns a seeded audit_logs into monthly partitions: every row kept as it was, the chain verifies
+    before and after, the append-only triggers guard every partition; the downgrade gives one table back."""
+    def run(*args):
+        result = flask(*args, database_url=empty_database, data_dir=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run("db", "upgrade", "0014_audit_search_indexes")
+    run("demo", "seed", "--count", "400", "--days", "150")
+    assert "OK: the audit chain is intact" in run("audit", "verify")
+    engine = create_engine(empty_database)
+    before = _rows_digest(engine)
+
+    run("db", "upgrade")
+
+    assert _rows_digest(engine) == before
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT relkind FROM pg_class WHERE relname = 'audit_logs'")).scalar() == "p"
+        names = connection.execute(text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'audit_logs'::regclass ORDER BY 1")).scalars().all()
+        oldest = connection.execute(text("SELECT min(timestamp) FROM audit_logs")).scalar()
+    assert len(names) >= 5 + 3 and names[0] == f"audit_logs_{oldest:%Y_%m}"  # 150 days back, 3 months ahead
+    assert "OK: the audit chain is intact" in run("audit", "verify")
+    with engine.connect() as connection:
+        filled = [n for n in names if connection.execute(text(f"SELECT count(*) FROM {n}")).scalar()]
+    assert len(filled) >= 5
+    for name in names:
+        statements = [(f"TRUNCATE {name}", "TRUNCATE refused")]
+        if name in filled:
+            statements += [(f"UPDATE {name} SET description = 'x'", "UPDATE refused"),
+                           (f"DELETE FROM {name}", "DELETE refused")]
+        for statement, refused in statements:
+            with engine.begin() as connection, pytest.raises(Exception, match=f"audit_logs is append-only: {refused}"):
+                connection.execute(text(statement))
+    after = _rows_digest(engine)
+
+    run("db", "downgrade", "0014_audit_search_indexes")
+
+    assert _rows_digest(engine) == after
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT relkind FROM pg_class WHERE relname = 'audit_logs'")).scalar() == "r"
+    assert "OK: the audit chain is intact" in run("audit", "verify")
+    engine.dispose()

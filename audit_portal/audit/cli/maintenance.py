@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ...extensions import db
 from ..demo.bulk import load_events
@@ -19,6 +19,7 @@ from ..integrity.verify import record_verification, verify
 from ..read.export import ExportTooLarge, prepare_export
 from ..read.query import AuditFilters
 from ..read.schemas import AuditLogFilterSchema
+from ..record import partitions
 from ..record.actors import directory
 from ..record.models import AuditChainLink
 from ..streams import service as stream_service
@@ -83,6 +84,32 @@ def verify_command():
     sys.exit(1)
 
 
+@audit_cli.command("partitions")
+@click.option("--ahead", default=None, type=click.IntRange(min=0, max=120),
+              help="Months after this one that must have a partition [default: AUDIT_PARTITIONS_AHEAD, 3].")
+def partitions_command(ahead: int | None):
+    """Create the monthly partitions of this month and the next ones (PostgreSQL), and list them all."""
+    if db.engine.dialect.name != "postgresql":
+        click.echo("SQLite keeps the audit log in one table: there are no partitions.")
+        return
+    with db.engine.connect() as conn:
+        if not partitions.is_partitioned(conn):
+            raise click.ClickException("audit_logs is not partitioned: run `flask --app wsgi db upgrade` first.")
+    ahead = current_app.config["AUDIT_PARTITIONS_AHEAD"] if ahead is None else ahead
+    made = partitions.create_ahead(db.engine, ahead, lock_timeout_ms=current_app.config[
+        "AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
+    with db.engine.connect() as conn:
+        listed = partitions.partitions(conn)
+        sizes = dict(conn.execute(text("SELECT c.relname, greatest(c.reltuples, 0)::bigint FROM pg_inherits i "
+                                       "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_logs'::regclass"))
+                     .all())
+    for partition in listed:
+        mark = "  (new)" if partition.name in made else ""
+        click.echo(f"{partition.name}  {partition.lower:%Y-%m-%d} to {partition.upper:%Y-%m-%d}  "
+                   f"~{sizes.get(partition.name, 0):,} events{mark}")
+    click.echo(f"{len(listed)} partitions; {len(made)} created.")
+
+
 @audit_cli.command("purge")
 @click.option("--older-than-days", required=True, type=click.IntRange(min=0), help="Delete events older than this.")
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
@@ -99,6 +126,9 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
         return
     summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
                f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
+    if plan.drops:
+        summary += (f"; {sum(d.count for d in plan.drops):,} of them by dropping "
+                    f"{', '.join(d.name for d in plan.drops)} whole")
     for name, links in stream_service.behind(plan.cut_seq):
         click.echo(f"Warning: stream destination {name} has not been sent up to {links:,} of these events yet "
                    "(paused, failing or behind): once purged they never reach it.", err=True)

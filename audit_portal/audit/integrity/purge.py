@@ -1,18 +1,29 @@
-"""Retention: delete old events in bounded batches, keeping the hash chain verifiable.
+"""Retention: delete old events, keeping the hash chain verifiable.
 
 Only sealed events are purged, and only a prefix of the chain: the purge cuts the chain at a link and
 records that cut (position and hash) in its RETENTION_PURGE event, where ``verify`` finds it.
+
+On a partitioned PostgreSQL table (``record/partitions.py``) a month whose whole range lies before the cutoff
+and whose every row is sealed inside that prefix is dropped as a table: its links are deleted, then it is
+detached and dropped, in one transaction, the detach waiting for its lock ``AUDIT_PARTITION_LOCK_TIMEOUT_MS``
+at a time (a savepoint keeps the deleted links between attempts), so requests never queue behind it for
+longer. The rest of the prefix (a month with a row sealed after a younger one, the days of the cutoff's own
+month) goes in batches of PURGE_BATCH, as on SQLite. Either way the error rollup recounts the days it removed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from ...extensions import db
 from ...timeutil import utcnow
+from ..record import partitions
 from ..record.enums import ActionType, ResourceType
 from ..record.events import build_event
 from ..record.models import AuditChainLink, AuditLog
@@ -26,6 +37,16 @@ _table = AuditLog.__table__
 
 
 @dataclass
+class PartitionDrop:
+    """A month the purge drops whole."""
+
+    name: str
+    lower: datetime
+    upper: datetime
+    count: int
+
+
+@dataclass
 class PurgePlan:
     cutoff: datetime
     cut_seq: int  #: links 1..cut_seq (and their events) go
@@ -33,6 +54,22 @@ class PurgePlan:
     first_timestamp: datetime | None
     last_timestamp: datetime | None
     cut_hash: str | None
+    #: Months dropped as tables (their events are part of ``count``); the rest of the prefix goes in batches.
+    drops: list[PartitionDrop] = field(default_factory=list)
+
+
+def _droppable(conn, cutoff: datetime, cut_seq: int) -> list[PartitionDrop]:
+    """The partitions that lie wholly before ``cutoff`` and hold only events sealed at links 1..``cut_seq``."""
+    drops = []
+    for partition in partitions.partitions(conn):
+        if partition.upper > cutoff:
+            continue
+        count, outside = conn.execute(text(
+            f'SELECT count(*), count(*) FILTER (WHERE c.seq IS NULL OR c.seq > :cut) FROM "{partition.name}" p '  # noqa: S608
+            "LEFT JOIN audit_chain c ON c.audit_log_id = p.id"), {"cut": cut_seq}).one()
+        if count and not outside:
+            drops.append(PartitionDrop(partition.name, partition.lower, partition.upper, count))
+    return drops
 
 
 def plan_purge(older_than_days: int) -> PurgePlan:
@@ -53,8 +90,9 @@ def plan_purge(older_than_days: int) -> PurgePlan:
     count, first, last = db.session.execute(span).one()
     cut_hash = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == cut_seq))
     ts = AuditLog.timestamp.type
+    drops = _droppable(db.session.connection(), cutoff, cut_seq) if count else []
     return PurgePlan(cutoff, cut_seq, count, ts.process_result_value(_dt(first), None),
-                     ts.process_result_value(_dt(last), None), cut_hash)
+                     ts.process_result_value(_dt(last), None), cut_hash, drops)
 
 
 def _dt(value):
@@ -62,18 +100,26 @@ def _dt(value):
 
 
 def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
-    """Delete the planned events and their links in batches of PURGE_BATCH; record RETENTION_PURGE.
+    """Drop the planned partitions, then delete the rest of the planned events and their links in batches of
+    PURGE_BATCH; record RETENTION_PURGE.
 
-    The RETENTION_PURGE event commits in the same transaction as the last batch: there is no moment at
+    The RETENTION_PURGE event commits in the same transaction as the last step: there is no moment at
     which the chain has lost its start without the cut that explains it (a sealer that finds the chain
     empty continues from that cut). A purge interrupted before its last batch leaves a chain whose start
     ``verify`` reports; running the purge again completes it and records the cut."""
     if plan.count == 0:
         return 0
     deleted = 0
+    db.session.rollback()
+    in_batches = plan.count - sum(drop.count for drop in plan.drops)
+    for i, drop in enumerate(plan.drops):
+        last = i == len(plan.drops) - 1 and in_batches == 0
+        deleted += _drop_partition(drop, (lambda n: _purge_event(plan, n, actor)) if last else None, deleted)
+        if progress:
+            progress(drop.count)
     start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
     db.session.rollback()
-    while start <= plan.cut_seq:
+    while in_batches and start <= plan.cut_seq:
         end = min(start + PURGE_BATCH - 1, plan.cut_seq)
         with db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -95,11 +141,47 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
             if first is not None:
                 rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
             deleted += batch
-            conn.execute(delete(_chain).where(_chain.c.seq.between(start, end)))
+            links = conn.execute(delete(_chain).where(_chain.c.seq.between(start, end))).rowcount
         if progress:
-            progress(end - start + 1)
+            progress(links)
         start = end + 1
     return deleted
+
+
+def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> int:
+    """Delete ``drop``'s links, then detach and drop it, in one transaction; ``final_event(total)`` builds the
+    RETENTION_PURGE event when this is the purge's last step. The detach (an ACCESS EXCLUSIVE lock on
+    ``audit_logs``) waits AUDIT_PARTITION_LOCK_TIMEOUT_MS at a time, from a savepoint, until it gets its turn."""
+    wait_ms = int(current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
+    name = drop.name
+    with db.engine.begin() as conn:
+        conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+        count = conn.scalar(text(f'SELECT count(*) FROM "{name}"'))  # noqa: S608
+        if count != drop.count:
+            raise RuntimeError(f"partition {name} changed during the retention purge; run it again")
+        first, last = conn.execute(text(f'SELECT min(timestamp), max(timestamp) FROM "{name}" '  # noqa: S608
+                                        "WHERE status = :error"), {"error": rollup.ERROR}).one()
+        if final_event is not None:
+            insert_events(conn, [final_event(deleted_before + count)])
+        conn.execute(text(f'DELETE FROM audit_chain WHERE audit_log_id IN (SELECT id FROM "{name}")'))  # noqa: S608
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
+        for attempt in range(1, 601):
+            savepoint = conn.begin_nested()
+            try:
+                conn.exec_driver_sql(f'ALTER TABLE audit_logs DETACH PARTITION "{name}"')
+                savepoint.commit()
+                break
+            except OperationalError as exc:
+                savepoint.rollback()
+                if "lock timeout" not in str(exc.orig) or attempt == 600:
+                    raise
+                time.sleep(min(0.01 * attempt, 0.2))
+        conn.exec_driver_sql(f'DROP TABLE "{name}"')
+        conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+        if first is not None:
+            rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
+    partitions.forget(db.engine)
+    return count
 
 
 def _purge_event(plan: PurgePlan, deleted: int, actor) -> dict:

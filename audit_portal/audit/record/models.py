@@ -12,12 +12,28 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import DDL, JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ...extensions import db
 from ...timeutil import UTCDateTime, utcnow
+from . import partitions
 
 #: Bounded lengths; longer values are truncated (with a marker) when the event is built.
 DESCRIPTION_MAX = 1000
@@ -38,6 +54,8 @@ class AuditLog(db.Model):
     (except the retention purge, which records that it ran)."""
 
     __tablename__ = "audit_logs"
+    #: PostgreSQL: one partition per UTC month (``partitions.py``); SQLite: one table.
+    __table_args__ = {"postgresql_partition_by": "RANGE (timestamp)"}
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     #: UUID set when the event is built; makes replays from the spool idempotent.
@@ -144,6 +162,38 @@ EXCEPTION WHEN invalid_text_representation THEN
 END
 $$"""
 event.listen(AuditLog.__table__, "before_create", DDL(AUDIT_INET_FUNCTION).execute_if(dialect="postgresql"))
+
+#: On PostgreSQL the primary key and the unique event id of a partitioned table must hold the partition key:
+#: ``(id, timestamp)`` and ``(event_id, timestamp)``. A replayed event keeps its timestamp, so replays stay
+#: idempotent; ids come from one sequence, so they stay unique. The models (and SQLite) keep ``id`` and
+#: ``event_id`` alone: SQLite needs ``id`` as its INTEGER PRIMARY KEY (the rowid) to number rows.
+PARTITION_KEY = "timestamp"
+#: The ``ON CONFLICT`` target of an insert that skips replayed events, per database.
+EVENT_ID_CONFLICT = {"postgresql": ("event_id", PARTITION_KEY), "sqlite": ("event_id",)}
+
+
+def _with_partition_key(constraint, compiler, visit, **kw) -> str:
+    sql = visit(constraint, **kw)
+    table = constraint.table
+    if table is not None and table.name == AuditLog.__tablename__ and \
+            [c.name for c in constraint.columns] in (["id"], ["event_id"]):
+        sql = sql.replace(")", f", {compiler.preparer.quote(PARTITION_KEY)})", 1)
+    return sql
+
+
+@compiles(PrimaryKeyConstraint, "postgresql")
+def _primary_key(constraint, compiler, **kw):
+    return _with_partition_key(constraint, compiler, compiler.visit_primary_key_constraint, **kw)
+
+
+@compiles(UniqueConstraint, "postgresql")
+def _unique(constraint, compiler, **kw):
+    return _with_partition_key(constraint, compiler, compiler.visit_unique_constraint, **kw)
+
+
+event.listen(AuditLog.__table__, "after_create",
+             lambda target, connection, **kw: partitions.create_initial(connection)
+             if connection.dialect.name == "postgresql" else None)
 
 #: Column names an event dict may carry (the table's columns, minus the generated id).
 EVENT_COLUMNS = tuple(c.name for c in AuditLog.__table__.columns if c.name != "id")

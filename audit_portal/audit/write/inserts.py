@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from sqlalchemy import insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..record.models import EVENT_COLUMNS, AuditChainLink, AuditLog
+from ..record import partitions
+from ..record.models import EVENT_COLUMNS, EVENT_ID_CONFLICT, AuditChainLink, AuditLog
 from . import rollup
 
 _table = AuditLog.__table__
@@ -47,7 +48,8 @@ def _pg_insert(table, columns) -> str:
     return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM json_populate_recordset(NULL::{table.name}, %s)"  # noqa: S608
 
 
-_IGNORE_DUPLICATES = " ON CONFLICT (event_id) DO NOTHING"
+#: A replayed event keeps its event id and its timestamp (the partition key, part of the unique key on PostgreSQL).
+_IGNORE_DUPLICATES = f" ON CONFLICT ({_quoted(EVENT_ID_CONFLICT['postgresql'])}) DO NOTHING"
 _PG_INSERT = _pg_insert(_table, EVENT_COLUMNS)
 _PG_INSERT_LINKS = _pg_insert(_chain, [column.name for column in _chain.columns])
 #: One row, driver parameters by name (``%(event_id)s``): psycopg2 adapts them in C.
@@ -96,10 +98,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
 
     ``ignore_duplicates``: rows whose ``event_id`` is already stored are skipped (replays are idempotent).
     Database errors are raised as SQLAlchemy errors, as any other statement's are; a value that cannot be
-    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``."""
+    sent at all (a naive datetime, a non-JSON type) as ``ValueError`` or ``TypeError``. On PostgreSQL the months
+    the events fall in get their partitions first, if they have none (``partitions.ensure_for_events``)."""
     if not events:
         return
     if connection.dialect.name == "postgresql":
+        partitions.ensure_for_events(connection, events)
         suffix = _IGNORE_DUPLICATES if ignore_duplicates else ""
         if len(events) == 1:
             event = events[0]
@@ -114,7 +118,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
         if any(rollup.counts(event) for event in events):
             # One statement: the rows this insert stored (not the duplicates it skipped) go into the rollup.
             statement = f"WITH inserted AS ({statement}{rollup.PG_UPSERT_FROM_INSERTED}"
-        connection.exec_driver_sql(statement, parameters)
+        try:
+            connection.exec_driver_sql(statement, parameters)
+        except Exception as exc:
+            if partitions.missing_partition(exc):  # a month dropped since this process looked: look again next time
+                partitions.forget(connection.engine)
+            raise
         return
     _insert_elsewhere(connection, events, ignore_duplicates)
     days = rollup.event_days(events)
@@ -131,7 +140,7 @@ def _insert_elsewhere(connection, events: list[dict], ignore_duplicates: bool) -
         connection.execute(_CORE_INSERT, events)
         return
     if dialect == "sqlite":
-        statement = sqlite_insert(_table).on_conflict_do_nothing(index_elements=["event_id"])
+        statement = sqlite_insert(_table).on_conflict_do_nothing(index_elements=list(EVENT_ID_CONFLICT["sqlite"]))
         # RETURNING makes SQLAlchemy send the batch as multi-row INSERT ... VALUES statements
         # ("insertmanyvalues"); without it a batch goes through executemany, a statement per row.
         # (SQLite before 3.35 has no RETURNING: there the batch goes row by row.)

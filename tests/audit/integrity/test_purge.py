@@ -48,6 +48,9 @@ def test_dry_run_says_what_would_go_and_deletes_nothing(app, runner):
 
 def test_purge_deletes_in_batches_and_records_count_range_and_cut(app, runner, monkeypatch):
     monkeypatch.setattr(purge, "PURGE_BATCH", 2)
+    # The batches, as on SQLite; PostgreSQL uses them for whatever it cannot drop as whole months
+    # (test_partitions.py), so here no month is offered for dropping.
+    monkeypatch.setattr(purge, "_droppable", lambda *args: [])
     old = record_events(app, 5, days_ago=400, label="old")
     recent = record_events(app, 3, days_ago=10, label="recent")
     first, last = row(app, old[0])["timestamp"], row(app, old[-1])["timestamp"]

@@ -110,7 +110,9 @@ def test_a_refused_insert_leaves_the_rollup_as_it_was(app):
     before = rollup_rows(app)
 
     with pytest.raises(IntegrityError):
-        write(app, [error_event(FINGERPRINTS[1]), {**error_event(), "event_id": stored["event_id"]}])
+        # The same event again (its id and its time: the unique key, with the partition key on PostgreSQL).
+        write(app, [error_event(FINGERPRINTS[1]),
+                    {**error_event(), "event_id": stored["event_id"], "timestamp": stored["timestamp"]}])
 
     assert rollup_rows(app) == before
     assert_rollup_matches_events(app)
@@ -233,6 +235,7 @@ def test_the_retention_purge_keeps_the_rollup_exact_after_every_batch(app, runne
         write(app, [event])
     seal(app)
     monkeypatch.setattr(purge, "PURGE_BATCH", 2)
+    monkeypatch.setattr(purge, "_droppable", lambda *args: [])  # batches only (whole months: test_partitions.py)
     calls = {"n": 0}
     real_rebuild = purge.rollup.rebuild
 

@@ -1,0 +1,248 @@
+"""Monthly partitions of audit_logs on PostgreSQL: no insert fails for a missing month, replays stay idempotent,
+reads by id stay index lookups with two dozen months, `flask audit partitions` makes the months ahead, and the
+retention purge drops whole months (and only those it may) while the chain and the error rollup stay right."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from audit_portal.audit.integrity import purge
+from audit_portal.audit.record import partitions
+from audit_portal.audit.record.enums import ActionType, ResourceType, Status
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.record.models import AuditLog
+from audit_portal.audit.write.inserts import insert_events
+from audit_portal.audit.write.store import store_events
+from audit_portal.extensions import db
+from audit_portal.timeutil import utcnow
+
+from ..chain_support import LOGS, links, seal, verify
+
+pytestmark = [
+    pytest.mark.postgres_only,
+    pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="partitions are PostgreSQL's: set TEST_DATABASE_URL"),
+]
+
+
+def event_at(moment: datetime, description: str = "partitioned", **fields) -> dict:
+    return build_event(ActionType.UPDATE, ResourceType.SETTING, "x", description, timestamp=moment, **fields)
+
+
+def write(app, events: list[dict], **options) -> None:
+    with app.app_context(), db.engine.begin() as connection:
+        insert_events(connection, events, **options)
+
+
+def months_present(app) -> list[str]:
+    with app.app_context(), db.engine.connect() as conn:
+        return [p.name for p in partitions.partitions(conn)]
+
+
+def stored(app) -> list[tuple[str, datetime]]:
+    with app.app_context(), db.engine.connect() as conn:
+        return conn.execute(select(LOGS.c.description, LOGS.c.timestamp).order_by(LOGS.c.id)).all()
+
+
+def month(year: int, number: int, day: int = 15) -> datetime:
+    return datetime(year, number, day, 12, tzinfo=UTC)
+
+
+def test_the_table_is_partitioned_with_this_month_and_the_next(app):
+    now = utcnow()
+    this = partitions.month_of(now)
+    with app.app_context(), db.engine.connect() as conn:
+        assert partitions.is_partitioned(conn)
+        keys = dict(conn.execute(text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'audit_logs'::regclass "
+            "AND contype IN ('p', 'u')")).all())
+    assert keys == {"pk_audit_logs": 'PRIMARY KEY (id, "timestamp")',
+                    "uq_audit_logs_event_id": 'UNIQUE (event_id, "timestamp")'}
+    assert months_present(app) == [partitions.partition_name(this),
+                                   partitions.partition_name(partitions.next_month(this))]
+
+
+def test_an_event_of_a_month_without_partition_makes_it_and_is_stored(app):
+    old, future = event_at(month(2019, 3), "old"), event_at(month(2031, 11), "future")
+    write(app, [old, future])
+    write(app, [event_at(month(2019, 3, 20), "old again")])  # the month is there now: nothing more is made
+
+    assert {"audit_logs_2019_03", "audit_logs_2031_11"} <= set(months_present(app))
+    assert [d for d, _ in stored(app)] == ["old", "future", "old again"]
+    with app.app_context(), db.engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM audit_logs_2019_03")) == 2
+
+
+def test_a_replay_is_skipped_by_event_id_and_timestamp(app):
+    event = event_at(month(2020, 6), "once")
+    write(app, [event], ignore_duplicates=True)
+    write(app, [event, event_at(month(2020, 6), "another")], ignore_duplicates=True)
+    assert [d for d, _ in stored(app)] == ["once", "another"]
+
+
+def test_a_month_dropped_behind_this_process_is_made_again_by_the_writer(app):
+    """Another process (a purge on another server) dropped a month this process had seen: the insert fails once,
+    the writer's one-by-one retry makes the month again, and no event is lost or turned into a stand-in."""
+    write(app, [event_at(month(2021, 2), "first")])
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as conn:
+            assert partitions.month_of(month(2021, 2)) in partitions._months(conn)  # this process knows the month
+        with engine.begin() as conn:  # dropped behind its back (no forget): as another server's purge would
+            conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+            conn.execute(text("DELETE FROM audit_logs WHERE timestamp < '2022-01-01'"))
+            conn.exec_driver_sql("ALTER TABLE audit_logs DETACH PARTITION audit_logs_2021_02")
+            conn.exec_driver_sql("DROP TABLE audit_logs_2021_02")
+        store_events(engine.begin, [event_at(month(2021, 2, 3), "replayed"), event_at(utcnow(), "today")])
+    assert sorted(d for d, _ in stored(app)) == ["replayed", "today"]
+
+
+def test_reads_by_id_are_index_lookups_with_two_dozen_months(app, admin_client):
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments = [datetime(2024 + (i // 12), i % 12 + 1, 10, tzinfo=UTC) for i in range(26)]
+    write(app, [event_at(moment, f"month {i}") for i, moment in enumerate(moments)])
+    assert len([name for name in months_present(app) if name >= partitions.partition_name(start.date())]) >= 26
+    with app.app_context(), db.engine.connect() as conn:
+        target = conn.scalar(select(LOGS.c.id).where(LOGS.c.description == "month 7"))
+        plan = "\n".join(conn.execute(text(f"EXPLAIN SELECT * FROM audit_logs WHERE id = {int(target)}")).scalars())
+    assert "Seq Scan" not in plan
+    assert plan.count("Index Scan") >= 26  # one primary-key probe per month, nothing read in full
+
+    page = admin_client.get(f"/admin/audit-logs/{target}")
+    assert page.status_code == 200 and b"month 7" in page.data
+    seal(app)
+    assert verify(app).ok
+    assert len(links(app)) >= 26
+
+
+def test_the_command_makes_the_months_ahead_and_lists_them(app, runner):
+    result = runner.invoke(args=["audit", "partitions", "--ahead", "5"])
+    assert result.exit_code == 0, result.output
+    first = partitions.month_of(utcnow())
+    expected = [partitions.partition_name(partitions.add_months(first, i)) for i in range(6)]
+    assert set(expected) <= set(months_present(app))
+    for name in expected[2:]:
+        assert f"{name}  " in result.output and "(new)" in result.output
+    again = runner.invoke(args=["audit", "partitions", "--ahead", "5"])
+    assert "0 created" in again.output and "(new)" not in again.output
+
+
+def error_at(moment: datetime, fingerprint: str = "f" * 64) -> dict:
+    return build_event(ActionType.ERROR_OCCURRED, ResourceType.SYSTEM, None, "boom", timestamp=moment, status=Status.ERROR,
+                       severity="ERROR", error_type="ValueError", fingerprint=fingerprint)
+
+
+def rollup_total(app) -> int:
+    with app.app_context(), db.engine.connect() as conn:
+        return conn.scalar(text("SELECT coalesce(sum(occurrences), 0) FROM audit_error_rollup"))
+
+
+def test_the_purge_drops_whole_months_and_batches_the_rest(app, runner):
+    now = utcnow()
+    old_months = [now - timedelta(days=d) for d in (500, 470, 440)]
+    events = [event_at(m + timedelta(minutes=i), f"old {k}") for k, m in enumerate(old_months) for i in range(3)]
+    events += [error_at(old_months[0]), error_at(old_months[1])]
+    cutoff = now - timedelta(days=400)
+    edge = partitions.month_of(cutoff)  # the cutoff's own month: its old rows go in batches
+    edge_old = max(datetime(edge.year, edge.month, 1, tzinfo=UTC) + timedelta(hours=1), cutoff - timedelta(days=1))
+    write(app, events)
+    write(app, [event_at(edge_old, "edge old")] if edge_old < cutoff else [])
+    write(app, [event_at(now - timedelta(days=3), "young"), error_at(now - timedelta(days=3))])
+    seal(app)
+    dropped = {partitions.partition_name(partitions.month_of(m)) for m in old_months}
+
+    dry = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    for name in dropped:
+        assert name in dry.output
+
+    result = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert not dropped & set(months_present(app))
+    remaining = [d for d, _ in stored(app)]
+    assert not [d for d in remaining if d.startswith("old") or d == "edge old"]
+    assert "young" in remaining
+    assert rollup_total(app) == 1  # the dropped months' errors are no longer counted
+    report = verify(app)
+    assert report.ok, report
+    with app.app_context(), db.engine.connect() as conn:
+        [metadata] = conn.execute(select(LOGS.c["metadata"])
+                                  .where(LOGS.c.action_type == ActionType.RETENTION_PURGE.value)).scalars()
+    assert metadata["count"] == len(events) + (edge_old < cutoff)
+
+
+def test_a_month_with_an_event_sealed_after_a_younger_one_is_not_dropped_whole(app, runner):
+    """The purge cuts a prefix of the chain: a month holding an old event sealed after a young one (a late
+    replay) is outside it, so the month stays and only its events inside the prefix go."""
+    now = utcnow()
+    old = now - timedelta(days=500)
+    write(app, [event_at(old, "old 1"), event_at(old + timedelta(minutes=1), "old 2")])
+    seal(app)
+    write(app, [event_at(now - timedelta(days=2), "young")])
+    seal(app)
+    write(app, [event_at(old + timedelta(minutes=2), "old, replayed late")])
+    seal(app)
+    name = partitions.partition_name(partitions.month_of(old))
+    with app.app_context():
+        plan = purge.plan_purge(400)
+        db.session.remove()
+    assert plan.drops == [] and plan.count == 2
+    result = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert name in months_present(app)
+    remaining = [d for d, _ in stored(app)]
+    assert "young" in remaining and "old, replayed late" in remaining
+    assert "old 1" not in remaining and "old 2" not in remaining
+    assert verify(app).ok
+
+
+def test_the_drop_waits_its_turn_without_holding_up_inserts(app, monkeypatch):
+    """A reader holds audit_logs (a long export): the drop cannot take its lock, and while it keeps trying, an
+    insert still goes through at once instead of queueing behind it; once the reader is done the drop happens."""
+    old = utcnow() - timedelta(days=500)
+    write(app, [event_at(old, "old")])
+    seal(app)
+    app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"] = 50
+    name = partitions.partition_name(partitions.month_of(old))
+    with app.app_context():
+        plan = purge.plan_purge(400)
+        db.session.remove()
+        engine = db.engine
+    assert [d.name for d in plan.drops] == [name]
+
+    reader = engine.connect()
+    reader.begin()
+    reader.execute(select(func.count()).select_from(LOGS))  # ACCESS SHARE on audit_logs until it ends
+    done = {}
+
+    def run_purge():
+        with app.app_context():
+            done["deleted"] = purge.execute_purge(plan)
+
+    worker = threading.Thread(target=run_purge)
+    worker.start()
+    try:
+        inserted = threading.Thread(target=write, args=(app, [event_at(utcnow(), "during the purge")]))
+        inserted.start()
+        inserted.join(timeout=20)
+        assert not inserted.is_alive()  # not queued behind the drop's lock request
+        assert worker.is_alive()  # the drop is still waiting for the reader
+    finally:
+        reader.rollback()
+        reader.close()
+        worker.join(timeout=60)
+    assert done["deleted"] == 1
+    assert name not in months_present(app)
+    assert "during the purge" in [d for d, _ in stored(app)]
+
+
+def test_model_reads_still_use_the_orm(app):
+    write(app, [event_at(month(2022, 8), "via orm")])
+    with app.app_context():
+        log = db.session.scalars(select(AuditLog).where(AuditLog.description == "via orm")).one()
+        assert db.session.get(AuditLog, log.id).description == "via orm"
+        db.session.remove()
