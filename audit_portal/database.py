@@ -103,7 +103,7 @@ def ip_in_network(address: str | None, network: str) -> int:
         return 0
 
 
-_PARTITION = re.compile(r"^audit_logs_\d{4}_\d{2}$")
+_PARTITION = re.compile(r"^audit_logs_(purged_)?\d{4}_\d{2}$")
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:

@@ -4,11 +4,13 @@ Only sealed events are purged, and only a prefix of the chain: the purge cuts th
 records that cut (position and hash) in its RETENTION_PURGE event, where ``verify`` finds it.
 
 On a partitioned PostgreSQL table (``record/partitions.py``) a month whose whole range lies before the cutoff
-and whose every row is sealed inside that prefix is dropped as a table: its links are deleted, then it is
-detached and dropped, in one transaction, the detach waiting for its lock ``AUDIT_PARTITION_LOCK_TIMEOUT_MS``
-at a time (a savepoint keeps the deleted links between attempts), so requests never queue behind it for
-longer. The rest of the prefix (a month with a row sealed after a younger one, the days of the cutoff's own
-month) goes in batches of PURGE_BATCH, as on SQLite. Either way the error rollup recounts the days it removed.
+and whose every row is sealed inside that prefix goes as a table: its links are deleted and it is detached (and
+renamed ``audit_logs_purged_YYYY_MM``) in one transaction, with the rollup's recount, then dropped in a second;
+each step waits for its locks ``AUDIT_PARTITION_LOCK_TIMEOUT_MS`` at a time, from a savepoint, so requests never
+queue behind it for longer (the drop also needs ``users`` to itself for a moment: it removes the month's
+foreign-key triggers there). The rest of the prefix (a month with a row sealed after a younger one, the days of
+the cutoff's own month) goes in batches of PURGE_BATCH, as on SQLite. Either way the error rollup recounts the
+days it removed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.exc import OperationalError
 
 from ...extensions import db
 from ...timeutil import utcnow
@@ -51,6 +52,8 @@ class PartitionDrop:
     #: commit (while ``audit_logs`` is locked against every other statement).
     links_seconds: float | None = None
     locked_seconds: float | None = None
+    #: Seconds the drop of the detached table took (it locks users, whose foreign-key triggers it removes).
+    drop_seconds: float | None = None
 
 
 @dataclass
@@ -114,10 +117,12 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
     which the chain has lost its start without the cut that explains it (a sealer that finds the chain
     empty continues from that cut). A purge interrupted before its last batch leaves a chain whose start
     ``verify`` reports; running the purge again completes it and records the cut."""
+    db.session.rollback()
+    # Months an interrupted purge detached but did not drop (their events were already purged and recorded).
+    partitions.drop_detached(db.engine, lock_timeout_ms=current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
     if plan.count == 0:
         return 0
     deleted = 0
-    db.session.rollback()
     in_batches = plan.count - sum(drop.count for drop in plan.drops)
     for i, drop in enumerate(plan.drops):
         last = i == len(plan.drops) - 1 and in_batches == 0
@@ -156,11 +161,18 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
 
 
 def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> int:
-    """Delete ``drop``'s links, then detach and drop it, in one transaction; ``final_event(total)`` builds the
-    RETENTION_PURGE event when this is the purge's last step. The detach (an ACCESS EXCLUSIVE lock on
-    ``audit_logs``) waits AUDIT_PARTITION_LOCK_TIMEOUT_MS at a time, from a savepoint, until it gets its turn."""
-    wait_ms = int(current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
+    """Delete ``drop``'s links and detach it in one transaction (with the error rollup's recount, and the
+    RETENTION_PURGE event that ``final_event(total)`` builds when this is the purge's last step), renamed
+    ``audit_logs_purged_YYYY_MM``; then drop it in a second one.
+
+    The detach locks ``audit_logs`` (ACCESS EXCLUSIVE) and the tables its foreign keys refer to (users: SHARE ROW
+    EXCLUSIVE); the drop removes the detached table's foreign-key triggers on those tables, which takes their
+    ACCESS EXCLUSIVE lock. Each step waits AUDIT_PARTITION_LOCK_TIMEOUT_MS at a time for its locks (a long export
+    holds audit_logs, a request its user) and tries again, so requests never queue behind it for longer. A
+    purge that stops between the two leaves the renamed table, which the next purge drops first."""
+    wait_ms = current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"]
     name = drop.name
+    detached = partitions.detached_name(name)
     with db.engine.begin() as conn:
         conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
         count = conn.scalar(text(f'SELECT count(*) FROM "{name}"'))  # noqa: S608
@@ -173,27 +185,18 @@ def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> in
         started = time.monotonic()
         conn.execute(text(f'DELETE FROM audit_chain WHERE audit_log_id IN (SELECT id FROM "{name}")'))  # noqa: S608
         drop.links_seconds = time.monotonic() - started
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
-        for attempt in range(1, 601):
-            savepoint = conn.begin_nested()
-            try:
-                locked = time.monotonic()
-                conn.exec_driver_sql(f'ALTER TABLE audit_logs DETACH PARTITION "{name}"')
-                savepoint.commit()
-                break
-            except OperationalError as exc:
-                savepoint.rollback()
-                if "lock timeout" not in str(exc.orig) or attempt == 600:
-                    raise
-                time.sleep(min(0.01 * attempt, 0.2))
-        conn.exec_driver_sql(f'DROP TABLE "{name}"')
-        conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+        locked = time.monotonic()
+        partitions.with_lock_retries(conn, [f'ALTER TABLE audit_logs DETACH PARTITION "{name}"',
+                                            f'ALTER TABLE "{name}" RENAME TO "{detached}"'], wait_ms)
         if first is not None:
             rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
     drop.locked_seconds = time.monotonic() - locked
     partitions.forget(db.engine)
-    log.info("retention purge: dropped %s (%d events): links deleted in %.2f s, audit_logs locked %.3f s",
-             name, count, drop.links_seconds, drop.locked_seconds)
+    started = time.monotonic()
+    partitions.drop_detached(db.engine, [detached], wait_ms)
+    drop.drop_seconds = time.monotonic() - started
+    log.info("retention purge: dropped %s (%d events): links deleted in %.2f s, audit_logs locked %.3f s, "
+             "dropped in %.3f s", name, count, drop.links_seconds, drop.locked_seconds, drop.drop_seconds)
     return count
 
 

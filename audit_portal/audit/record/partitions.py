@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: The partitioned table (``models.AuditLog``).
 TABLE = "audit_logs"
+#: A month the retention purge has detached (and removed from the chain) but not yet dropped is renamed to this
+#: prefix and its month (``integrity/purge.py``); ``drop_detached`` drops what an interrupted purge left.
+PURGED_PREFIX = "audit_logs_purged_"
 #: Advisory-lock key (one namespace) taken while months are created: two processes never race for one.
 _LOCK_KEY = 7317020
 #: How long one attempt waits for a lock before it gives up and tries again (ms; AUDIT_PARTITION_LOCK_TIMEOUT_MS),
@@ -162,6 +165,48 @@ def create_months(engine, months, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> lis
     return made
 
 
+def with_lock_retries(connection, statements: list[str], lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
+    """Run ``statements`` in a savepoint of the connection's transaction, each waiting at most ``lock_timeout_ms``
+    for its lock; on a lock timeout roll the savepoint back (which lets go of what it had locked, so nobody queues
+    behind a statement that waits) and try again, up to 600 times, after a pause growing to 0.2 s."""
+    connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'")
+    for attempt in range(1, 601):
+        savepoint = connection.begin_nested()
+        try:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+            savepoint.commit()
+            break
+        except OperationalError as exc:
+            savepoint.rollback()
+            if "lock timeout" not in str(exc.orig) or attempt == 600:
+                raise
+            time.sleep(min(0.01 * attempt, 0.2))
+    connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
+
+
+def detached_name(name: str) -> str:
+    """What the retention purge renames a month to once it has detached it (``audit_logs_purged_YYYY_MM``)."""
+    return name.replace(f"{TABLE}_", PURGED_PREFIX, 1)
+
+
+def drop_detached(engine, names: list[str] | None = None, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> list[str]:
+    """Drop months the retention purge has detached: ``names``, or every ``audit_logs_purged_*`` (left by a purge
+    that stopped between its detach and its drop). Dropping one removes its foreign keys' triggers on users, which
+    takes users' ACCESS EXCLUSIVE lock: waited for ``lock_timeout_ms`` at a time."""
+    with engine.begin() as conn:
+        if conn.dialect.name != "postgresql":
+            return []
+        if names is None:
+            names = conn.execute(text("SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE :p "
+                                      "ORDER BY 1"), {"p": PURGED_PREFIX.replace("_", r"\_") + "%"}).scalars().all()
+        if names:
+            with_lock_retries(conn, [f'DROP TABLE "{n}"' for n in names], lock_timeout_ms)
+    if names:
+        log.info("audit partitions: dropped %s", ", ".join(names))
+    return list(names)
+
+
 def create_ahead(engine, ahead: int = DEFAULT_AHEAD, now: datetime | None = None,
                  lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> list[str]:
     """Make sure this month and the ``ahead`` next ones have partitions (PostgreSQL, when partitioned)."""
@@ -169,7 +214,9 @@ def create_ahead(engine, ahead: int = DEFAULT_AHEAD, now: datetime | None = None
         if not is_partitioned(conn):
             return []
     first = month_of(now or datetime.now(UTC))
-    return create_months(engine, [add_months(first, i) for i in range(ahead + 1)], lock_timeout_ms)
+    made = create_months(engine, [add_months(first, i) for i in range(ahead + 1)], lock_timeout_ms)
+    drop_detached(engine, lock_timeout_ms=lock_timeout_ms)  # what an interrupted purge left
+    return made
 
 
 def ensure_for_events(connection, events: list[dict]) -> None:

@@ -242,6 +242,82 @@ def test_the_drop_waits_its_turn_without_holding_up_inserts(app, monkeypatch):
     assert "during the purge" in [d for d, _ in stored(app)]
 
 
+def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, make_user):
+    """Dropping a month removes its foreign key's triggers on users, which needs users to itself: a request in
+    the middle of a transaction that read its user (and one that changed a user) holds that off. The purge waits
+    its turn and completes; meanwhile other requests still read users and store events."""
+    old = utcnow() - timedelta(days=500)
+    write(app, [event_at(old, "old")])
+    seal(app)
+    user_id = make_user("carol")  # after: its creation (an event of today) must not start the chain
+    app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"] = 50
+    name = partitions.partition_name(partitions.month_of(old))
+    with app.app_context():
+        plan = purge.plan_purge(400)
+        db.session.remove()
+        engine = db.engine
+    assert [d.name for d in plan.drops] == [name]
+
+    request = engine.connect()
+    request.begin()
+    request.execute(text("UPDATE users SET full_name = 'Carol' WHERE id = :id"), {"id": user_id})
+    done = {}
+
+    def run_purge():
+        with app.app_context():
+            done["deleted"] = purge.execute_purge(plan)
+
+    worker = threading.Thread(target=run_purge)
+    worker.start()
+    try:
+        other = threading.Thread(target=write, args=(app, [event_at(utcnow(), "meanwhile", user_id=user_id)]))
+        other.start()
+        other.join(timeout=20)
+        assert not other.is_alive()
+        assert worker.is_alive()  # still waiting for the request's transaction
+    finally:
+        request.commit()
+        request.close()
+        worker.join(timeout=60)
+    assert done["deleted"] == 1
+    with app.app_context(), db.engine.connect() as conn:
+        left = conn.execute(text("SELECT relname FROM pg_class WHERE relname LIKE 'audit_logs_%' "
+                                 "AND relname IN (:a, :b)"),
+                            {"a": name, "b": partitions.detached_name(name)}).scalars().all()
+    assert left == []
+    assert "meanwhile" in [d for d, _ in stored(app)]
+    assert verify(app).ok
+
+
+def leftovers(app) -> list[str]:
+    with app.app_context(), db.engine.connect() as conn:
+        return conn.execute(text("SELECT relname FROM pg_class WHERE relname LIKE 'audit!_logs!_purged!_%' "
+                                 "ESCAPE '!'")).scalars().all()
+
+
+def test_a_month_detached_by_an_interrupted_purge_is_dropped_by_the_maintenance(app, runner, monkeypatch):
+    """A purge that stops between its detach and its drop (a crash, a restart) leaves the month detached and
+    renamed, its events already purged and the cut recorded: verification passes, and the next partition
+    maintenance (or purge) drops it."""
+    old = utcnow() - timedelta(days=500)
+    write(app, [event_at(old, "old")])
+    seal(app)
+    real_drop = partitions.drop_detached
+    monkeypatch.setattr(partitions, "drop_detached", lambda *args, **kwargs: [])  # stops after the detach
+    with app.app_context():
+        plan = purge.plan_purge(400)
+        purge.execute_purge(plan)
+        db.session.remove()
+    assert leftovers(app) == [partitions.detached_name(d.name) for d in plan.drops] != []
+    assert verify(app).ok
+    assert "old" not in [d for d, _ in stored(app)]
+
+    monkeypatch.setattr(partitions, "drop_detached", real_drop)
+    result = runner.invoke(args=["audit", "partitions"])
+    assert result.exit_code == 0, result.output
+    assert leftovers(app) == []
+
+
 def test_model_reads_still_use_the_orm(app):
     write(app, [event_at(month(2022, 8), "via orm")])
     with app.app_context():
