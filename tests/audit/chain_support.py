@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text, update
 from audit_portal.audit.integrity import checkpoints
 from audit_portal.audit.integrity import seal as chain_seal
 from audit_portal.audit.integrity import verify as chain_verify
+from audit_portal.audit.record import partitions
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
 from audit_portal.audit.record.models import AuditChainLink, AuditLog
@@ -46,6 +47,7 @@ def insert_event(app, *, id: int, description: str = "Inserted by hand", days_ag
     event = build_event(ActionType.UPDATE, ResourceType.SETTING, "x", description,
                         timestamp=utcnow() - timedelta(days=days_ago))
     with app.app_context(), db.engine.begin() as conn:
+        partitions.ensure_for_events(conn, [event])  # its month, on PostgreSQL
         conn.execute(insert(LOGS).values(id=id, **event))
 
 

@@ -140,6 +140,9 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
         click.confirm(f"Delete {summary}? This cannot be undone", abort=True)
     with click.progressbar(length=plan.count, label="Purging", file=sys.stderr) as bar:
         deleted = execute_purge(plan, progress=bar.update)
+    for drop in plan.drops:
+        click.echo(f"Dropped {drop.name} ({drop.count:,} events): chain links deleted in {drop.links_seconds:.2f} s, "
+                   f"audit_logs locked for {drop.locked_seconds:.3f} s.")
     click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
 
 

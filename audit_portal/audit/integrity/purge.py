@@ -13,6 +13,7 @@ month) goes in batches of PURGE_BATCH, as on SQLite. Either way the error rollup
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from ..write import rollup
 from ..write.inserts import insert_events
 from .seal import seal
 
+log = logging.getLogger(__name__)
+
 PURGE_BATCH = 5000
 _chain = AuditChainLink.__table__
 _table = AuditLog.__table__
@@ -44,6 +47,10 @@ class PartitionDrop:
     lower: datetime
     upper: datetime
     count: int
+    #: Filled in by the purge: seconds spent deleting the month's chain links, and seconds from the detach to the
+    #: commit (while ``audit_logs`` is locked against every other statement).
+    links_seconds: float | None = None
+    locked_seconds: float | None = None
 
 
 @dataclass
@@ -163,11 +170,14 @@ def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> in
                                         "WHERE status = :error"), {"error": rollup.ERROR}).one()
         if final_event is not None:
             insert_events(conn, [final_event(deleted_before + count)])
+        started = time.monotonic()
         conn.execute(text(f'DELETE FROM audit_chain WHERE audit_log_id IN (SELECT id FROM "{name}")'))  # noqa: S608
+        drop.links_seconds = time.monotonic() - started
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
         for attempt in range(1, 601):
             savepoint = conn.begin_nested()
             try:
+                locked = time.monotonic()
                 conn.exec_driver_sql(f'ALTER TABLE audit_logs DETACH PARTITION "{name}"')
                 savepoint.commit()
                 break
@@ -180,7 +190,10 @@ def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> in
         conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
         if first is not None:
             rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
+    drop.locked_seconds = time.monotonic() - locked
     partitions.forget(db.engine)
+    log.info("retention purge: dropped %s (%d events): links deleted in %.2f s, audit_logs locked %.3f s",
+             name, count, drop.links_seconds, drop.locked_seconds)
     return count
 
 

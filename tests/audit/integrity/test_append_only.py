@@ -108,6 +108,27 @@ class TestPostgresTriggers:
             app_sql(migrated_app, "DELETE FROM audit_logs WHERE id = :id", id=second)
         assert count_rows(migrated_app, LOGS, LOGS.c.id.in_([first, second])) == 1
 
+    def test_the_triggers_refuse_changes_on_every_partition(self, migrated_app):
+        """Each month of audit_logs is a table of its own that can be named directly: the one the migration made
+        and one made on demand later (an event 800 days old) refuse UPDATE, DELETE and TRUNCATE alike, with
+        messages naming audit_logs."""
+        [old] = record_events(migrated_app, 1, days_ago=800, label="old-month")
+        [new] = record_events(migrated_app, 1, label="this-month")
+        with migrated_app.app_context(), db.engine.connect() as conn:
+            months = dict(conn.execute(text(
+                "SELECT tableoid::regclass::text, id FROM audit_logs WHERE id IN (:old, :new)"),
+                {"old": old, "new": new}).all())
+        assert len(months) == 2 and all(name.startswith("audit_logs_") for name in months)
+        for month, audit_id in months.items():
+            with pytest.raises(DBAPIError, match="audit_logs is append-only: UPDATE refused"):
+                app_sql(migrated_app, f"UPDATE {month} SET description = 'edited' WHERE id = :id", id=audit_id)  # noqa: S608
+            with pytest.raises(DBAPIError, match="audit_logs is append-only: DELETE refused"):
+                app_sql(migrated_app, f"DELETE FROM {month} WHERE id = :id", id=audit_id)  # noqa: S608
+            with pytest.raises(DBAPIError, match="audit_logs is append-only: TRUNCATE refused"):
+                app_sql(migrated_app, f"TRUNCATE {month}")
+        assert count_rows(migrated_app, LOGS, LOGS.c.id.in_([old, new])) == 2
+        assert row(migrated_app, old)["description"] == "Changed old-month 0"
+
     def test_the_chain_table_refuses_update_delete_and_truncate(self, migrated_app):
         record_events(migrated_app, 2)
         assert seal(migrated_app).sealed >= 2  # INSERT is how sealing works: allowed

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from audit_portal.audit.read import export_items
 from audit_portal.audit.read.export import item_chunks
 from audit_portal.audit.read.query import AuditFilters
+from audit_portal.audit.record import partitions
 from audit_portal.audit.record.enums import ActionType, ErrorSeverity, ResourceType, Status, category_for
 from audit_portal.extensions import db
 
@@ -116,6 +117,7 @@ def awkward_events(app, make_user):
     columns = list(rows[0])
     values = ", ".join("CAST(:metadata AS jsonb)" if c == "metadata" else f":{c}" for c in columns)
     with app.app_context(), db.engine.begin() as conn:
+        partitions.ensure_for_events(conn, rows)  # a week old: last month's partition, on PostgreSQL
         conn.execute(text(f"INSERT INTO audit_logs ({', '.join(columns)}) VALUES ({values})"), rows)  # noqa: S608
     return rows
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from audit_portal.audit.record import partitions
 from audit_portal.audit.record.enums import ActionType as A
 from audit_portal.audit.record.enums import ResourceType
 from audit_portal.audit.record.events import build_event
@@ -24,6 +25,7 @@ def _insert(app, *ids_and_actions) -> None:
             for log_id, action in ids_and_actions]
     with app.app_context():
         with db.engine.begin() as connection:
+            partitions.ensure_for_events(connection, rows)  # a fixed date: its month on PostgreSQL
             connection.execute(AuditLog.__table__.insert(), rows)  # with their ids, as they are
         db.session.remove()
 
