@@ -38,7 +38,15 @@ class BaseConfig:
     #: Keep an incoming X-Request-ID as the request id (only when the proxy in front always sets it).
     AUDIT_TRUST_REQUEST_ID = False
     RATELIMIT_ENABLED = True
+    #: Where the login limits count: memory:// counts per process; with several workers or servers, a shared store
+    #: (redis://host:6379/0) so that every one of them sees the same counts (docs/scaling.md).
     RATELIMIT_STORAGE_URI = "memory://"
+    #: Put before every key in that store: several apps (or test runs) can then share one Redis database.
+    RATELIMIT_KEY_PREFIX = ""
+    #: When the shared store does not answer, each process counts in memory until it answers again (the limits then
+    #: hold per process), and an error of the store is logged, never a failed login (docs/security.md).
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_HEADERS_ENABLED = True
     #: Failed logins allowed per username and per client IP (Flask-Limiter syntax; ';' separates limits).
     LOGIN_LIMIT_PER_USERNAME = "5 per minute;30 per hour"

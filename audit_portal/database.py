@@ -10,7 +10,8 @@ import os
 import re
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
+from sqlalchemy.pool import NullPool
 
 from .config import PROJECT_ROOT
 from .extensions import db, migrate
@@ -33,6 +34,7 @@ def init_app(app: Flask) -> None:
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse order).
     app.teardown_appcontext(release_session)
     configure_sqlite(app)
+    configure_postgresql(app)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"), render_as_batch=True,
                      include_object=include_object)
 
@@ -72,6 +74,38 @@ def release_session(exc: BaseException | None = None) -> None:
         with contextlib.suppress(Exception):
             db.session.invalidate()
         db.session.registry.clear()
+
+
+def configure_postgresql(app: Flask) -> None:
+    """PostgreSQL: name every connection after the process that opened it (``name_connections``)."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return
+    with app.app_context():
+        name_connections(db.engine)
+
+
+def name_connections(engine) -> None:
+    """Give each new connection of ``engine`` the ``application_name`` ``audit_portal:<pid>`` (unless the URL sets
+    one), read when it connects, so after a fork too: ``pg_stat_activity`` then tells which process of which server
+    holds a background job's lock (``audit/delivery/locks.py``) or runs a query."""
+    event.listen(engine, "do_connect", _name_connection)
+
+
+def _name_connection(dialect, connection_record, cargs, cparams) -> None:
+    cparams.setdefault("application_name", f"audit_portal:{os.getpid()}")
+
+
+def unpooled_engine(app: Flask):
+    """PostgreSQL: an engine of the app's database without a pool, for connections that hold a session-level lock
+    for as long as a job runs (one each, closed with the lock, never lent to requests); None on SQLite."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return None
+        url = db.engine.url
+    connect_args = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {})
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    name_connections(engine)
+    return engine
 
 
 def configure_sqlite(app: Flask) -> None:

@@ -44,8 +44,17 @@ api = EnvelopeApi()
 limiter = Limiter(key_func=lambda: "global", default_limits=[])
 
 
+#: Seconds the rate limiter waits for Redis to connect or answer, unless RATELIMIT_STORAGE_OPTIONS (or the URL's
+#: ``socket_timeout`` / ``socket_connect_timeout``) say otherwise: a Redis host that stops answering must cost a
+#: login a moment, then the in-memory fallback, not hold the request until the worker is killed.
+REDIS_TIMEOUT_S = 1
+
+
 def init_app(app: Flask) -> None:
     """Bind CSRF protection, Flask-Login and the rate limiter."""
     csrf.init_app(app)
     login_manager.init_app(app)
+    if app.config.get("RATELIMIT_STORAGE_URI", "").startswith(("redis://", "rediss://", "redis+unix://")):
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": REDIS_TIMEOUT_S,
+                                                            "socket_timeout": REDIS_TIMEOUT_S})
     limiter.init_app(app)

@@ -9,6 +9,7 @@ Loaded as a plugin by tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -65,15 +66,11 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-@pytest.fixture(scope="session")
-def live_database_url(tmp_path_factory):
-    """A fresh SQLite file, or a PostgreSQL database of this worker's own (created here, dropped at the end)."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp_path_factory.mktemp('live-db') / 'audit_portal.db'}"
-        return
+@contextlib.contextmanager
+def fresh_postgres_database(base: str, suffix: str):
+    """A new PostgreSQL database beside TEST_DATABASE_URL's (``<name>_<suffix>_<worker>_<run>``), dropped after."""
     base_url = make_url(normalise_database_url(base))
-    name = f"{base_url.database or 'test'}_live_{_worker()}_{os.getppid() if _worker() != 'main' else os.getpid()}"
+    name = f"{base_url.database or 'test'}_{suffix}_{_worker()}_{os.getppid() if _worker() != 'main' else os.getpid()}"
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -86,6 +83,17 @@ def live_database_url(tmp_path_factory):
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def live_database_url(tmp_path_factory):
+    """A fresh SQLite file, or a PostgreSQL database of this worker's own (created here, dropped at the end)."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('live-db') / 'audit_portal.db'}"
+        return
+    with fresh_postgres_database(base, "live") as url:
+        yield url
+
+
 def _listening_socket() -> socket.socket:
     """A socket on a free loopback port, handed to gunicorn as ``fd://``: no race for the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -94,6 +102,23 @@ def _listening_socket() -> socket.socket:
     sock.listen(64)
     sock.set_inheritable(True)
     return sock
+
+
+def spawn_gunicorn(env: dict, log_path: Path, *options: str, new_session: bool = False) -> tuple[subprocess.Popen, str]:
+    """Start gunicorn (``gunicorn.conf.py``, then ``options``) on a free loopback port, its output in ``log_path``;
+    returns the process and its base URL at once (``_wait_until_healthy`` waits for it). ``new_session``: in a
+    process group of its own, so that a test can kill the whole server, workers included, as a machine's loss would.
+    Without gunicorn's control socket: its one default path (~/.gunicorn/gunicorn.ctl) would be shared by every
+    server on the machine, other test runs' included."""
+    sock = _listening_socket()
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", f"--bind=fd://{sock.fileno()}",
+               "--no-control-socket", *options, "wsgi:app"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+                                pass_fds=(sock.fileno(),), start_new_session=new_session)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    return proc, url
 
 
 def _wait_until_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -136,17 +161,10 @@ def live_app(live_database_url, tmp_path_factory):
                "--email", "admin@example.com", "--full-name", "Ada Admin")
     live.create_user(live.user.username)
 
-    sock = _listening_socket()
-    port = sock.getsockname()[1]
     # gthread, not the production sync worker: Chromium opens speculative connections that it may never
     # use, and each would hold a sync worker until its timeout.
-    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", f"--bind=fd://{sock.fileno()}",
-               "--workers=1", "--worker-class=gthread", "--threads=8", "--graceful-timeout=5", "wsgi:app"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                pass_fds=(sock.fileno(),))
-    sock.close()
-    live.url = f"http://127.0.0.1:{port}"
+    proc, live.url = spawn_gunicorn(env, log_path, "--workers=1", "--worker-class=gthread", "--threads=8",
+                                    "--graceful-timeout=5")
     try:
         _wait_until_healthy(live.url, proc, log_path)
         yield live

@@ -42,15 +42,16 @@ def __dir__() -> list[str]:
 
 
 def init_app(app) -> None:
-    """Wire auditing into ``app``: the background writer (its housekeeping: the sealer and the months ahead) and its SIGTERM
-    flush, the request hooks, the pages, the API, the commands, the template filters, and the stream dispatcher
-    and alert evaluator threads (started by the first request of each process, unless STREAM_DISPATCH_IN_APP or
+    """Wire auditing into ``app``: the background writer (its housekeeping: the sealer and the months ahead, each
+    done by one process at a time; the thread started by the first request of each process) and its SIGTERM flush,
+    the request hooks, the pages, the API, the commands, the template filters, and the stream dispatcher and alert
+    evaluator threads (started by the first request of each process, unless STREAM_DISPATCH_IN_APP or
     ALERT_EVAL_IN_APP is false), and with METRICS_ENABLED the collector that /metrics reads the trail's state with."""
     from ..metrics import add_collector
     from ..rest import register
     from .alerts.runner import BackgroundEvaluator, check_settings
     from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
-    from .integrity.housekeeping import housekeeping
+    from .integrity.housekeeping import Housekeeping
     from .record.presentation import TEMPLATE_FILTERS
     from .streams.runner import BackgroundDispatcher
     from .web import (
@@ -68,8 +69,10 @@ def init_app(app) -> None:
     from .write.hooks import AuditMiddleware
     from .write.writer import AuditWriter, install_sigterm_flush
 
-    app.extensions["audit_writer"] = AuditWriter(app, housekeeping=housekeeping,
-                                                 housekeeping_every=app.config["AUDIT_SEAL_INTERVAL"])
+    writer = app.extensions["audit_writer"] = AuditWriter(app, housekeeping=Housekeeping(app),
+                                                          housekeeping_every=app.config["AUDIT_SEAL_INTERVAL"])
+    if app.config["AUDIT_SEAL_INTERVAL"]:
+        app.before_request(writer.start)
     install_sigterm_flush()
     AuditMiddleware(app)
     app.register_blueprint(views.bp)

@@ -72,3 +72,33 @@ def test_limits_are_shared_through_redis(app_config, monkeypatch):
     assert _attempt(b, "ghost").status_code == 429
     for app in (first, second):
         app.extensions["audit_writer"].close()
+
+
+
+def test_an_unreachable_store_fails_no_login_and_the_limits_hold_per_process(app_config, monkeypatch, caplog):
+    """Redis down (nothing listens on port 1): every login still gets its answer, and each process counts the
+    failures in memory until the store answers again."""
+    from audit_portal import create_app
+    from audit_portal.extensions import db, limiter
+    from audit_portal.users import services
+
+    # Flask-Limiter remembers a dead store on its one Limiter, across apps: put that back for the tests that follow.
+    monkeypatch.setattr(limiter, "_storage_dead", False)
+    app = create_app({**app_config, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0"})
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.drop_all()  # the tables an earlier test of this worker left
+        db.create_all()
+        services.ensure_default_roles()
+        services.create_user(None, username="bob", email="bob@example.com", password=PASSWORD, role="user")
+        db.session.commit()
+    try:
+        client = app.test_client()
+        assert [_attempt(client, "admin").status_code for _ in range(4)] == [401, 401, 401, 429]
+        assert "falling back to in-memory storage" in caplog.text
+        assert _attempt(client, "bob", password=PASSWORD).status_code == 302
+    finally:
+        app.extensions["audit_writer"].close()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -7,8 +7,6 @@ import os
 import runpy
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.live_server import ROOT, _listening_socket, _stop, _wait_until_healthy
+from tests.live_server import ROOT, _stop, _wait_until_healthy, spawn_gunicorn
 
 from .scrape import parse, value
 
@@ -58,15 +56,8 @@ def test_two_workers_add_up_in_one_scrape(live_app, tmp_path):
     (directory / "counter_999999.db").write_bytes(b"left by an earlier server")
     env = {**live_app.env, "METRICS_ENABLED": "true", "PROMETHEUS_MULTIPROC_DIR": str(directory),
            "AUDIT_WRITE_DELAY_MS": "0"}
-    sock = _listening_socket()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     log_path = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", f"--bind=fd://{sock.fileno()}",
-               "--workers=2", "--graceful-timeout=5", "wsgi:app"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
-                                pass_fds=(sock.fileno(),))
-    sock.close()
+    proc, url = spawn_gunicorn(env, log_path, "--workers=2", "--graceful-timeout=5")
     try:
         _wait_until_healthy(url, proc, log_path)
         assert not (directory / "counter_999999.db").exists()

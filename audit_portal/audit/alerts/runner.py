@@ -7,13 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
-
 from ...config import ConfigError
 from ...extensions import db
 from ..delivery.background import BackgroundThread
-from ..delivery.locks import ALERT_EVALUATOR, WorkerLock
+from ..delivery.locks import ALERT_EVALUATOR, SingletonJob
 from ..delivery.webhook import check_url
 from .evaluator import Evaluation, evaluate
 
@@ -40,41 +37,21 @@ class AlertRunner:
 
     def __init__(self, app):
         self.app = app
-        self.lock: WorkerLock | None = None
-        self._engine = None
-
-    def _lock_engine(self):
-        if self._engine is None and db.engine.dialect.name == "postgresql":
-            options = self.app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-            self._engine = create_engine(db.engine.url, poolclass=NullPool,
-                                         **{k: v for k, v in options.items() if k == "connect_args"})
-        return self._engine
+        self.job = SingletonJob(app, ALERT_EVALUATOR, 0, "alerts.lock")
 
     def round(self) -> Evaluation | None:
         """One evaluation, if this runner holds (or can take) the lock; None when another one does."""
         with self.app.app_context():
-            if self.lock is not None and not self.lock.alive():
-                log.warning("alerts: lost the evaluator lock; letting go")
-                self.lock.release()
-                self.lock = None
-            if self.lock is None:
-                lock = WorkerLock(ALERT_EVALUATOR, 0, "alerts.lock", self._lock_engine())
-                if not lock.acquire():
-                    return None
-                self.lock = lock
+            if not self.job.mine():
+                return None
             try:
                 return evaluate()
             finally:
                 db.session.remove()
 
     def close(self) -> None:
-        if self.lock is not None:
-            with self.app.app_context():
-                self.lock.release()
-            self.lock = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        with self.app.app_context():
+            self.job.release()
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Rounds every ``interval_s`` until ``stop`` is set."""

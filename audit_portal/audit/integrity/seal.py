@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
 from ...timeutil import UTCDateTime, utcnow
+from ..delivery.locks import SEALER
 from ..record.enums import ActionType
 from ..record.models import EVENT_COLUMNS, AuditChainLink, AuditLog
 from ..write.inserts import insert_links
@@ -32,7 +33,8 @@ GENESIS = "0" * 64
 SEAL_BATCH = 2000
 #: How far below the highest sealed id the sealer looks for rows that committed late.
 LATE_WINDOW = 20_000
-_ADVISORY_LOCK = 7_317_001
+#: One key (a bigint): serialises every seal pass, whichever process runs it (``delivery/locks.py``).
+_ADVISORY_LOCK = SEALER
 _table = AuditLog.__table__
 _chain = AuditChainLink.__table__
 

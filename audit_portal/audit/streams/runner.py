@@ -8,9 +8,9 @@ import logging
 import threading
 import time
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
+from ...database import unpooled_engine
 from ...extensions import db
 from ..delivery.background import BackgroundThread
 from ..delivery.locks import STREAM_DESTINATION, WorkerLock
@@ -77,10 +77,8 @@ class Dispatcher:
 
     def _locks_engine(self):
         """PostgreSQL: an engine without pooling for the locks' connections (None elsewhere)."""
-        if self._lock_engine is None and db.engine.dialect.name == "postgresql":
-            self._lock_engine = create_engine(db.engine.url, poolclass=NullPool,
-                                              **{k: v for k, v in self.app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
-                                                 if k == "connect_args"})
+        if self._lock_engine is None:
+            self._lock_engine = unpooled_engine(self.app)
         return self._lock_engine
 
     def _let_go(self, destination_id: int) -> None:

@@ -101,7 +101,8 @@ class AuditWriter:
                 self._hurry.clear()
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread. Safe to call twice."""
+        """Write what is queued, stop the thread, and let the housekeeping release what it holds. Safe to call
+        twice."""
         if self._closed:
             return
         self._closed = True
@@ -111,6 +112,18 @@ class AuditWriter:
             self._queue.put(None)
             self._thread.join(timeout=30)
         self._drain_inline()
+        release = getattr(self._housekeeping, "close", None)
+        if release is not None:
+            try:
+                release()
+            except Exception:  # noqa: BLE001 - its locks go with the process's connections anyway
+                log.warning("audit writer: the housekeeping did not let go of its locks", exc_info=True)
+
+    def start(self) -> None:
+        """Start this process's writer thread now, not at its first event: its housekeeping (the singletons it
+        may take over) then runs in every process that served a request."""
+        if not self._closed:
+            self._ensure_thread()
 
     # -- consumer side (the thread) -------------------------------------------------------------
 
@@ -189,7 +202,7 @@ class AuditWriter:
                 self._housekeeping()
         except Exception:  # noqa: BLE001 - tried again at the next interval
             log.warning("audit writer: housekeeping (%s) failed; will retry",
-                        getattr(self._housekeeping, "__name__", "?"), exc_info=True)
+                        getattr(self._housekeeping, "__name__", type(self._housekeeping).__name__), exc_info=True)
 
     def _drain_inline(self) -> None:
         batch = []
