@@ -243,7 +243,12 @@ def run_way(args, way: str, env: dict, token: str, cutoff: datetime, tmp: Path) 
     database_url = f"{args.pg_url}/{name}"
     drop_database(args.pg_url, name)
     admin_sql(args.pg_url, f'CREATE DATABASE "{name}" TEMPLATE "{SOURCE_DB}"')
-    way_env = {**env, "DATABASE_URL": database_url}
+    # A data folder of its own: the chain checkpoints written while this copy is served belong to this copy.
+    data_dir = tmp / f"data-{way}"
+    if (tmp / "data").exists() and not data_dir.exists():
+        shutil.copytree(tmp / "data", data_dir)
+    data_dir.mkdir(exist_ok=True)
+    way_env = {**env, "DATABASE_URL": database_url, "AUDIT_DATA_DIR": str(data_dir)}
     before = sizes(database_url)
     server = Server(way, args.port, way_env, tmp)
     server.start()
@@ -273,8 +278,9 @@ def run_way(args, way: str, env: dict, token: str, cutoff: datetime, tmp: Path) 
         server.stop()
     after = sizes(database_url)
     verified = flask_cli(way_env, "audit", "verify", check=False)
-    return {"way": way, **purged, "wal": written,
-            "before": before, "after": after, "verify": (verified.returncode, verified.stdout.strip()[-300:]),
+    return {"way": way, **purged, "wal": written, "before": before, "after": after,
+            "verify": (verified.returncode, verified.stdout.strip() if verified.returncode == 0
+                       else (verified.stdout + verified.stderr).strip()[-600:]),
             "latency": {probe.name: {"before": probe.window(began - args.settle, began),
                                      "during": probe.window(began, ended),
                                      "after": probe.window(ended, ended + args.settle)} for probe in probes}}
@@ -296,7 +302,8 @@ def report(results: list[dict]) -> None:
               f"indexes {mib(before['indexes'])} -> {mib(after['indexes'])}; "
               f"audit_chain {mib(before['chain'])} -> {mib(after['chain'])}")
         code, tail = result["verify"]
-        print(f"   flask audit verify afterwards: exit {code}: {tail.splitlines()[-1] if tail else ''}")
+        print(f"   flask audit verify afterwards: exit {code}: "
+              + (tail.splitlines()[-1] if code == 0 and tail else tail.replace("\n", "\n     ")))
         for probe, windows in result["latency"].items():
             print(f"   {probe}")
             for label in ("before", "during", "after"):
