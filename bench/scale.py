@@ -8,9 +8,16 @@ takes a while, so the two databases are prepared once (``--prepare``) and reused
     .venv/bin/python bench/scale.py                                      # measure existing databases
     .venv/bin/python bench/scale.py --drop                               # measure, then drop both databases
     .venv/bin/python bench/scale.py --quick --prepare --large-rows 50000 # smoke run, a few minutes
+    .venv/bin/python bench/scale.py --replica --large-rows 1000000       # the same figures, read from a replica
 
 What it does:
 
+0. With ``--replica`` (docs/scaling.md, "Read replicas"): both databases live on a throwaway PostgreSQL primary with a
+   streaming replica, made for the run by ``tests/replica_cluster.py`` (as the replica tests make theirs; root
+   needed, to run them as the ``postgres`` user) and removed at the end, so ``--prepare`` is implied and
+   ``--pg-url``/``--drop`` do not apply. Every server gets ``DATABASE_REPLICA_URL``: its lists, histograms and
+   dashboards are read from the replica, which is checked after the run (rows returned by each server for each
+   database, from ``pg_stat_database``).
 1. With ``--prepare``: (re)creates ``--small-db`` and ``--large-db`` on ``--pg-url``, runs ``flask db upgrade``,
    makes an admin (``flask users create-admin``) and 20 users, and seeds ``--small-rows`` / ``--large-rows``
    events with ``flask demo seed --count N --yes`` (COPY; from 500,000 rows on it drops and rebuilds the
@@ -111,7 +118,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8791, help="first of three loopback ports")
     parser.add_argument("--drop", action="store_true", help="drop both databases at the end")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--replica", action="store_true",
+                        help="databases on a throwaway primary with a streaming replica that serves the reads "
+                             "(implies --prepare)")
     args = parser.parse_args(argv)
+    args.prepare = args.prepare or args.replica
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -193,6 +204,28 @@ def prepare(args, name: str, rows: int, env: dict) -> float:
 
 def row_count(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM audit_logs")[0][0]
+
+
+#: The throwaway servers' memory for ``--replica`` (the test fixture's defaults are sized for a few rows).
+REPLICA_BENCH_OPTIONS = "-c shared_buffers=512MB -c max_connections=100 -c work_mem=16MB -c hot_standby_feedback=on"
+
+
+def start_replica_cluster(args):
+    """The throwaway primary and replica of ``--replica``; ``args.pg_url`` then names the primary."""
+    from tests.replica_cluster import ReplicaCluster
+
+    cluster = ReplicaCluster(options=REPLICA_BENCH_OPTIONS)
+    cluster.start()
+    args.pg_url = cluster.server_url("primary")
+    print(f"* replica: primary {args.pg_url}, replica {cluster.server_url('replica')}", flush=True)
+    return cluster
+
+
+def rows_returned(server_url: str, names: list[str]) -> dict[str, int]:
+    """Rows each database of ``server_url`` has returned to queries so far (``pg_stat_database``)."""
+    rows = query(f"{server_url}/postgres", "SELECT datname, tup_returned + tup_fetched FROM pg_stat_database "
+                                           "WHERE datname = ANY(%s)", (names,))
+    return {name: int(count) for name, count in rows}
 
 
 # -- the latency cases ---------------------------------------------------------------------------
@@ -469,6 +502,12 @@ def main(argv=None) -> int:
                           WEB_CONCURRENCY="2") for side in urls}
     servers: dict[str, Server] = {}
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
+    cluster = start_replica_cluster(args) if args.replica else None
+    if cluster is not None:
+        urls = {"small": f"{args.pg_url}/{args.small_db}", "large": f"{args.pg_url}/{args.large_db}"}
+        for side, name in (("small", args.small_db), ("large", args.large_db)):
+            envs[side] = app_env(urls[side], tmp / f"data_{side}", secret, hmac_key, AUDIT_SEAL_INTERVAL="0",
+                                 WEB_CONCURRENCY="2", DATABASE_REPLICA_URL=f"{cluster.server_url('replica')}/{name}")
     try:
         if args.prepare:
             results["seed_seconds"] = {side: prepare(args, name, rows, envs[side]) for side, name, rows in
@@ -476,6 +515,10 @@ def main(argv=None) -> int:
                                         ("large", args.large_db, args.large_rows))}
         sizes = {side: row_count(url) for side, url in urls.items()}
         results["rows"] = sizes
+        if cluster is not None:
+            cluster.wait_replayed(timeout=3600)  # the seed's WAL: until then the replica would be skipped
+            names = [args.small_db, args.large_db]
+            returned_before = {w: rows_returned(cluster.server_url(w), names) for w in ("primary", "replica")}
         print(f"* rows: small {sizes['small']:,}, large {sizes['large']:,}", flush=True)
         for i, side in enumerate(("small", "large")):
             servers[side] = Server(side, args.port + i, envs[side], tmp)
@@ -494,6 +537,13 @@ def main(argv=None) -> int:
         results["latency"] = measure_latency(args, {s: servers[s].port for s in servers}, auth, cases, cursors)
         for server in servers.values():
             server.stop()
+        if cluster is not None:
+            returned = {w: {name: count - returned_before[w].get(name, 0)
+                            for name, count in rows_returned(cluster.server_url(w), names).items()}
+                        for w in ("primary", "replica")}
+            results["rows_returned"] = returned
+            print(f"* rows returned during the latency runs: replica {returned['replica']}, "
+                  f"primary {returned['primary']}", flush=True)
         mixed = None
         if args.mixed_seconds > 0:
             mixed = mixed_load(args, tmp, {**envs["large"], "WEB_CONCURRENCY": "4"}, urls["large"], cases["large"])
@@ -508,7 +558,9 @@ def main(argv=None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-        if args.drop:
+        if cluster is not None:
+            cluster.stop()
+        elif args.drop:
             for name in (args.small_db, args.large_db):
                 drop_database(args.pg_url, name)
 

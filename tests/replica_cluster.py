@@ -8,6 +8,9 @@ Durability is switched off (``--no-sync``, ``fsync=off``): the servers live for 
 
     with ReplicaCluster() as cluster:
         cluster.primary_url, cluster.replica_url   # postgresql://postgres@127.0.0.1:<port>/audit
+        cluster.server_url("replica")              # the same without a database (to name another one)
+
+``options`` adds server settings (``-c name=value ...``) to both servers: a benchmark gives them more memory.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ DATABASE = "audit"
 SERVER_OPTIONS = (
     "-c fsync=off -c full_page_writes=off -c shared_buffers=16MB -c max_connections=40 "
     "-c wal_level=replica -c max_wal_senders=4 -c wal_keep_size=64MB -c hot_standby=on "
-    "-c wal_receiver_status_interval=1s -c max_standby_streaming_delay=-1 -c log_min_messages=warning"
+    "-c wal_receiver_status_interval=1s -c log_min_messages=warning"
 )
 _HBA = """\
 local all all trust
@@ -74,17 +77,22 @@ def free_port() -> int:
 class Server:
     """One PostgreSQL server: its data directory, socket directory and port."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, options: str = ""):
         self.name, self.data, self.sockets = name, root / name, root / f"{name}-sockets"
+        self.options = options
         self.log = root / f"{name}.log"
         self.port = free_port()
 
     @property
+    def server_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+        return f"{self.server_url}/{DATABASE}"
 
     def start(self) -> None:
-        options = f"{SERVER_OPTIONS} -c listen_addresses=127.0.0.1 -c port={self.port} " \
+        options = f"{SERVER_OPTIONS} {self.options} -c listen_addresses=127.0.0.1 -c port={self.port} " \
                   f"-c unix_socket_directories={self.sockets}"
         _run("pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "-t", "60", "start", log=self.log)
 
@@ -108,7 +116,8 @@ def _run(tool: str, *args, log: Path | None = None, check: bool = True) -> subpr
 class ReplicaCluster:
     """A primary and its streaming replica (see the module's docstring). ``start()`` / ``stop()``, or ``with``."""
 
-    def __init__(self):
+    def __init__(self, options: str = ""):
+        self.options = options
         self.root: Path | None = None
         self.primary: Server | None = None
         self.replica: Server | None = None
@@ -121,6 +130,10 @@ class ReplicaCluster:
     @property
     def replica_url(self) -> str:
         return self.replica.url
+
+    def server_url(self, which: str) -> str:
+        """``which`` server's URL without a database: ``postgresql://postgres@127.0.0.1:<port>``."""
+        return (self.primary if which == "primary" else self.replica).server_url
 
     def __enter__(self) -> ReplicaCluster:
         self.start()
@@ -138,7 +151,8 @@ class ReplicaCluster:
         self.root = Path(tempfile.mkdtemp(prefix="audit-replica-"))
         try:
             shutil.chown(self.root, "postgres", "postgres")
-            self.primary, self.replica = Server(self.root, "primary"), Server(self.root, "replica")
+            self.primary = Server(self.root, "primary", self.options)
+            self.replica = Server(self.root, "replica", self.options)
             for server in (self.primary, self.replica):
                 _as_postgres_dir(server.sockets)
             _run("initdb", "-D", self.primary.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
