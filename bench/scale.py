@@ -17,7 +17,8 @@ What it does:
    needed, to run them as the ``postgres`` user) and removed at the end, so ``--prepare`` is implied and
    ``--pg-url``/``--drop`` do not apply. Every server gets ``DATABASE_REPLICA_URL``: its lists, histograms and
    dashboards are read from the replica, which is checked after the run (rows returned by each server for each
-   database, from ``pg_stat_database``).
+   database during the latency runs, from ``pg_stat_database``). ``--read-primary`` makes the comparison: the same
+   throwaway servers and settings, without ``DATABASE_REPLICA_URL``.
 1. With ``--prepare``: (re)creates ``--small-db`` and ``--large-db`` on ``--pg-url``, runs ``flask db upgrade``,
    makes an admin (``flask users create-admin``) and 20 users, and seeds ``--small-rows`` / ``--large-rows``
    events with ``flask demo seed --count N --yes`` (COPY; from 500,000 rows on it drops and rebuilds the
@@ -121,6 +122,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--replica", action="store_true",
                         help="databases on a throwaway primary with a streaming replica that serves the reads "
                              "(implies --prepare)")
+    parser.add_argument("--read-primary", action="store_true",
+                        help="with --replica: the same throwaway servers, but no DATABASE_REPLICA_URL (the comparison)")
     args = parser.parse_args(argv)
     args.prepare = args.prepare or args.replica
     for name, value in (QUICK if args.quick else FULL).items():
@@ -506,8 +509,9 @@ def main(argv=None) -> int:
     if cluster is not None:
         urls = {"small": f"{args.pg_url}/{args.small_db}", "large": f"{args.pg_url}/{args.large_db}"}
         for side, name in (("small", args.small_db), ("large", args.large_db)):
+            replica_url = "" if args.read_primary else f"{cluster.server_url('replica')}/{name}"
             envs[side] = app_env(urls[side], tmp / f"data_{side}", secret, hmac_key, AUDIT_SEAL_INTERVAL="0",
-                                 WEB_CONCURRENCY="2", DATABASE_REPLICA_URL=f"{cluster.server_url('replica')}/{name}")
+                                 WEB_CONCURRENCY="2", DATABASE_REPLICA_URL=replica_url)
     try:
         if args.prepare:
             results["seed_seconds"] = {side: prepare(args, name, rows, envs[side]) for side, name, rows in
@@ -517,8 +521,6 @@ def main(argv=None) -> int:
         results["rows"] = sizes
         if cluster is not None:
             cluster.wait_replayed(timeout=3600)  # the seed's WAL: until then the replica would be skipped
-            names = [args.small_db, args.large_db]
-            returned_before = {w: rows_returned(cluster.server_url(w), names) for w in ("primary", "replica")}
         print(f"* rows: small {sizes['small']:,}, large {sizes['large']:,}", flush=True)
         for i, side in enumerate(("small", "large")):
             servers[side] = Server(side, args.port + i, envs[side], tmp)
@@ -533,6 +535,9 @@ def main(argv=None) -> int:
             print(f"* {side}: walking to page {DEPTH_PAGES} (limit {DEPTH_PAGE}) by cursor", flush=True)
             cursors[side] = {kind: deep_cursor(server.port, kind, auth[side][kind]) for kind in ("api", "html")}
             cases[side] = filter_cases(urls[side])
+        if cluster is not None:
+            names = [args.small_db, args.large_db]
+            returned_before = {w: rows_returned(cluster.server_url(w), names) for w in ("primary", "replica")}
         print(f"* latency: {args.reps} pairs per case", flush=True)
         results["latency"] = measure_latency(args, {s: servers[s].port for s in servers}, auth, cases, cursors)
         for server in servers.values():
