@@ -18,7 +18,9 @@ What it does:
    ``--pg-url``/``--drop`` do not apply. Every server gets ``DATABASE_REPLICA_URL``: its lists, histograms and
    dashboards are read from the replica, which is checked after the run (rows returned by each server for each
    database during the latency runs, from ``pg_stat_database``). ``--read-primary`` makes the comparison: the same
-   throwaway servers and settings, without ``DATABASE_REPLICA_URL``.
+   throwaway servers and settings, without ``DATABASE_REPLICA_URL``. ``--against-primary`` compares the two in one
+   run instead: only the large database, served twice, reading the primary ("small" side) and the replica ("large"
+   side), alternating; the ratios are then replica / primary (no mixed load).
 1. With ``--prepare``: (re)creates ``--small-db`` and ``--large-db`` on ``--pg-url``, runs ``flask db upgrade``,
    makes an admin (``flask users create-admin``) and 20 users, and seeds ``--small-rows`` / ``--large-rows``
    events with ``flask demo seed --count N --yes`` (COPY; from 500,000 rows on it drops and rebuilds the
@@ -124,8 +126,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(implies --prepare)")
     parser.add_argument("--read-primary", action="store_true",
                         help="with --replica: the same throwaway servers, but no DATABASE_REPLICA_URL (the comparison)")
+    parser.add_argument("--against-primary", action="store_true",
+                        help="with --replica: the large database only, read from the primary and from the replica "
+                             "by two servers, alternating (ratio = replica / primary)")
     args = parser.parse_args(argv)
     args.prepare = args.prepare or args.replica
+    if args.against_primary:
+        if not args.replica:
+            parser.error("--against-primary needs --replica")
+        args.mixed_seconds = 0
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -454,9 +463,10 @@ def mixed_load(args, tmp: Path, env: dict, database_url: str, cases: dict[str, d
 # -- report --------------------------------------------------------------------------------------
 
 
-def report(latency: dict, sizes: dict, mixed: dict | None) -> bool:
+def report(latency: dict, sizes: dict, mixed: dict | None, title: str | None = None) -> bool:
     ok = True
-    print(f"\nList latency, {sizes['large']:,} rows / {sizes['small']:,} rows "
+    title = title or f"{sizes['large']:,} rows / {sizes['small']:,} rows"
+    print(f"\nList latency, {title} "
           f"(median ms; ratio = median of per-pair ratios, [q1-q3]); target ratio <= {TARGET_RATIO}")
     for kind, cases in latency.items():
         print(f"\n  {'API' if kind == 'api' else 'HTML viewer'}")
@@ -506,17 +516,20 @@ def main(argv=None) -> int:
     servers: dict[str, Server] = {}
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
     cluster = start_replica_cluster(args) if args.replica else None
+    databases = {"small": (args.small_db, args.small_rows), "large": (args.large_db, args.large_rows)}
     if cluster is not None:
-        urls = {"small": f"{args.pg_url}/{args.small_db}", "large": f"{args.pg_url}/{args.large_db}"}
-        for side, name in (("small", args.small_db), ("large", args.large_db)):
-            replica_url = "" if args.read_primary else f"{cluster.server_url('replica')}/{name}"
+        if args.against_primary:  # one database, served reading the primary ("small") and the replica ("large")
+            databases = {"small": databases["large"], "large": databases["large"]}
+        urls = {side: f"{args.pg_url}/{name}" for side, (name, _) in databases.items()}
+        for side, (name, _) in databases.items():
+            on_primary = args.read_primary or (args.against_primary and side == "small")
+            replica_url = "" if on_primary else f"{cluster.server_url('replica')}/{name}"
             envs[side] = app_env(urls[side], tmp / f"data_{side}", secret, hmac_key, AUDIT_SEAL_INTERVAL="0",
                                  WEB_CONCURRENCY="2", DATABASE_REPLICA_URL=replica_url)
     try:
         if args.prepare:
-            results["seed_seconds"] = {side: prepare(args, name, rows, envs[side]) for side, name, rows in
-                                       (("small", args.small_db, args.small_rows),
-                                        ("large", args.large_db, args.large_rows))}
+            sides = ["large"] if args.against_primary else ["small", "large"]
+            results["seed_seconds"] = {side: prepare(args, *databases[side], envs[side]) for side in sides}
         sizes = {side: row_count(url) for side, url in urls.items()}
         results["rows"] = sizes
         if cluster is not None:
@@ -553,7 +566,8 @@ def main(argv=None) -> int:
         if args.mixed_seconds > 0:
             mixed = mixed_load(args, tmp, {**envs["large"], "WEB_CONCURRENCY": "4"}, urls["large"], cases["large"])
             results["mixed"] = mixed
-        ok = report(results["latency"], sizes, mixed)
+        title = f"{sizes['large']:,} rows, replica / primary" if args.against_primary else None
+        ok = report(results["latency"], sizes, mixed, title)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
         return 0 if ok else 1
