@@ -14,7 +14,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the application. ``config`` overrides settings (tests use it)."""
     # The features are imported here, not at the top: importing any one module of the package (an enum, a
     # model) then loads no views, and the package has no import cycles.
-    from . import audit, auth, database, errors, extensions, health, main, metrics, rest, security, templating, users
+    from . import audit, auth, database, errors, extensions, health, main, metrics, replica, rest, security, templating, users
 
     app = Flask(__name__, instance_relative_config=True, template_folder=os.path.join(PROJECT_ROOT, "templates"),
                 static_folder=os.path.join(PROJECT_ROOT, "static"))
@@ -22,6 +22,7 @@ def create_app(config: dict | None = None) -> Flask:
     configure_logging(app)
     metrics.init_app(app)  # first: its request timing wraps every other feature's hooks
     database.init_app(app)
+    replica.init_app(app)  # with DATABASE_REPLICA_URL: the read layer's lists may come from a replica
     extensions.init_app(app)
     rest.init_app(app)
     health.init_app(app)

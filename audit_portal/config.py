@@ -19,6 +19,13 @@ class BaseConfig:
     SECRET_KEY = "dev-insecure-secret-key-change-me"
     #: Empty means a SQLite file in the instance folder.
     DATABASE_URL = ""
+    #: A streaming replica of DATABASE_URL (PostgreSQL) for the viewer, the list API, the error dashboard and the
+    #: exports (docs/scaling.md); empty: every read goes to DATABASE_URL.
+    DATABASE_REPLICA_URL = ""
+    #: A replica lagging more than this many seconds is skipped (the primary serves its reads).
+    REPLICA_MAX_LAG_SECONDS = 10.0
+    #: How long each process keeps its verdict on the replica's lag before checking it again.
+    REPLICA_CHECK_SECONDS = 1.0
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
     SESSION_COOKIE_SECURE = False

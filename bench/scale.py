@@ -8,9 +8,19 @@ takes a while, so the two databases are prepared once (``--prepare``) and reused
     .venv/bin/python bench/scale.py                                      # measure existing databases
     .venv/bin/python bench/scale.py --drop                               # measure, then drop both databases
     .venv/bin/python bench/scale.py --quick --prepare --large-rows 50000 # smoke run, a few minutes
+    .venv/bin/python bench/scale.py --replica --large-rows 1000000       # the same figures, read from a replica
 
 What it does:
 
+0. With ``--replica`` (docs/scaling.md, "Read replicas"): both databases live on a throwaway PostgreSQL primary with a
+   streaming replica, made for the run by ``tests/replica_cluster.py`` (as the replica tests make theirs; root
+   needed, to run them as the ``postgres`` user) and removed at the end, so ``--prepare`` is implied and
+   ``--pg-url``/``--drop`` do not apply. Every server gets ``DATABASE_REPLICA_URL``: its lists, histograms and
+   dashboards are read from the replica, which is checked after the run (rows returned by each server for each
+   database during the latency runs, from ``pg_stat_database``). ``--read-primary`` makes the comparison: the same
+   throwaway servers and settings, without ``DATABASE_REPLICA_URL``. ``--against-primary`` compares the two in one
+   run instead: only the large database, served twice, reading the primary ("small" side) and the replica ("large"
+   side), alternating; the ratios are then replica / primary (no mixed load).
 1. With ``--prepare``: (re)creates ``--small-db`` and ``--large-db`` on ``--pg-url``, runs ``flask db upgrade``,
    makes an admin (``flask users create-admin``) and 20 users, and seeds ``--small-rows`` / ``--large-rows``
    events with ``flask demo seed --count N --yes`` (COPY; from 500,000 rows on it drops and rebuilds the
@@ -111,7 +121,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8791, help="first of three loopback ports")
     parser.add_argument("--drop", action="store_true", help="drop both databases at the end")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--replica", action="store_true",
+                        help="databases on a throwaway primary with a streaming replica that serves the reads "
+                             "(implies --prepare)")
+    parser.add_argument("--read-primary", action="store_true",
+                        help="with --replica: the same throwaway servers, but no DATABASE_REPLICA_URL (the comparison)")
+    parser.add_argument("--against-primary", action="store_true",
+                        help="with --replica: the large database only, read from the primary and from the replica "
+                             "by two servers, alternating (ratio = replica / primary)")
     args = parser.parse_args(argv)
+    args.prepare = args.prepare or args.replica
+    if args.against_primary:
+        if not args.replica:
+            parser.error("--against-primary needs --replica")
+        args.mixed_seconds = 0
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -193,6 +216,28 @@ def prepare(args, name: str, rows: int, env: dict) -> float:
 
 def row_count(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM audit_logs")[0][0]
+
+
+#: The throwaway servers' memory for ``--replica`` (the test fixture's defaults are sized for a few rows).
+REPLICA_BENCH_OPTIONS = "-c shared_buffers=512MB -c max_connections=100 -c work_mem=16MB -c hot_standby_feedback=on"
+
+
+def start_replica_cluster(args):
+    """The throwaway primary and replica of ``--replica``; ``args.pg_url`` then names the primary."""
+    from tests.replica_cluster import ReplicaCluster
+
+    cluster = ReplicaCluster(options=REPLICA_BENCH_OPTIONS)
+    cluster.start()
+    args.pg_url = cluster.server_url("primary")
+    print(f"* replica: primary {args.pg_url}, replica {cluster.server_url('replica')}", flush=True)
+    return cluster
+
+
+def rows_returned(server_url: str, names: list[str]) -> dict[str, int]:
+    """Rows each database of ``server_url`` has returned to queries so far (``pg_stat_database``)."""
+    rows = query(f"{server_url}/postgres", "SELECT datname, tup_returned + tup_fetched FROM pg_stat_database "
+                                           "WHERE datname = ANY(%s)", (names,))
+    return {name: int(count) for name, count in rows}
 
 
 # -- the latency cases ---------------------------------------------------------------------------
@@ -418,9 +463,10 @@ def mixed_load(args, tmp: Path, env: dict, database_url: str, cases: dict[str, d
 # -- report --------------------------------------------------------------------------------------
 
 
-def report(latency: dict, sizes: dict, mixed: dict | None) -> bool:
+def report(latency: dict, sizes: dict, mixed: dict | None, title: str | None = None) -> bool:
     ok = True
-    print(f"\nList latency, {sizes['large']:,} rows / {sizes['small']:,} rows "
+    title = title or f"{sizes['large']:,} rows / {sizes['small']:,} rows"
+    print(f"\nList latency, {title} "
           f"(median ms; ratio = median of per-pair ratios, [q1-q3]); target ratio <= {TARGET_RATIO}")
     for kind, cases in latency.items():
         print(f"\n  {'API' if kind == 'api' else 'HTML viewer'}")
@@ -469,13 +515,25 @@ def main(argv=None) -> int:
                           WEB_CONCURRENCY="2") for side in urls}
     servers: dict[str, Server] = {}
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds")}
+    cluster = start_replica_cluster(args) if args.replica else None
+    databases = {"small": (args.small_db, args.small_rows), "large": (args.large_db, args.large_rows)}
+    if cluster is not None:
+        if args.against_primary:  # one database, served reading the primary ("small") and the replica ("large")
+            databases = {"small": databases["large"], "large": databases["large"]}
+        urls = {side: f"{args.pg_url}/{name}" for side, (name, _) in databases.items()}
+        for side, (name, _) in databases.items():
+            on_primary = args.read_primary or (args.against_primary and side == "small")
+            replica_url = "" if on_primary else f"{cluster.server_url('replica')}/{name}"
+            envs[side] = app_env(urls[side], tmp / f"data_{side}", secret, hmac_key, AUDIT_SEAL_INTERVAL="0",
+                                 WEB_CONCURRENCY="2", DATABASE_REPLICA_URL=replica_url)
     try:
         if args.prepare:
-            results["seed_seconds"] = {side: prepare(args, name, rows, envs[side]) for side, name, rows in
-                                       (("small", args.small_db, args.small_rows),
-                                        ("large", args.large_db, args.large_rows))}
+            sides = ["large"] if args.against_primary else ["small", "large"]
+            results["seed_seconds"] = {side: prepare(args, *databases[side], envs[side]) for side in sides}
         sizes = {side: row_count(url) for side, url in urls.items()}
         results["rows"] = sizes
+        if cluster is not None:
+            cluster.wait_replayed(timeout=3600)  # the seed's WAL: until then the replica would be skipped
         print(f"* rows: small {sizes['small']:,}, large {sizes['large']:,}", flush=True)
         for i, side in enumerate(("small", "large")):
             servers[side] = Server(side, args.port + i, envs[side], tmp)
@@ -490,15 +548,26 @@ def main(argv=None) -> int:
             print(f"* {side}: walking to page {DEPTH_PAGES} (limit {DEPTH_PAGE}) by cursor", flush=True)
             cursors[side] = {kind: deep_cursor(server.port, kind, auth[side][kind]) for kind in ("api", "html")}
             cases[side] = filter_cases(urls[side])
+        if cluster is not None:
+            names = [args.small_db, args.large_db]
+            returned_before = {w: rows_returned(cluster.server_url(w), names) for w in ("primary", "replica")}
         print(f"* latency: {args.reps} pairs per case", flush=True)
         results["latency"] = measure_latency(args, {s: servers[s].port for s in servers}, auth, cases, cursors)
         for server in servers.values():
             server.stop()
+        if cluster is not None:
+            returned = {w: {name: count - returned_before[w].get(name, 0)
+                            for name, count in rows_returned(cluster.server_url(w), names).items()}
+                        for w in ("primary", "replica")}
+            results["rows_returned"] = returned
+            print(f"* rows returned during the latency runs: replica {returned['replica']}, "
+                  f"primary {returned['primary']}", flush=True)
         mixed = None
         if args.mixed_seconds > 0:
             mixed = mixed_load(args, tmp, {**envs["large"], "WEB_CONCURRENCY": "4"}, urls["large"], cases["large"])
             results["mixed"] = mixed
-        ok = report(results["latency"], sizes, mixed)
+        title = f"{sizes['large']:,} rows, replica / primary" if args.against_primary else None
+        ok = report(results["latency"], sizes, mixed, title)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
         return 0 if ok else 1
@@ -508,7 +577,9 @@ def main(argv=None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-        if args.drop:
+        if cluster is not None:
+            cluster.stop()
+        elif args.drop:
             for name in (args.small_db, args.large_db):
                 drop_database(args.pg_url, name)
 

@@ -37,6 +37,12 @@ WRITER_BATCH_SIZE = Histogram(
 HTTP_REQUEST_DURATION = Histogram(
     "http_request_duration_seconds", "Time to answer an HTTP request (until the response is returned to the "
     "server: a streamed body's transfer is not included), by route and method.", ["endpoint", "method"])
+REPLICA_SKIPS = Counter(
+    "database_replica_skips", "Requests whose replica reads the primary served instead, by reason: the replica "
+    "lagged more than REPLICA_MAX_LAG_SECONDS, could not be reached, or failed a read.", ["reason"])
+REPLICA_LAG = Gauge(
+    "database_replica_lag_seconds", "The read replica's lag at its last check (the highest of the workers').",
+    multiprocess_mode="max")
 
 #: ``Session.info`` key: (the innermost transaction when it was inserted, event) of each domain event inserted in
 #: the session's transaction.

@@ -4,7 +4,8 @@ Without filters that need the events themselves, they come from the rollup (``wr
 day, whatever the log's size); with them (a user, an action, a search, a time of day in a date range, ...)
 they are aggregated from the matching events. Both give the same numbers (tests compare them); the one
 difference is an event stamped in the future (a server's clock ahead), which the rollup counts in its day
-and the events' count leaves out until its time comes.
+and the events' count leaves out until its time comes. They read from the read replica when it is in use
+(``audit_portal/replica.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, literal_column, select
 
-from ...extensions import db
+from ...replica import replica_first
 from ...timeutil import midnight, utcnow
 from ..record.enums import ErrorSeverity, Status
 from ..record.models import ROLLUP_NONE, AuditLog, ErrorRollup
@@ -92,16 +93,17 @@ def _grouped_errors(filters: AuditFilters):
     ).where(AuditLog.fingerprint.is_not(None)).group_by(AuditLog.fingerprint, AuditLog.error_type)
 
 
-def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple[list[ErrorGroup], int]:
+@replica_first
+def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50, *, session) -> tuple[list[ErrorGroup], int]:
     """Groups of matching error events, most recently seen first, and how many groups there are."""
     grouped = _grouped_rollup(filters) if from_rollup(filters) else _grouped_errors(filters)
     newest_first = (literal_column("last_seen").desc(), grouped.selected_columns.fingerprint)
-    rows = db.session.execute(grouped.order_by(*newest_first).offset(skip).limit(limit)).all()
+    rows = session.execute(grouped.order_by(*newest_first).offset(skip).limit(limit)).all()
     if rows:
         total = rows[0].groups
     else:  # past the last page: count on its own
-        total = db.session.scalar(select(func.count()).select_from(grouped.subquery())) if skip else 0
-    latest = AuditLogRepository().get_many(r.latest_id for r in rows)
+        total = session.scalar(select(func.count()).select_from(grouped.subquery())) if skip else 0
+    latest = AuditLogRepository(session).get_many(r.latest_id for r in rows)
     groups = [
         ErrorGroup(r.fingerprint, r.error_type or None, int(r.occurrences), _aware(r.first_seen), _aware(r.last_seen),
                    latest[r.latest_id])
@@ -111,21 +113,29 @@ def error_groups(filters: AuditFilters, skip: int = 0, limit: int = 50) -> tuple
     return groups, total
 
 
-def error_group(filters: AuditFilters) -> ErrorGroup | None:
+@replica_first
+def error_group(filters: AuditFilters, *, session) -> ErrorGroup | None:
     """The one group ``filters.fingerprint`` names (within the other filters), or None when nothing matches."""
-    groups, _ = error_groups(filters, 0, 1)
+    groups, _ = error_groups(filters, 0, 1, session=session)
     return groups[0] if groups else None
 
 
-def errors_without_fingerprint(filters: AuditFilters, bound: int = 1000) -> tuple[int, bool]:
+@replica_first
+def occurrences(filters: AuditFilters, skip: int = 0, limit: int = 50, *, session) -> list[AuditLog]:
+    """One page of a group's events (``filters.fingerprint``), newest first."""
+    return AuditLogRepository(session).get_all(filters, skip, limit)
+
+
+@replica_first
+def errors_without_fingerprint(filters: AuditFilters, bound: int = 1000, *, session) -> tuple[int, bool]:
     """(count, exact): matching ERROR events that belong to no group (failed requests' own rows, audit
     failures), counted up to ``bound`` so that a large log is not scanned for a footnote (the rollup's count
     is exact and costs nothing)."""
     if from_rollup(filters):
         total = _rollup_where(select(func.coalesce(func.sum(ErrorRollup.occurrences), 0)), filters)
-        return int(db.session.scalar(total.where(ErrorRollup.fingerprint == ROLLUP_NONE))), True
+        return int(session.scalar(total.where(ErrorRollup.fingerprint == ROLLUP_NONE))), True
     ids = apply_filters(select(AuditLog.id), filters).where(AuditLog.fingerprint.is_(None)).limit(bound + 1)
-    count = db.session.scalar(select(func.count()).select_from(ids.subquery()))
+    count = session.scalar(select(func.count()).select_from(ids.subquery()))
     return (count, True) if count <= bound else (bound, False)
 
 
@@ -169,7 +179,8 @@ class DailyCounts:
         return sum(sum(counts) for counts in self.series.values())
 
 
-def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts:
+@replica_first
+def errors_per_day(filters: AuditFilters, default_days: int = 30, *, session) -> DailyCounts:
     """Matching errors per UTC day and severity, over the filtered range (by default the last 30 whole days
     and today so far; at most 366 days)."""
     end = (filters.date_to or utcnow() + timedelta(seconds=1))
@@ -187,9 +198,9 @@ def errors_per_day(filters: AuditFilters, default_days: int = 30) -> DailyCounts
                  .group_by(ErrorRollup.day, ErrorRollup.severity))
     else:
         scoped = replace(filters, date_from=start, date_to=end)
-        day = _day(db.engine.dialect.name).label("day")
+        day = _day(session.get_bind().dialect.name).label("day")
         query = (apply_filters(select(day, AuditLog.severity, func.count()), scoped)
                  .where(AuditLog.fingerprint.is_not(None)).group_by(day, AuditLog.severity))
-    counts = {(_day_key(row[0]), row[1]): int(row[2]) for row in db.session.execute(query)}
+    counts = {(_day_key(row[0]), row[1]): int(row[2]) for row in session.execute(query)}
     series = {sev: [counts.get((d.isoformat(), sev), 0) for d in days] for sev in SEVERITY_ORDER}
     return DailyCounts(days, series)

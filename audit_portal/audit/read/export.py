@@ -7,7 +7,8 @@ they are read, so memory does not grow with the size of the export; the connecti
 download ends or the client goes away. The database formats each CSV line (see ``_csv_select``; bench/export.py
 measures it against PostgreSQL's COPY), and on PostgreSQL each JSON item too (``export_items``). PostgreSQL streams
 them with COPY from a thread (``copy_stream``), other databases through a server-side cursor. Text a spreadsheet
-would run as a formula is neutralised.
+would run as a formula is neutralised. With a read replica in use (``audit_portal/replica.py``) the export is
+counted and read there: ``prepare_export`` picks the database once, and the file comes from the one it counted on.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import String, Text, case, cast, func, literal, select, type_coerce
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from ... import replica
 from ...extensions import db
 from ...serving import heartbeat
 from ...timeutil import utcnow
@@ -110,8 +113,9 @@ def _csv_select(filters: AuditFilters, dialect: str):
     return query.execution_options(stream_results=True, yield_per=CSV_BATCH)
 
 
-def _open(execute) -> Iterator:
-    """Run ``execute(connection)`` now, on a connection of the export's own, and return a generator of what
+def _open(execute, bind: Engine | None = None) -> Iterator:
+    """Run ``execute(connection)`` now, on a connection of the export's own (of ``bind``: the primary's engine or
+    the replica's; if the replica's cannot be had, the primary's), and return a generator of what
     it yields that closes the cursor (or stops the COPY) and gives the connection back when it ends, also when the
     client goes away halfway (the server then closes the response iterator, which ends here with GeneratorExit).
 
@@ -120,7 +124,7 @@ def _open(execute) -> Iterator:
     REQUEST event. Its own connection, not the request's session: Flask ends that session (teardown) between
     the view and the streaming of the body.
     """
-    connection = db.engine.connect()
+    connection = replica.connect(bind or db.engine)
     try:
         pieces, close = execute(connection)
     except BaseException:
@@ -153,12 +157,12 @@ def _rows(connection, query, batch: int, count: int | None):
     return result.scalars().partitions(), result.close
 
 
-def _csv_chunks(filters: AuditFilters, count: int | None = None) -> Iterator[str]:
+def _csv_chunks(filters: AuditFilters, count: int | None = None, bind: Engine | None = None) -> Iterator[str]:
     def execute(connection):
         lines, close = _rows(connection, _csv_select(filters, connection.dialect.name), CSV_BATCH, count)
         return _csv_pieces(lines), close
 
-    return _open(execute)
+    return _open(execute, bind)
 
 
 def _csv_pieces(batches: Iterator[list[str]]) -> Iterator[str]:
@@ -170,7 +174,7 @@ def _csv_pieces(batches: Iterator[list[str]]) -> Iterator[str]:
 
 
 def item_chunks(filters: AuditFilters, fmt: ExportFormat, count: int | None = None, *,
-                in_python: bool = False) -> Iterator[str]:
+                in_python: bool = False, bind: Engine | None = None) -> Iterator[str]:
     """The JSON or NDJSON text of the matching events' API items, newest first, read in batches. PostgreSQL writes
     each item's text (``export_items``); on other databases, or with ``in_python`` (the reference the tests compare
     it with), Python builds them from a server-side cursor: the ORM object, ``AuditLogSchema``, ``json.dumps``.
@@ -190,7 +194,7 @@ def item_chunks(filters: AuditFilters, fmt: ExportFormat, count: int | None = No
 
         return pieces(_dumped(result)), close
 
-    return _open(execute)
+    return _open(execute, bind)
 
 
 def _dumped(result) -> Iterator[list[str]]:
@@ -227,11 +231,13 @@ class Export:
     count: int
     filename: str
     media_type: str
+    #: The engine it was counted on, and so is read from: the primary's or the read replica's.
+    bind: Engine | None = None
 
     def chunks(self) -> Iterator[str]:
         if self.format == ExportFormat.CSV:
-            return _csv_chunks(self.filters, self.count)
-        return item_chunks(self.filters, self.format, self.count)
+            return _csv_chunks(self.filters, self.count, self.bind)
+        return item_chunks(self.filters, self.format, self.count, bind=self.bind)
 
 
 def export_filename(filters: AuditFilters, fmt: ExportFormat) -> str:
@@ -240,15 +246,17 @@ def export_filename(filters: AuditFilters, fmt: ExportFormat) -> str:
     return f"audit-logs_{start}_{end}.{fmt.value}"
 
 
-def prepare_export(filters: AuditFilters, fmt: str) -> Export:
-    """Count the matching events against the limit and return the export to stream (the caller records it).
+@replica.replica_first
+def prepare_export(filters: AuditFilters, fmt: str, *, session) -> Export:
+    """Count the matching events against the limit and return the export to stream (the caller records it), read
+    from the database it was counted on.
 
     Raises ``ExportTooLarge`` (nothing is sent, nothing partial) when too many rows match, and ``ValueError``
     for an unknown format.
     """
     fmt = ExportFormat.parse(fmt)
-    count = AuditLogRepository().count(filters)
+    count = AuditLogRepository(session).count(filters)
     limit = current_app.config["AUDIT_EXPORT_MAX_ROWS"]
     if count > limit:
         raise ExportTooLarge(count, limit)
-    return Export(fmt, filters, count, export_filename(filters, fmt), MEDIA_TYPES[fmt])
+    return Export(fmt, filters, count, export_filename(filters, fmt), MEDIA_TYPES[fmt], session.get_bind())

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, literal, select, true, union_all
 
-from ...extensions import db
+from ...replica import replica_first
 from ...timeutil import utcnow
 from ..record.enums import Status
 from ..record.models import AuditLog
@@ -96,10 +96,11 @@ def time_range(filters: AuditFilters, now: datetime | None = None) -> tuple[date
     return (start, end) if start < end else (end, end)
 
 
-def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: datetime | None = None,
-              session=None) -> Histogram:
-    """The events matching ``filters`` per bucket and status (see the module's docstring)."""
-    session = session or db.session
+@replica_first
+def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: datetime | None = None, *,
+              session) -> Histogram:
+    """The events matching ``filters`` per bucket and status (see the module's docstring), from the read replica
+    when it is in use (``audit_portal/replica.py``)."""
     start, end = time_range(filters, now)
     if start == end:  # created:>=X with date_to before X, say: nothing can match
         return Histogram([], True, start, end)

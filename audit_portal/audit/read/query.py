@@ -1,7 +1,9 @@
 """The one query module for reading events: filters, the order, offset and cursor paging, bounded counts.
 
 The viewer, the API, the export, the error dashboard and the integrity page build their queries here, so
-one filter means the same rows everywhere and the order is written once. (The hash chain's sealer, verifier
+one filter means the same rows everywhere and the order is written once. The lists (``list_page``,
+``list_since``) read from the read replica when one is configured and current (``audit_portal/replica.py``);
+``AuditLogRepository`` itself reads the session it is given, by default the primary's. (The hash chain's sealer, verifier
 and purge read rows in chain order, by id, in ``integrity/``: that is the chain's own concern.)
 
 Paging stays fast as the log grows: keyset cursors over (timestamp, id) and bounded counts. A cursor is
@@ -27,6 +29,7 @@ from sqlalchemy import Select, func, or_, select, tuple_
 
 from ...database import escape_like
 from ...extensions import db
+from ...replica import replica_first
 from ..record.models import AuditLog
 from .search import ATTEMPTED_USERNAME, compile_query
 
@@ -207,3 +210,19 @@ class AuditLogRepository:
         items, more = rows[:limit], len(rows) > limit
         total, exact = self.count_bounded(filters)
         return Page(items, total, exact, make_cursor(items[-1], filters, scope) if more and items else None)
+
+
+# -- the lists, from the read replica when it is in use ---------------------------------------------------------
+
+
+@replica_first
+def list_page(filters: AuditFilters, skip: int = 0, limit: int = 50, cursor: str | None = None, scope: str = "list",
+              *, session) -> Page:
+    """One page of a list (the viewer, the list API, the API's error list): ``AuditLogRepository.page``."""
+    return AuditLogRepository(session).page(filters, skip, limit, cursor, scope)
+
+
+@replica_first
+def list_since(filters: AuditFilters, since_id: int, limit: int, *, session) -> tuple[list[AuditLog], bool]:
+    """A live tail's events after ``since_id``: ``AuditLogRepository.since``."""
+    return AuditLogRepository(session).since(filters, since_id, limit)

@@ -12,7 +12,7 @@ from ...rest import abort_invalid, envelope, ok, require_admin
 from ...rest import documented_errors as _documented_errors
 from ..read.export import ExportTooLarge, prepare_export
 from ..read.histogram import histogram
-from ..read.query import AuditLogRepository, BadCursor
+from ..read.query import AuditLogRepository, BadCursor, list_page, list_since
 from ..read.schemas import (
     AuditErrorQueryArgsSchema,
     AuditLogListResponseSchema,
@@ -43,7 +43,7 @@ HistogramEnvelope = envelope(HistogramSchema, "HistogramEnvelope")
 
 def _page(args: dict, scope: str) -> dict:
     try:
-        page = AuditLogRepository().page(args["filters"], args["skip"], args["limit"], args["cursor"], scope)
+        page = list_page(args["filters"], args["skip"], args["limit"], args["cursor"], scope)
     except BadCursor as exc:
         abort_invalid("cursor", str(exc))
     return {"items": page.items, "total": page.total, "total_is_exact": page.total_is_exact, "skip": args["skip"],
@@ -63,7 +63,7 @@ def _tail(args: dict) -> dict:
             leave_request_unrecorded()
     else:
         token = make_tail_token(user_id, filters, since_id)
-    items, more = AuditLogRepository().since(filters, since_id, args["limit"])
+    items, more = list_since(filters, since_id, args["limit"])
     return {"items": items, "total": len(items), "total_is_exact": not more, "skip": 0, "limit": args["limit"],
             "next_cursor": None, "tail_token": token}
 

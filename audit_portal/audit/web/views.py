@@ -16,10 +16,10 @@ from ...access import admin_required
 from ...params import repeated_parameters
 from ...templating import viewer_timezone
 from ...timeutil import utcnow, zone
-from ..read.dashboard import error_group, error_groups, errors_per_day, errors_without_fingerprint
+from ..read.dashboard import error_group, error_groups, errors_per_day, errors_without_fingerprint, occurrences
 from ..read.export import ExportTooLarge, prepare_export
 from ..read.histogram import histogram
-from ..read.query import AuditFilters, AuditLogRepository, BadCursor
+from ..read.query import AuditFilters, AuditLogRepository, BadCursor, list_page
 from ..read.schemas import AuditErrorQueryArgsSchema, AuditLogViewerArgsSchema, ExportArgsSchema
 from ..read.search import QueryError, parse, suggestions
 from ..record.actors import directory
@@ -99,8 +99,8 @@ def _render_list(query: _Query, status: int | None = None, **context):
     page, chart, args = None, None, query.args
     if args is not None:
         try:
-            page = AuditLogRepository().page(args["filters"], 0 if args["cursor"] else args["skip"], args["limit"],
-                                             args["cursor"], scope="html")
+            page = list_page(args["filters"], 0 if args["cursor"] else args["skip"], args["limit"], args["cursor"],
+                             scope="html")
             chart = histogram_bars(histogram(args["filters"]), zone(viewer_timezone()))
         except BadCursor as exc:
             query.refuse("cursor", f"{exc} The link may be stale: start again from the first page.")
@@ -152,7 +152,7 @@ def errors():
     chart = stacked_bars(errors_per_day(filters))
     if filters.fingerprint:
         group = error_group(filters)
-        items = AuditLogRepository().get_all(filters, skip, limit)
+        items = occurrences(filters, skip, limit)
         return render_template("audit/errors.html", groups=None, group=group, items=items,
                                total=group.count if group else 0, chart=chart, unfingerprinted=(0, True), **context)
     groups, total = error_groups(filters, skip, limit)
