@@ -86,10 +86,11 @@ class Chunk:
 
 
 def generate_chunks(count: int, users: list[tuple[int | None, str | None]], *, days: int = 30, demo: bool = True,
-                    seed: int | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
-    """Make ``count`` events spread over the last ``days`` days, oldest first (give or take half the gap between
-    two), by ``users`` (and anonymous failed logins), in chunks of ``chunk_rows``. The first events go through
+                    seed: int | None = None, chunk_rows: int | None = None) -> Iterator[Chunk]:
+    """Make ``count`` events spread over the last ``days`` days, oldest first (each moved earlier by up to half the
+    gap to the next), by ``users`` (and anonymous failed logins), in chunks of ``chunk_rows``. The first events go through
     every scenario once, so even a small count has every action type, status and severity."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
     rng = random.Random(seed)
     actors = [s.Actor(uid, name) for uid, name in users]
     meta = s.Meta(demo)
