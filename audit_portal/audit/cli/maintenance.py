@@ -11,8 +11,8 @@ from marshmallow import ValidationError
 from sqlalchemy import func, select, text
 
 from ...extensions import db
-from ..demo.bulk import load_events
-from ..demo.seed import generate
+from ..demo.bulk import load_chunks
+from ..demo.seed import COLUMNS, generate_chunks
 from ..integrity.purge import execute_purge, plan_purge
 from ..integrity.seal import seal
 from ..integrity.verify import record_verification, verify
@@ -40,8 +40,8 @@ def seed_command(count: int, days: int, yes: bool):
         click.confirm(f"Insert {count:,} demo events into the PRODUCTION audit log?", abort=True)
     users = directory().some(50) or [(None, None)]
     db.session.commit()
-    events = generate(count, users, days=days, demo=True)
-    written = load_events(events, count, say=click.echo,
+    chunks = generate_chunks(count, users, days=days, demo=True)
+    written = load_chunks(chunks, COLUMNS, count, say=click.echo,
                           progress=lambda: click.progressbar(length=count, label="Seeding audit events"))
     click.echo(f"Inserted {written:,} demo events.")
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import logging
+import queue
+import threading
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from sqlalchemy import text
 
 from ...extensions import db
+from ...timeutil import midnight
 from ..record import partitions
-from ..record.models import EVENT_COLUMNS
 from ..write import rollup
 from ..write.store import insert_ignoring_duplicates
+from .copytext import event_from_line
 
 log = logging.getLogger(__name__)
 
@@ -22,31 +24,27 @@ log = logging.getLogger(__name__)
 _KEEP = {"pk_audit_logs", "uq_audit_logs_event_id"}
 
 
-def _csv_value(value):
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def copy_events(connection, events: list[dict]) -> None:
-    """Insert ``events`` with PostgreSQL's COPY (several times faster than INSERT for big batches), their months'
-    partitions made first."""
-    partitions.ensure_for_events(connection, events)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for event in events:
-        writer.writerow(["" if (v := _csv_value(event[c])) is None else v for c in EVENT_COLUMNS])
-    buffer.seek(0)
+def copy_chunk(connection, columns: tuple[str, ...], chunk) -> None:
+    """Insert a seed chunk's COPY text rows (fields ``columns``) with PostgreSQL's COPY, the months they fall in
+    given a partition first."""
+    partitions.ensure_for_events(connection, _months_spanned(chunk.first, chunk.last))
     raw = connection.connection.dbapi_connection
     with raw.cursor() as cursor:
-        # An empty unquoted field is NULL; the csv module quotes empty strings, so they stay strings.
-        cursor.copy_expert(f"COPY audit_logs ({', '.join(EVENT_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.copy_expert(f"COPY audit_logs ({', '.join(columns)}) FROM STDIN", io.StringIO("".join(chunk.lines)),
+                           size=_COPY_READ)
+
+
+#: Characters psycopg2 reads from the chunk's text per message to the server (its default is 8 KiB).
+_COPY_READ = 1 << 20
+
+
+def _months_spanned(first: datetime, last: datetime) -> list[dict]:
+    """One timestamp in each month from ``first``'s to ``last``'s, as events, the form ``ensure_for_events`` reads."""
+    month, months = partitions.month_of(first), []
+    while month <= partitions.month_of(last):
+        months.append({"timestamp": midnight(month)})
+        month = partitions.next_month(month)
+    return months
 
 
 def drop_secondary_indexes(connection) -> list[str]:
@@ -75,19 +73,20 @@ def rebuild_indexes(connection, definitions: list[str]) -> None:
 
 
 
-#: Events per transaction of a seed.
-SEED_BATCH = 5000
 #: From this many events on, a PostgreSQL seed drops the secondary indexes and rebuilds them afterwards.
 REBUILD_INDEXES_FROM = 500_000
 
 
-def load_events(events: Iterable[dict], count: int, progress=None, say=log.info) -> int:
-    """Store ``count`` events from ``events`` in batches: PostgreSQL with COPY (around a large load, without
-    its secondary indexes), SQLite through the app's insert path. The error rollup is kept, and after a load on
-    PostgreSQL the table is vacuumed and analysed, so that counts run as index-only scans at once.
+def load_chunks(chunks: Iterable, columns: tuple[str, ...], count: int, progress=None, say=log.info) -> int:
+    """Store the seed rows of ``chunks`` (``seed.Chunk``: COPY text lines with the fields ``columns``), about
+    ``count`` of them, a transaction a chunk: PostgreSQL with COPY (around a large load, without its secondary
+    indexes), the next chunk made in a thread meanwhile; SQLite through the app's insert path. The error rollup
+    is kept, and after a load on PostgreSQL the table is vacuumed and analysed, so that counts run as index-only
+    scans at once.
 
-    ``progress()`` makes the context manager that is told of each batch (``update(n)``; the CLI's progress
-    bar): it is closed before the finishing steps, which ``say`` reports. Returns how many events were stored."""
+    ``progress()`` makes the context manager that is told of each committed chunk (``update(n)``; the CLI's
+    progress bar): it is closed before the finishing steps, which ``say`` reports. Returns how many events were
+    stored."""
     postgres = db.engine.dialect.name == "postgresql"
     saved_indexes = []
     if postgres and count >= REBUILD_INDEXES_FROM:
@@ -95,27 +94,29 @@ def load_events(events: Iterable[dict], count: int, progress=None, say=log.info)
             saved_indexes = drop_secondary_indexes(connection)
         say(f"Dropped {len(saved_indexes)} secondary indexes for the load; they are rebuilt at the end.")
     written = 0
-    days: list = []  # UTC days of the error events COPY loaded: the rollup recounts from the first to the last
+    span = None  # (first, last) timestamp of the rows COPY loaded: the rollup recounts those days
     try:
         with (progress or _NoProgress)() as bar:
-            for batch in _batches(events, SEED_BATCH):
+            for chunk in (made_ahead(chunks) if postgres else chunks):
                 with db.engine.begin() as connection:
                     if postgres:
-                        copy_events(connection, batch)
-                        days.extend(rollup.event_days(batch) or ())
+                        copy_chunk(connection, columns, chunk)
                     else:
-                        insert_ignoring_duplicates(connection, batch)  # keeps the rollup itself
-                written += len(batch)
-                bar.update(len(batch))
+                        # The insert path keeps the rollup itself.
+                        insert_ignoring_duplicates(connection, [event_from_line(columns, line) for line in chunk.lines])
+                if postgres:
+                    span = (min(span[0], chunk.first), max(span[1], chunk.last)) if span else (chunk.first, chunk.last)
+                written += len(chunk.lines)
+                bar.update(len(chunk.lines))
     finally:
         if saved_indexes:
             say("Rebuilding indexes...")
             with db.engine.begin() as connection:
                 rebuild_indexes(connection, saved_indexes)
-        if days:
+        if span:
             # COPY bypasses the insert path that keeps the error rollup: recount the days it loaded.
             with db.engine.begin() as connection:
-                rollup.rebuild(connection, min(days), max(days))
+                rollup.rebuild(connection, rollup.utc_day(span[0]), rollup.utc_day(span[1]))
     if postgres and written:
         say("Vacuuming and analysing audit_logs...")
         vacuum_analyze()
@@ -133,15 +134,49 @@ class _NoProgress:
         pass
 
 
-def _batches(events: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    batch = []
-    for event in events:
-        batch.append(event)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_DONE = object()
+
+
+def made_ahead(items: Iterable, ahead: int = 2) -> Iterator:
+    """Iterate ``items`` while a thread makes the next ones (up to ``ahead``): the seed's rows are made while
+    PostgreSQL copies the previous chunk (psycopg2 lets go of the GIL while it waits on the server), so the two
+    cores of a small machine both work. An error in the thread is raised here; leaving early stops the thread."""
+    made: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                made.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make():
+        try:
+            for item in items:
+                if not hand_over(item):
+                    return
+            hand_over(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            hand_over(_Failed(error))
+
+    thread = threading.Thread(target=make, name="seed-rows", daemon=True)
+    thread.start()
+    try:
+        while (item := made.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def vacuum_analyze() -> None:
