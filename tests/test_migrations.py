@@ -159,8 +159,15 @@ def test_the_partition_migration_keeps_every_row_and_the_chain(empty_database, t
 
     run("db", "upgrade", "0014_audit_search_indexes")
     run("demo", "seed", "--count", "400", "--days", "150")
-    assert "OK: the audit chain is intact" in run("audit", "verify")
     engine = create_engine(empty_database)
+    with engine.begin() as connection:  # a clock far ahead wrote one event 400 days from now: its month is made too
+        assert connection.execute(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                       "WHERE conname = 'pk_audit_logs'")).scalar() == "PRIMARY KEY (id)"
+        connection.execute(text(
+            "INSERT INTO audit_logs (event_id, timestamp, action_type, resource_type, category, description, status, "
+            "is_sensitive) SELECT gen_random_uuid()::text, now() + interval '400 days', action_type, resource_type, "
+            "category, 'from the future', status, is_sensitive FROM audit_logs ORDER BY id LIMIT 1"))
+    assert "OK: the audit chain is intact" in run("audit", "verify")
     before = _rows_digest(engine)
 
     run("db", "upgrade")

@@ -130,8 +130,10 @@ def _set_aside(kept: dict) -> None:
 def upgrade():
     if op.get_bind().dialect.name != "postgresql" or _relkind() != "r":
         return
+    op.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")  # no row arrives between reading the range and the copy
     kept = _keep_definitions()
     oldest = _scalar(f"SELECT min(timestamp) FROM {TABLE}")  # noqa: S608
+    newest = _scalar(f"SELECT max(timestamp) FROM {TABLE}")  # noqa: S608 - a clock far ahead: its month too
     _set_aside(kept)
     op.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS) PARTITION BY RANGE (timestamp)")
     now = datetime.now(UTC)
@@ -139,6 +141,8 @@ def upgrade():
     last = date(now.year, now.month, 1)
     for _ in range(AHEAD_MONTHS):
         last = _next(last)
+    if newest is not None:
+        last = max(last, date(newest.astimezone(UTC).year, newest.astimezone(UTC).month, 1))
     months = []
     while month <= last:
         months.append(month)

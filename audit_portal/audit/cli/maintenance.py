@@ -121,14 +121,21 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
         click.echo(f"Warning: {older_than_days} days is shorter than AUDIT_RETENTION_DAYS ({retention}).", err=True)
     plan = plan_purge(older_than_days)
     db.session.rollback()  # no transaction stays open (holding a snapshot) while the operator reads the prompt
-    if plan.count == 0:
+    empty = [d.name for d in plan.drops if not d.count]
+    if plan.count == 0 and not empty:
         click.echo(f"Nothing to purge: no sealed events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC.")
         return
-    summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
-               f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
-    if plan.drops:
-        summary += (f"; {sum(d.count for d in plan.drops):,} of them by dropping "
-                    f"{', '.join(d.name for d in plan.drops)} whole")
+    if plan.count:
+        summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
+                   f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
+    else:
+        summary = f"no events (nothing sealed is older than {plan.cutoff:%Y-%m-%d %H:%M} UTC)"
+    whole = [d for d in plan.drops if d.count]
+    if whole:
+        summary += (f"; {sum(d.count for d in whole):,} of them by dropping "
+                    f"{', '.join(d.name for d in whole)} whole")
+    if empty:
+        summary += f"; and the empty months {', '.join(empty)}"
     for name, links in stream_service.behind(plan.cut_seq):
         click.echo(f"Warning: stream destination {name} has not been sent up to {links:,} of these events yet "
                    "(paused, failing or behind): once purged they never reach it.", err=True)
@@ -140,10 +147,13 @@ def purge_command(older_than_days: int, dry_run: bool, yes: bool):
         click.confirm(f"Delete {summary}? This cannot be undone", abort=True)
     with click.progressbar(length=plan.count, label="Purging", file=sys.stderr) as bar:
         deleted = execute_purge(plan, progress=bar.update)
-    for drop in plan.drops:
+    for drop in whole:
         click.echo(f"Dropped {drop.name} ({drop.count:,} events): chain links deleted in {drop.links_seconds:.2f} s, "
                    f"audit_logs locked for {drop.locked_seconds:.3f} s, the table dropped in {drop.drop_seconds:.3f} s.")
-    click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
+    if empty:
+        click.echo(f"Dropped the empty months {', '.join(empty)}.")
+    if plan.count:
+        click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
 
 
 def _filter_options(func):

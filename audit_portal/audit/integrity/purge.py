@@ -69,7 +69,9 @@ class PurgePlan:
 
 
 def _droppable(conn, cutoff: datetime, cut_seq: int) -> list[PartitionDrop]:
-    """The partitions that lie wholly before ``cutoff`` and hold only events sealed at links 1..``cut_seq``."""
+    """The partitions that lie wholly before ``cutoff`` and hold only events sealed at links 1..``cut_seq``, or none
+    at all (a month that earlier purges emptied row by row, as a daily purge does: dropped too, so empty months do
+    not pile up)."""
     drops = []
     for partition in partitions.partitions(conn):
         if partition.upper > cutoff:
@@ -77,7 +79,7 @@ def _droppable(conn, cutoff: datetime, cut_seq: int) -> list[PartitionDrop]:
         count, outside = conn.execute(text(
             f'SELECT count(*), count(*) FILTER (WHERE c.seq IS NULL OR c.seq > :cut) FROM "{partition.name}" p '  # noqa: S608
             "LEFT JOIN audit_chain c ON c.audit_log_id = p.id"), {"cut": cut_seq}).one()
-        if count and not outside:
+        if not outside:
             drops.append(PartitionDrop(partition.name, partition.lower, partition.upper, count))
     return drops
 
@@ -94,13 +96,13 @@ def plan_purge(older_than_days: int) -> PurgePlan:
     start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
     cut_seq = (first_young - 1) if first_young is not None else head
     if cut_seq < start:
-        return PurgePlan(cutoff, cut_seq, 0, None, None, None)
+        return PurgePlan(cutoff, cut_seq, 0, None, None, None, _droppable(db.session.connection(), cutoff, cut_seq))
     span = (select(func.count(), func.min(_table.c.timestamp), func.max(_table.c.timestamp))
             .select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id)).where(_chain.c.seq <= cut_seq))
     count, first, last = db.session.execute(span).one()
     cut_hash = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == cut_seq))
     ts = AuditLog.timestamp.type
-    drops = _droppable(db.session.connection(), cutoff, cut_seq) if count else []
+    drops = _droppable(db.session.connection(), cutoff, cut_seq)
     return PurgePlan(cutoff, cut_seq, count, ts.process_result_value(_dt(first), None),
                      ts.process_result_value(_dt(last), None), cut_hash, drops)
 
@@ -120,12 +122,13 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
     db.session.rollback()
     # Months an interrupted purge detached but did not drop (their events were already purged and recorded).
     partitions.drop_detached(db.engine, lock_timeout_ms=current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
-    if plan.count == 0:
+    if plan.count == 0 and not plan.drops:
         return 0
     deleted = 0
     in_batches = plan.count - sum(drop.count for drop in plan.drops)
-    for i, drop in enumerate(plan.drops):
-        last = i == len(plan.drops) - 1 and in_batches == 0
+    drops = sorted(plan.drops, key=lambda drop: drop.count > 0)  # empty months first: the event goes with events
+    for i, drop in enumerate(drops):
+        last = i == len(drops) - 1 and in_batches == 0 and drop.count > 0
         deleted += _drop_partition(drop, (lambda n: _purge_event(plan, n, actor)) if last else None, deleted)
         if progress:
             progress(drop.count)
@@ -175,6 +178,9 @@ def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> in
     detached = partitions.detached_name(name)
     with db.engine.begin() as conn:
         conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+        # No event arrives in the month from here on (an old replay, a seed: they wait, then make it again): the
+        # month dropped is the month counted and checked sealed.
+        partitions.with_lock_retries(conn, [f'LOCK TABLE "{name}" IN SHARE MODE'], wait_ms)
         count = conn.scalar(text(f'SELECT count(*) FROM "{name}"'))  # noqa: S608
         if count != drop.count:
             raise RuntimeError(f"partition {name} changed during the retention purge; run it again")

@@ -182,7 +182,7 @@ def with_lock_retries(connection, statements: list[str], lock_timeout_ms: int = 
             if "lock timeout" not in str(exc.orig) or attempt == 600:
                 raise
             time.sleep(min(0.01 * attempt, 0.2))
-    connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    connection.exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
 
 
 def detached_name(name: str) -> str:

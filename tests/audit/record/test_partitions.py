@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -229,9 +230,11 @@ def test_the_drop_waits_its_turn_without_holding_up_inserts(app, monkeypatch):
     worker.start()
     try:
         inserted = threading.Thread(target=write, args=(app, [event_at(utcnow(), "during the purge")]))
+        began = time.monotonic()
         inserted.start()
         inserted.join(timeout=20)
-        assert not inserted.is_alive()  # not queued behind the drop's lock request
+        assert not inserted.is_alive()
+        assert time.monotonic() - began < 5  # not queued behind the drop's lock request (the reader holds it 20 s+)
         assert worker.is_alive()  # the drop is still waiting for the reader
     finally:
         reader.rollback()
@@ -271,9 +274,11 @@ def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, ma
     worker.start()
     try:
         other = threading.Thread(target=write, args=(app, [event_at(utcnow(), "meanwhile", user_id=user_id)]))
+        began = time.monotonic()
         other.start()
         other.join(timeout=20)
         assert not other.is_alive()
+        assert time.monotonic() - began < 5  # not queued behind the purge's lock requests
         assert worker.is_alive()  # still waiting for the request's transaction
     finally:
         request.commit()
@@ -286,6 +291,22 @@ def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, ma
                             {"a": name, "b": partitions.detached_name(name)}).scalars().all()
     assert left == []
     assert "meanwhile" in [d for d, _ in stored(app)]
+    assert verify(app).ok
+
+
+def test_a_month_emptied_by_earlier_purges_is_dropped(app, runner):
+    """A daily purge deletes the oldest day's events in batches, so by the time a month lies wholly before the
+    cutoff it is empty: it is dropped then, rather than left to pile up (every read by id probes each month)."""
+    old = partitions.month_of(utcnow() - timedelta(days=500))
+    with app.app_context():
+        partitions.create_months(db.engine, [old])
+    name = partitions.partition_name(old)
+    assert name in months_present(app)
+    result = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"Dropped the empty months {name}" in result.output
+    assert name not in months_present(app)
+    assert partitions.partition_name(partitions.month_of(utcnow())) in months_present(app)
     assert verify(app).ok
 
 
