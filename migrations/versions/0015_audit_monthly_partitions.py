@@ -114,8 +114,7 @@ def _rebuild(kept: dict, keys: tuple[str, str]) -> None:
 
 
 def _set_aside(kept: dict) -> None:
-    """Rename the old table out of the way, its index names freed for the new one."""
-    op.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
+    """Rename the old table out of the way, its index names freed for the new one (the caller has locked it)."""
     for definition in kept["indexes"]:
         name = definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
         op.execute(f"DROP INDEX {name}")
@@ -165,6 +164,7 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name != "postgresql" or _relkind() != "p":
         return
+    op.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")
     kept = _keep_definitions()
     _set_aside(kept)
     op.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS)")

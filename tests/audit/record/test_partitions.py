@@ -203,23 +203,28 @@ def test_a_month_with_an_event_sealed_after_a_younger_one_is_not_dropped_whole(a
     assert verify(app).ok
 
 
-def test_the_drop_waits_its_turn_without_holding_up_inserts(app, monkeypatch):
-    """A reader holds audit_logs (a long export): the drop cannot take its lock, and while it keeps trying, an
-    insert still goes through at once instead of queueing behind it; once the reader is done the drop happens."""
+def store_sealed_old_month(app) -> str:
+    """One sealed event 500 days old; its month's name."""
     old = utcnow() - timedelta(days=500)
     write(app, [event_at(old, "old")])
     seal(app)
+    return partitions.partition_name(partitions.month_of(old))
+
+
+def plan_dropping(app, name: str):
+    """The purge of everything older than 400 days, which drops ``name`` whole; lock waits of 50 ms."""
     app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"] = 50
-    name = partitions.partition_name(partitions.month_of(old))
     with app.app_context():
         plan = purge.plan_purge(400)
         db.session.remove()
-        engine = db.engine
     assert [d.name for d in plan.drops] == [name]
+    return plan
 
-    reader = engine.connect()
-    reader.begin()
-    reader.execute(select(func.count()).select_from(LOGS))  # ACCESS SHARE on audit_logs until it ends
+
+def purge_while_held(app, plan, holder, release, event: dict) -> int:
+    """Run ``plan`` in a thread while ``holder`` (an open transaction) holds off its locks: ``event`` is stored at
+    once meanwhile (not queued behind the purge's lock requests) and the purge still waits; once ``release``d, the
+    purge completes. Returns what it deleted."""
     done = {}
 
     def run_purge():
@@ -229,65 +234,51 @@ def test_the_drop_waits_its_turn_without_holding_up_inserts(app, monkeypatch):
     worker = threading.Thread(target=run_purge)
     worker.start()
     try:
-        inserted = threading.Thread(target=write, args=(app, [event_at(utcnow(), "during the purge")]))
+        inserted = threading.Thread(target=write, args=(app, [event]))
         began = time.monotonic()
         inserted.start()
         inserted.join(timeout=20)
         assert not inserted.is_alive()
-        assert time.monotonic() - began < 5  # not queued behind the drop's lock request (the reader holds it 20 s+)
-        assert worker.is_alive()  # the drop is still waiting for the reader
+        assert time.monotonic() - began < 5  # the holder keeps its locks for 20 s and more
+        assert worker.is_alive()  # the purge is still waiting for the holder
     finally:
-        reader.rollback()
-        reader.close()
+        release()
+        holder.close()
         worker.join(timeout=60)
-    assert done["deleted"] == 1
+    return done["deleted"]
+
+
+def test_the_drop_waits_its_turn_without_holding_up_inserts(app):
+    """A reader holds audit_logs (a long export): the detach cannot take its lock, and while it keeps trying, an
+    insert still goes through at once instead of queueing behind it; once the reader is done the drop happens."""
+    name = store_sealed_old_month(app)
+    plan = plan_dropping(app, name)
+    with app.app_context():
+        reader = db.engine.connect()
+    reader.begin()
+    reader.execute(select(func.count()).select_from(LOGS))  # ACCESS SHARE on audit_logs until it ends
+
+    assert purge_while_held(app, plan, reader, reader.rollback, event_at(utcnow(), "during the purge")) == 1
     assert name not in months_present(app)
     assert "during the purge" in [d for d, _ in stored(app)]
 
 
 def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, make_user):
-    """Dropping a month removes its foreign key's triggers on users, which needs users to itself: a request in
-    the middle of a transaction that read its user (and one that changed a user) holds that off. The purge waits
-    its turn and completes; meanwhile other requests still read users and store events."""
-    old = utcnow() - timedelta(days=500)
-    write(app, [event_at(old, "old")])
-    seal(app)
+    """Detaching a month and dropping it lock users (its foreign key's triggers live there): a request in the
+    middle of a transaction that changed a user holds that off. The purge waits its turn and completes;
+    meanwhile other requests still store events about that user."""
+    name = store_sealed_old_month(app)
     user_id = make_user("carol")  # after: its creation (an event of today) must not start the chain
-    app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"] = 50
-    name = partitions.partition_name(partitions.month_of(old))
+    plan = plan_dropping(app, name)
     with app.app_context():
-        plan = purge.plan_purge(400)
-        db.session.remove()
-        engine = db.engine
-    assert [d.name for d in plan.drops] == [name]
-
-    request = engine.connect()
+        request = db.engine.connect()
     request.begin()
     request.execute(text("UPDATE users SET full_name = 'Carol' WHERE id = :id"), {"id": user_id})
-    done = {}
 
-    def run_purge():
-        with app.app_context():
-            done["deleted"] = purge.execute_purge(plan)
-
-    worker = threading.Thread(target=run_purge)
-    worker.start()
-    try:
-        other = threading.Thread(target=write, args=(app, [event_at(utcnow(), "meanwhile", user_id=user_id)]))
-        began = time.monotonic()
-        other.start()
-        other.join(timeout=20)
-        assert not other.is_alive()
-        assert time.monotonic() - began < 5  # not queued behind the purge's lock requests
-        assert worker.is_alive()  # still waiting for the request's transaction
-    finally:
-        request.commit()
-        request.close()
-        worker.join(timeout=60)
-    assert done["deleted"] == 1
+    meanwhile = event_at(utcnow(), "meanwhile", user_id=user_id)
+    assert purge_while_held(app, plan, request, request.commit, meanwhile) == 1
     with app.app_context(), db.engine.connect() as conn:
-        left = conn.execute(text("SELECT relname FROM pg_class WHERE relname LIKE 'audit_logs_%' "
-                                 "AND relname IN (:a, :b)"),
+        left = conn.execute(text("SELECT relname FROM pg_class WHERE relname IN (:a, :b)"),
                             {"a": name, "b": partitions.detached_name(name)}).scalars().all()
     assert left == []
     assert "meanwhile" in [d for d, _ in stored(app)]
