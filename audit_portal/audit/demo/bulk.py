@@ -7,12 +7,11 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import text
 
 from ...extensions import db
-from ...timeutil import midnight
 from ..record import partitions
 from ..write import rollup
 from ..write.store import insert_ignoring_duplicates
@@ -27,7 +26,7 @@ _KEEP = {"pk_audit_logs", "uq_audit_logs_event_id"}
 def copy_chunk(connection, columns: tuple[str, ...], chunk) -> None:
     """Insert a seed chunk's COPY text rows (fields ``columns``) with PostgreSQL's COPY, the months they fall in
     given a partition first."""
-    partitions.ensure_for_events(connection, _months_spanned(chunk.first, chunk.last))
+    partitions.ensure_months(connection, _months_spanned(chunk.first, chunk.last))
     raw = connection.connection.dbapi_connection
     with raw.cursor() as cursor:
         cursor.copy_expert(f"COPY audit_logs ({', '.join(columns)}) FROM STDIN", io.StringIO("".join(chunk.lines)),
@@ -38,11 +37,11 @@ def copy_chunk(connection, columns: tuple[str, ...], chunk) -> None:
 _COPY_READ = 1 << 20
 
 
-def _months_spanned(first: datetime, last: datetime) -> list[dict]:
-    """One timestamp in each month from ``first``'s to ``last``'s, as events, the form ``ensure_for_events`` reads."""
+def _months_spanned(first: datetime, last: datetime) -> list[date]:
+    """Every month from ``first``'s to ``last``'s."""
     month, months = partitions.month_of(first), []
     while month <= partitions.month_of(last):
-        months.append({"timestamp": midnight(month)})
+        months.append(month)
         month = partitions.next_month(month)
     return months
 

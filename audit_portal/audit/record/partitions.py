@@ -220,14 +220,19 @@ def create_ahead(engine, ahead: int = DEFAULT_AHEAD, now: datetime | None = None
 
 
 def ensure_for_events(connection, events: list[dict]) -> None:
-    """Before ``events`` are inserted on ``connection``: create the months they fall in that have no partition,
-    in the connection's own transaction (so that it cannot wait for a lock its own transaction holds, such as
-    the foreign key's on ``users`` after a user was changed; if that transaction rolls back, so does the month,
-    and the next insert makes it again). One dictionary lookup per event when the months exist (the usual case)."""
+    """Before ``events`` are inserted on ``connection``: ``ensure_months`` for the months they fall in. One
+    dictionary lookup per event when the months exist (the usual case)."""
+    ensure_months(connection, {month_of(e["timestamp"]) for e in events if isinstance(e.get("timestamp"), datetime)})
+
+
+def ensure_months(connection, months) -> None:
+    """Create those of ``months`` that have no partition, in the connection's own transaction (so that it cannot
+    wait for a lock its own transaction holds, such as the foreign key's on ``users`` after a user was changed; if
+    that transaction rolls back, so does the month, and the next insert makes it again)."""
     known = _months(connection)
     if known is None:
         return
-    missing = {month_of(e["timestamp"]) for e in events if isinstance(e.get("timestamp"), datetime)} - known
+    missing = set(months) - known
     if missing:
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         made = [partition_name(m) for m in sorted(missing) if _create(connection, m)]
