@@ -51,6 +51,7 @@ def init_app(app) -> None:
     from ..rest import register
     from .alerts.runner import BackgroundEvaluator, check_settings
     from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
+    from .integrity import models as _integrity_models  # noqa: F401 - its tables, for create_all and Alembic
     from .integrity.housekeeping import Housekeeping
     from .record.presentation import TEMPLATE_FILTERS
     from .streams.runner import BackgroundDispatcher

@@ -69,6 +69,12 @@ class ActionType(ChoiceEnum):
     ALERT_RULE_CREATE = "ALERT_RULE_CREATE"  #: a detection rule was added
     ALERT_RULE_UPDATE = "ALERT_RULE_UPDATE"  #: a detection rule was changed, enabled or disabled
     ALERT_RULE_DELETE = "ALERT_RULE_DELETE"  #: a custom detection rule was removed
+    DIGEST_SIGNED = "DIGEST_SIGNED"  #: the sealer process signed a digest of the chain (``integrity/digests.py``)
+    HOLD_CREATE = "HOLD_CREATE"  #: a legal hold was placed on a time range (the purge keeps its events)
+    HOLD_RELEASE = "HOLD_RELEASE"  #: a legal hold was released
+    ERASURE_REQUEST = "ERASURE_REQUEST"  #: an admin asked to erase a person's personal data from the trail
+    ERASURE_REJECT = "ERASURE_REJECT"  #: a second admin rejected an erasure request
+    ERASURE = "ERASURE"  #: a second admin approved an erasure request and it was carried out
 
 
 class ResourceType(ChoiceEnum):
@@ -86,6 +92,8 @@ class ResourceType(ChoiceEnum):
     STREAM = "STREAM"  #: a destination the audit trail is streamed to
     ALERT = "ALERT"  #: an alert opened by a detection rule
     ALERT_RULE = "ALERT_RULE"  #: a detection rule
+    LEGAL_HOLD = "LEGAL_HOLD"  #: a time range the retention purge must keep
+    ERASURE_REQUEST = "ERASURE_REQUEST"  #: a request to erase a person's personal data (four eyes)
 
 
 class Status(ChoiceEnum):
@@ -138,6 +146,8 @@ _ACTION_CATEGORY = {
     ActionType.STREAM_CREATE: Category.AUDIT,
     ActionType.STREAM_UPDATE: Category.AUDIT,
     ActionType.STREAM_DELETE: Category.AUDIT,
+    **dict.fromkeys((ActionType.DIGEST_SIGNED, ActionType.HOLD_CREATE, ActionType.HOLD_RELEASE,
+                     ActionType.ERASURE_REQUEST, ActionType.ERASURE_REJECT, ActionType.ERASURE), Category.AUDIT),
     **dict.fromkeys((ActionType.ALERT_TRIGGERED, ActionType.ALERT_ACKNOWLEDGED, ActionType.ALERT_RESOLVED,
                      ActionType.ALERT_RULE_CREATE, ActionType.ALERT_RULE_UPDATE, ActionType.ALERT_RULE_DELETE),
                     Category.SECURITY),
@@ -155,6 +165,8 @@ _RESOURCE_CATEGORY = {
     ResourceType.STREAM: Category.AUDIT,
     ResourceType.ALERT: Category.SECURITY,
     ResourceType.ALERT_RULE: Category.SECURITY,
+    ResourceType.LEGAL_HOLD: Category.AUDIT,
+    ResourceType.ERASURE_REQUEST: Category.AUDIT,
 }
 
 

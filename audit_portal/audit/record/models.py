@@ -202,8 +202,10 @@ EVENT_COLUMNS = tuple(c.name for c in AuditLog.__table__.columns if c.name != "i
 
 
 class AuditChainLink(db.Model):
-    """One link of the hash chain, kept beside the log (sealing never updates an audit row):
-    HMAC(key, previous link's hash + the canonical form of one audit row)."""
+    """One link of the two hash chains, kept beside the log (sealing never updates an audit row): the keyed one,
+    HMAC(key, previous link_hash | link material), and the public one, SHA-256(previous public_hash | link material),
+    where the link material is the position, the event's time and category and its row hash
+    (``integrity/canonical.py``)."""
 
     __tablename__ = "audit_chain"
 
@@ -218,6 +220,20 @@ class AuditChainLink(db.Model):
     sealed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: The row committed after rows with higher ids had been sealed (a slow transaction); chained anyway.
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: SHA-256 of the event's public form: every column, the personal ones as salted commitments
+    #: (``integrity/canonical.py``). Kept when the retention purge deletes the event (the link is then a tombstone).
+    row_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The unkeyed chain: SHA-256(previous link's public_hash | seq | event time | category | row_hash); anyone can
+    #: recompute it, and the signed digests (``integrity/digests.py``) sign its head.
+    public_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The event's time and category, in the link (and in its hashes), so that a tombstone shows which retention
+    #: rule removed its event.
+    event_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: ``{field: salt (hex)}`` of the personal fields, apart from their values; an erasure removes a field's salt.
+    salts: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
+    #: ``{field: commitment (hex)}`` of the fields an erasure removed, so that the row hash can still be rebuilt.
+    erased: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
 
 
 #: The rollup's key value of a missing fingerprint, error type or severity (they are part of its primary key).

@@ -47,6 +47,12 @@ _ECS_KINDS: dict[ActionType, tuple[list[str], list[str]]] = {
     A.ALERT_RULE_CREATE: (["configuration"], ["creation"]),
     A.ALERT_RULE_UPDATE: (["configuration"], ["change"]),
     A.ALERT_RULE_DELETE: (["configuration"], ["deletion"]),
+    A.DIGEST_SIGNED: (["database"], ["info"]),
+    A.HOLD_CREATE: (["configuration"], ["creation"]),
+    A.HOLD_RELEASE: (["configuration"], ["deletion"]),
+    A.ERASURE_REQUEST: (["database"], ["creation"]),
+    A.ERASURE_REJECT: (["database"], ["info"]),
+    A.ERASURE: (["database"], ["change"]),
 }
 #: Creation, change and deletion: of a user (``iam``), of anything else (``configuration``).
 _CHANGES = {A.CREATE: "creation", A.UPDATE: "change", A.DELETE: "deletion"}
