@@ -25,11 +25,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from ...extensions import db
 from ...timeutil import UTCDateTime, utcnow
@@ -234,6 +235,26 @@ class AuditChainLink(db.Model):
     salts: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     #: ``{field: commitment (hex)}`` of the fields an erasure removed, so that the row hash can still be rebuilt.
     erased: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
+
+
+#: The links whose events an erasure changed: few, so the export's "is this field erased?" reads a small index.
+Index("ix_audit_chain_erased", AuditChainLink.audit_log_id, postgresql_where=AuditChainLink.erased.is_not(None),
+      sqlite_where=AuditChainLink.erased.is_not(None))
+
+
+class ErasedFields(db.Model):
+    """A read-only view of ``audit_chain`` for the pages and the API: which personal fields of an event an erasure
+    removed (``erased``'s keys). Loaded with each page of events in one query (``AuditLog.erasure``)."""
+
+    __table__ = AuditChainLink.__table__
+    __mapper_args__ = {"include_properties": ["seq", "audit_log_id", "erased"]}  # noqa: RUF012
+
+
+#: The event's erased fields (None: nothing erased), loaded for each batch of events in one query (``selectin``)
+#: from the small index above; ``record/presentation.py`` shows them as "[erased]".
+AuditLog.erasure = relationship(
+    ErasedFields, primaryjoin=and_(foreign(ErasedFields.audit_log_id) == AuditLog.id, ErasedFields.erased.is_not(None)),
+    viewonly=True, uselist=False, lazy="selectin")
 
 
 #: The rollup's key value of a missing fingerprint, error type or severity (they are part of its primary key).

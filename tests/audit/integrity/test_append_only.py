@@ -18,6 +18,7 @@ from audit_portal.users.models import User
 from ..chain_support import CHAIN, LOGS, count_rows, record_events, row, seal, tamper
 
 EDITING_METHODS = {"PUT", "PATCH", "DELETE"}
+PERSONAL = ("username", "ip_address", "user_agent", "description", "metadata")
 AUDIT_PREFIXES = ("/api/v1/audit-logs", "/admin/audit-logs")
 
 
@@ -28,8 +29,11 @@ def test_no_route_under_the_audit_log_accepts_put_patch_or_delete(app):
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith(AUDIT_PREFIXES)]
     assert len(rules) >= 8, [r.rule for r in rules]  # the viewer, detail, errors, export, API, integrity
     assert [(r.rule, sorted(r.methods & EDITING_METHODS)) for r in rules if r.methods & EDITING_METHODS] == []
-    # The only state-changing route there runs a verification; it writes a new event and edits none.
-    assert sorted(r.rule for r in rules if "POST" in r.methods) == ["/admin/audit-logs/integrity/verify"]
+    # The state-changing routes there run a verification (it writes a new event and edits none) and decide an
+    # erasure request (four eyes: the one change of stored events besides the purge, tests/.../test_erasure.py).
+    assert sorted(r.rule for r in rules if "POST" in r.methods) == [
+        "/admin/audit-logs/integrity/erasure-requests/<int:request_id>/<any(approve, reject):decision>",
+        "/admin/audit-logs/integrity/verify"]
 
 
 def test_an_admin_cannot_edit_or_delete_an_event_through_the_api(app, admin_client):
@@ -71,11 +75,14 @@ def migrated_app(postgres_url, tmp_path_factory):
     admin.dispose()
 
 
-def app_sql(app, statement: str, purge: bool = False, **params) -> int:
-    """Run one statement on the application's own connection, in its own transaction."""
+def app_sql(app, statement: str, purge: bool = False, erasure: bool = False, **params) -> int:
+    """Run one statement on the application's own connection, in its own transaction (with the purge's or the
+    erasure's switch on, if asked)."""
     with app.app_context(), db.engine.begin() as conn:
         if purge:
             conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+        if erasure:
+            conn.execute(text("SET LOCAL audit_portal.erasure = 'on'"))
         return conn.execute(text(statement), params).rowcount
 
 
@@ -138,6 +145,59 @@ class TestPostgresTriggers:
             app_sql(migrated_app, "DELETE FROM audit_chain")
         with pytest.raises(DBAPIError, match="audit_chain is append-only: TRUNCATE refused"):
             app_sql(migrated_app, "TRUNCATE audit_chain")
+
+    def test_only_an_erasure_may_change_the_personal_columns(self, migrated_app):
+        """With the erasure's switch on, an UPDATE may blank username, IP address and user agent and rewrite the
+        description and metadata (on every partition), and change a link's salts and commitments; nothing else.
+        Without the switch, or after its transaction, every UPDATE is refused as before."""
+        [audit_id] = record_events(migrated_app, 1)
+        seal(migrated_app)
+        before = row(migrated_app, audit_id)
+        for statement in ("UPDATE audit_logs SET username = NULL WHERE id = :id",
+                          "UPDATE audit_chain SET erased = '{}'::jsonb WHERE audit_log_id = :id"):
+            with pytest.raises(DBAPIError, match="append-only: UPDATE refused"):
+                app_sql(migrated_app, statement, id=audit_id)
+        refused = {
+            "UPDATE audit_logs SET status = 'FAILURE', description = 'x' WHERE id = :id": "audit_logs",
+            "UPDATE audit_logs SET resource_id = 'other' WHERE id = :id": "audit_logs",
+            "UPDATE audit_logs SET ip_address = '192.0.2.1' WHERE id = :id": "audit_logs",  # only to NULL
+            "UPDATE audit_chain SET link_hash = repeat('0', 64) WHERE audit_log_id = :id": "audit_chain",
+            "UPDATE audit_chain SET row_hash = repeat('0', 64), salts = NULL WHERE audit_log_id = :id": "audit_chain",
+        }
+        for statement, table in refused.items():
+            with pytest.raises(DBAPIError, match=f"{table} is append-only: UPDATE refused \\(an erasure may change "
+                                                 "only the personal columns\\)"):
+                app_sql(migrated_app, statement, erasure=True, id=audit_id)
+        with pytest.raises(DBAPIError, match="DELETE refused"):
+            app_sql(migrated_app, "DELETE FROM audit_logs WHERE id = :id", erasure=True, id=audit_id)
+        assert row(migrated_app, audit_id) == before
+        with migrated_app.app_context(), db.engine.connect() as conn:
+            link = conn.execute(select(CHAIN.c.salts, CHAIN.c.erased).where(CHAIN.c.audit_log_id == audit_id)).one()
+        try:
+            self._erase_by_hand(migrated_app, audit_id, before)
+        finally:  # the other tests of this module share the database, and verify it (with the old chain's rules)
+            tamper(migrated_app, update(LOGS).where(LOGS.c.id == audit_id).values(
+                       **{k: before[k] for k in PERSONAL}),
+                   update(CHAIN).where(CHAIN.c.audit_log_id == audit_id).values(salts=link.salts, erased=link.erased))
+
+    @staticmethod
+    def _erase_by_hand(migrated_app, audit_id: int, before: dict) -> None:
+        """What ``integrity/erasure.py`` does, by hand: allowed inside the switch."""
+        assert app_sql(migrated_app, "UPDATE audit_logs SET username = NULL, ip_address = NULL, user_agent = NULL, "
+                       "description = '[erased] did it', metadata = '{}'::jsonb WHERE id = :id",
+                       erasure=True, id=audit_id) == 1
+        assert app_sql(migrated_app, "UPDATE audit_chain SET salts = '{}'::jsonb, erased = '{\"metadata\": \"ab\"}'"
+                       "::jsonb WHERE audit_log_id = :id", erasure=True, id=audit_id) == 1
+        with migrated_app.app_context(), db.engine.connect() as conn:
+            month = conn.scalar(text("SELECT tableoid::regclass::text FROM audit_logs WHERE id = :id"), {"id": audit_id})
+        assert app_sql(migrated_app, f"UPDATE {month} SET description = 'partition' WHERE id = :id",  # noqa: S608
+                       erasure=True, id=audit_id) == 1
+        after = row(migrated_app, audit_id)
+        assert (after["username"], after["description"], after["metadata"]) == (None, "partition", {})
+        assert {k: v for k, v in after.items() if k not in PERSONAL} == \
+            {k: v for k, v in before.items() if k not in PERSONAL}
+        with pytest.raises(DBAPIError, match="UPDATE refused"):  # the switch ended with its transaction
+            app_sql(migrated_app, "UPDATE audit_logs SET description = 'again' WHERE id = :id", id=audit_id)
 
     def test_deleting_a_user_still_works_and_verifies(self, migrated_app):
         with migrated_app.app_context():
