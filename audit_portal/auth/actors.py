@@ -33,3 +33,12 @@ class UserDirectory:
                         User.status == UserStatus.ACTIVE.value, User.email != "")
                  .order_by(User.id))
         return list(db.session.scalars(query))
+
+    def id_of(self, username: str) -> int | None:
+        """The id of the user called ``username`` (exact), or None."""
+        return db.session.scalar(select(User.id).where(User.username == username))
+
+    def is_admin(self, user_id: int) -> bool:
+        """Whether ``user_id`` is an admin who can log in."""
+        user = db.session.get(User, user_id)
+        return user is not None and user.is_admin and user.can_log_in

@@ -30,6 +30,7 @@ from ...timeutil import utcnow
 from ..record.enums import ExportFormat
 from ..record.models import AuditLog
 from .copy_stream import CopyStream
+from .erased import shown_column
 from .export_items import ITEM_BATCH, exact_items, item_select
 from .query import AuditFilters, AuditLogRepository, filtered, ordered
 from .schemas import AuditLogSchema
@@ -79,7 +80,7 @@ def _text_cell(text, dialect: str):
 
 
 def _csv_cell_sql(name: str, dialect: str):
-    column = AuditLog.__table__.c[name]
+    column = shown_column(name)  # "[erased]" where an erasure left a personal column NULL
     if name == "timestamp":  # UTC ISO 8601, never a formula, never quoted
         if dialect == "postgresql":
             return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"', type_=String)

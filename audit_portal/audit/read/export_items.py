@@ -33,6 +33,7 @@ from ...serving import heartbeat
 from ..record import presentation
 from ..record.enums import Category
 from ..record.models import AuditLog
+from .erased import ErasableString, shown_column
 from .fields import CaseInsensitiveEnum
 from .query import AuditFilters, ordered
 from .schemas import AuditLogSchema
@@ -79,9 +80,10 @@ def _colours(column, colours: dict, default: str | None):
 
 
 def _actor():
-    """``presentation.actor_name``: the username, else "user #<id>", else "anonymous"."""
+    """``presentation.actor_name``: the username (or "[erased]"), else "user #<id>", else "anonymous"."""
     c = _table.c
-    return func.coalesce(func.nullif(c.username, ""), literal("user #", String) + cast(func.nullif(c.user_id, 0), Text),
+    return func.coalesce(func.nullif(shown_column("username"), ""),
+                         literal("user #", String) + cast(func.nullif(c.user_id, 0), Text),
                          literal("anonymous", String), type_=String)
 
 
@@ -89,7 +91,8 @@ def _actor_json():
     """The actor as JSON: only a username needs escaping."""
     c = _table.c
     number = literal('"user #', String) + cast(c.user_id, Text) + literal('"', String)
-    return case((c.username != "", _escaped(c.username)), (c.user_id != 0, number),
+    username = shown_column("username")
+    return case((username != "", _escaped(username)), (c.user_id != 0, number),
                 else_=literal('"anonymous"', String))
 
 
@@ -129,6 +132,8 @@ def _value(name: str, field) -> list:
     enum = field.enum_cls if isinstance(field, CaseInsensitiveEnum) else _ENUM_TEXT.get(name)
     if isinstance(field, fields.String) and enum is not None and not column.nullable:
         return _enum_string(column, enum.values())
+    if isinstance(field, ErasableString):
+        return [_json_string(shown_column(column.name))]
     if isinstance(field, fields.String):
         return [_json_string(column)]
     raise TypeError(f"no SQL for the export item field {name!r} ({type(field).__name__})")

@@ -8,6 +8,7 @@ from ...params import QueryArgsSchema
 from ..record import presentation
 from ..record.enums import ActionType, Category, ErrorSeverity, ExportFormat, ResourceType, Status
 from ..record.models import DESCRIPTION_MAX, ERROR_TYPE_MAX, USERNAME_SNAPSHOT_MAX
+from .erased import ErasableString
 from .fields import CaseInsensitiveEnum, DateOrDateTime, IPAddress, no_nul, valid_query
 from .histogram import DEFAULT_BUCKETS, MAX_BUCKETS
 from .query import AuditFilters
@@ -203,12 +204,14 @@ class AuditLogInDBSchema(AuditLogBaseSchema):
     event_id = fields.String(metadata=_ex("01936f4e-8c1a-7b3e-9f2d-6a4c8e1b2d3f", "UUID; unique."))
     timestamp = fields.DateTime(format="iso", metadata=_ex("2026-11-30T14:05:09.412318+00:00", "UTC, ISO 8601."))
     user_id = fields.Integer(allow_none=True, metadata=_ex(7))
-    username = fields.String(allow_none=True, metadata=_ex("alice", "The actor's username at the time."))
+    username = ErasableString(allow_none=True, metadata=_ex("alice", "The actor's username at the time; "
+                                                               "\"[erased]\" after an erasure."))
     category = fields.String(metadata=_ex("errors"))
     metadata = fields.Dict(attribute="event_metadata", allow_none=True,
                            metadata=_ex(_EXAMPLE_METADATA, "Context; {old, new} for changes. Secrets are redacted."))
-    ip_address = fields.String(allow_none=True, metadata=_ex("203.0.113.24"))
-    user_agent = fields.String(allow_none=True, metadata=_ex("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"))
+    ip_address = ErasableString(allow_none=True, metadata=_ex("203.0.113.24", "\"[erased]\" after an erasure."))
+    user_agent = ErasableString(allow_none=True, metadata=_ex("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+                                                              "\"[erased]\" after an erasure."))
     severity = fields.String(allow_none=True, metadata=_ex("ERROR", "WARNING, ERROR or CRITICAL (errors only)."))
     error_type = fields.String(allow_none=True, metadata=_ex("ZeroDivisionError"))
     stack_trace = fields.String(allow_none=True, metadata=_ex(

@@ -22,6 +22,12 @@ class ActorDirectory(Protocol):
     def admin_emails(self) -> list[str]:
         """The email addresses of the active admins (alert notifications go there by default)."""
 
+    def id_of(self, username: str) -> int | None:
+        """The id of the user called ``username`` now, or None."""
+
+    def is_admin(self, user_id: int) -> bool:
+        """Whether ``user_id`` is an admin who can log in (an erasure's requester and approver must be)."""
+
 
 class NoDirectory:
     """What the audit code sees when the app lent it none: nobody is known."""
@@ -34,6 +40,12 @@ class NoDirectory:
 
     def admin_emails(self) -> list[str]:
         return []
+
+    def id_of(self, username: str) -> int | None:
+        return None
+
+    def is_admin(self, user_id: int) -> bool:
+        return False
 
 
 def use_actor_directory(app, directory: ActorDirectory) -> None:

@@ -36,9 +36,29 @@ def status_fill(status: str) -> str:
     return FILLS[status_colour(status)]
 
 
+#: How a personal value an erasure removed reads on a page, in an export and in the API (``integrity/erasure.py``).
+ERASED = "[erased]"
+
+
+def erased_fields(log) -> frozenset[str]:
+    """The personal fields of ``log`` an erasure removed: the keys of its link's ``erased`` (``AuditLog.erasure``,
+    loaded with the page of events; never loaded here, so an object without it has none)."""
+    erasure = getattr(log, "__dict__", {}).get("erasure")
+    return frozenset(erasure.erased or ()) if erasure is not None else frozenset()
+
+
+def shown(log, field: str):
+    """The value of a personal column as pages, exports and the API show it: "[erased]" where an erasure left NULL
+    (username, ip_address, user_agent); the description and metadata carry "[erased]" in their text already."""
+    value = getattr(log, field)
+    return ERASED if value is None and field in erased_fields(log) else value
+
+
 def actor_name(log) -> str:
     if log.username:
         return log.username
+    if "username" in erased_fields(log):
+        return ERASED
     if log.user_id:
         return f"user #{log.user_id}"
     return "anonymous"
@@ -53,4 +73,4 @@ def readable_description(log) -> str:
 
 #: The Jinja filters every page uses (registered by ``audit.init_app``).
 TEMPLATE_FILTERS = {"status_colour": status_colour, "severity_colour": severity_colour, "actor": actor_name,
-                    "readable": readable_description}
+                    "readable": readable_description, "shown": shown}

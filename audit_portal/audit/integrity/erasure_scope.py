@@ -1,0 +1,180 @@
+"""What an erasure covers and how it changes each event (``erasure.py`` runs it, with four eyes).
+
+The events: those *by* the person (``user_id``, also the id the link sealed when the account is gone, or the username
+snapshot), those *about* them (``resource_type`` USER with their id), and failed logins that typed their username
+(``metadata.attempted_username``). In each, following docs/spec19 (the public chain's rules):
+
+- username, IP address and user agent become NULL in the events *by* them (a failed login's address is not theirs
+  for sure: anyone can type a name, and the address is the evidence of an attack; it stays);
+- the description and metadata have each of the person's names replaced by "[erased]" (changed only if named);
+- for each field changed, the link gets ``erased[field]`` = the commitment of the ORIGINAL value under the field's
+  salt, and loses ``salts[field]``: the row hash, built from the commitments, is unchanged, so the chains verify.
+
+Events inside an active legal hold are left as they are and reported. Nothing else of an event changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, false, func, or_, select, update
+
+from ...extensions import db
+from ..record.enums import ResourceType
+from ..record.models import AuditChainLink, AuditLog
+from ..record.presentation import ERASED
+from .models import LegalHold
+
+try:
+    from .canonical import commitment
+except ImportError:  # pragma: no cover - until the lead's canonical.py is merged (spec19's formula)
+    import hashlib
+    import json
+
+    def commitment(salt_hex: str, value) -> str:
+        encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return hashlib.sha256(bytes.fromhex(salt_hex) + encoded).hexdigest()
+
+_logs = AuditLog.__table__
+_chain = AuditChainLink.__table__
+_ATTEMPTED = AuditLog.event_metadata["attempted_username"].as_string()
+#: The fields an erasure sets to NULL in the events by the person, and those whose text it redacts.
+NULLED = ("username", "ip_address", "user_agent")
+REDACTED = ("description", "metadata")
+
+
+class MissingSalt(Exception):
+    """A covered event's link has no salt for a field to erase (a chain not rebuilt in the public form)."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person: a user id and/or the names they went by."""
+
+    user_id: int | None
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, user_id: int | None, username: str | None) -> Subject:
+        """The person with ``user_id`` and/or ``username``; their names include the snapshots their events hold."""
+        names = {username} if username else set()
+        if user_id is not None:
+            names.update(n for n in db.session.scalars(
+                select(_logs.c.username).distinct().select_from(_logs.outerjoin(_chain, _chain.c.audit_log_id ==
+                                                                                _logs.c.id))
+                .where(or_(_logs.c.user_id == user_id, _chain.c.user_id == user_id), _logs.c.username.is_not(None)))
+                if n)
+        return cls(user_id, tuple(sorted(names)))
+
+    def by_them(self):
+        conds = [_logs.c.username.in_(self.names)] if self.names else []
+        if self.user_id is not None:
+            conds += [_logs.c.user_id == self.user_id, _chain.c.user_id == self.user_id]
+        return or_(*conds) if conds else None
+
+    def matches(self):
+        conds = [self.by_them()]
+        if self.user_id is not None:
+            conds.append(and_(_logs.c.resource_type == ResourceType.USER.value,
+                              _logs.c.resource_id == str(self.user_id)))
+        if self.names:
+            conds.append(_ATTEMPTED.in_(self.names))
+        return or_(*[c for c in conds if c is not None])
+
+
+def recorded_user_id(username: str) -> int | None:
+    """The user id the events by ``username`` were sealed with, when they name exactly one (a deleted account's: its
+    events' own user_id is NULL now, their links keep it); None when none, or several accounts had the name."""
+    joined = _logs.join(_chain, _chain.c.audit_log_id == _logs.c.id)
+    ids = list(db.session.scalars(select(func.coalesce(_chain.c.user_id, _logs.c.user_id)).distinct()
+                                  .select_from(joined).where(_logs.c.username == username).limit(2)))
+    ids = [i for i in ids if i is not None]
+    return ids[0] if len(ids) == 1 else None
+
+
+def count_events(subject: Subject) -> int:
+    """How many events (sealed or not yet) name the person."""
+    joined = _logs.outerjoin(_chain, _chain.c.audit_log_id == _logs.c.id)
+    return db.session.scalar(select(func.count()).select_from(joined).where(subject.matches())) or 0
+
+
+@dataclass
+class Outcome:
+    erased: int = 0
+    #: How many events had each field erased.
+    fields: dict = field(default_factory=dict)
+    #: The ids of the events left alone because a legal hold covers them.
+    held: list = field(default_factory=list)
+
+
+def carry_out(subject: Subject) -> Outcome:
+    """Erase the person's data from every sealed event that names them, outside the active holds (in the session's
+    transaction, which the caller has switched on for the triggers)."""
+    outcome = Outcome()
+    holds = _active_holds()
+    pattern = _names_pattern(subject.names)
+    by_them = subject.by_them()
+    query = (select(_logs, _chain.c.seq.label("link_seq"), _chain.c.salts.label("link_salts"),
+                    _chain.c.erased.label("link_erased"), (by_them if by_them is not None else false()).label("by_them"))
+             .join(_chain, _chain.c.audit_log_id == _logs.c.id).where(subject.matches()).order_by(_logs.c.id))
+    for row in db.session.execute(query).all():
+        if any(start <= row.timestamp <= end for start, end in holds):
+            outcome.held.append(row.id)
+            continue
+        changes = _changes(row, pattern)
+        if not changes:
+            continue
+        salts, erased = dict(row.link_salts or {}), dict(row.link_erased or {})
+        for name in changes:
+            if name in erased:  # erased before (another name of theirs): the commitment of the original stays
+                continue
+            salt = salts.pop(name, None)
+            if salt is None:
+                raise MissingSalt(f"Event {row.id} (link {row.link_seq}) has no salt for its {name}: the chain is not "
+                                  "in the public form yet (run `flask --app wsgi db upgrade`). Nothing was erased.")
+            erased[name] = commitment(salt, row._mapping[name])
+            outcome.fields[name] = outcome.fields.get(name, 0) + 1
+        db.session.execute(update(_logs).where(_logs.c.id == row.id, _logs.c.timestamp == row.timestamp)
+                           .values(**changes))
+        db.session.execute(update(_chain).where(_chain.c.seq == row.link_seq).values(salts=salts, erased=erased))
+        outcome.erased += 1
+    return outcome
+
+
+def _changes(row, pattern: re.Pattern | None) -> dict:
+    """The new values of the fields of ``row`` that hold the person's data."""
+    m = row._mapping
+    changes = {name: None for name in NULLED if row.by_them and m[name] is not None}
+    if pattern is not None:
+        if m["description"] and (text := pattern.sub(ERASED, m["description"])) != m["description"]:
+            changes["description"] = text
+        if m["metadata"] is not None and (data := _redact(m["metadata"], pattern)) != m["metadata"]:
+            changes["metadata"] = data
+    return changes
+
+
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern | None:
+    """A name, where it stands as a word of its own ("carol" in "carol logged in" and in "carol@example.com", not in
+    "carolina" or "carol.smith"); longer names first, so that one name inside another is replaced whole."""
+    if not names:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.-])(?:{alternatives})(?![\w-]|\.\w)")
+
+
+def _redact(value, pattern: re.Pattern):
+    """``value`` (JSON) with the names replaced in every string, keys included."""
+    if isinstance(value, str):
+        return pattern.sub(ERASED, value)
+    if isinstance(value, list):
+        return [_redact(v, pattern) for v in value]
+    if isinstance(value, dict):
+        return {_redact(k, pattern): _redact(v, pattern) for k, v in value.items()}
+    return value
+
+
+def _active_holds() -> list[tuple[datetime, datetime]]:
+    return [tuple(r) for r in db.session.execute(select(LegalHold.starts_at, LegalHold.ends_at)
+                                                 .where(LegalHold.released_at.is_(None)))]
