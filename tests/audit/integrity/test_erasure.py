@@ -13,8 +13,11 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
+from audit_portal import create_app
 from audit_portal.audit.integrity.models import ErasureRequest, LegalHold
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.write.service import log_audit
@@ -323,3 +326,57 @@ def test_an_erasure_reaches_the_events_of_a_deleted_account_by_its_username(app,
     assert failed["metadata"]["attempted_username"] == "[erased]"
     # her login, the change, the failed login, her account's creation and its deletion
     assert requests(app)[0]["erased_count"] == 5
+
+
+# -- PostgreSQL: through the append-only triggers of a migrated database ------------------------------------------
+
+
+@pytest.fixture
+def migrated(postgres_url, tmp_path):
+    """An app on a fresh PostgreSQL database built by the real migrations, so the append-only triggers guard it."""
+    if not postgres_url:
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
+    base = make_url(postgres_url)
+    name = f"{base.database}_erasure"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+                      "SQLALCHEMY_DATABASE_URI": base.set(database=name).render_as_string(hide_password=False),
+                      "AUDIT_DATA_DIR": str(tmp_path / "audit-data")})
+    upgrade = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert upgrade.exit_code == 0, upgrade.output
+    yield app
+    app.extensions["audit_writer"].close()
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.postgres_only
+def test_the_erasure_passes_the_append_only_triggers_and_nothing_else_does(migrated):
+    app, runner = migrated, migrated.test_cli_runner()
+    with app.app_context():
+        for name, role in (("admin", "admin"), ("boss", "admin"), ("carol", "user")):
+            user_services.create_user(None, username=name, email=f"{name}@example.com", password="s3cure-Passw0rd!",
+                                      role=role)
+        db.session.commit()
+        carol_id = db.session.scalar(select(User.id).where(User.username == "carol"))
+    login = event(app, ActionType.LOGIN, ResourceType.SESSION, carol_id, "carol logged in", user_id=carol_id,
+                  username="carol")
+    salted(app)
+    request_id = int(cli(runner, "request", "--user-id", str(carol_id), "--by", "admin", "--reason", "r")
+                     .stdout.split()[0])
+    approved = cli(runner, "approve", str(request_id), "--by", "boss")
+    assert approved.exit_code == 0, approved.output
+    erased = row(app, login)
+    assert (erased["username"], erased["ip_address"], erased["description"]) == (None, None, "[erased] logged in")
+    assert set(links_of(app, [login])[login].erased) == {"username", "ip_address", "user_agent", "description"}
+    # the switch was the erasure's transaction's only: the same change by hand is refused again
+    with pytest.raises(DBAPIError, match="audit_logs is append-only: UPDATE refused"):
+        with app.app_context(), db.engine.begin() as conn:
+            conn.execute(update(LOGS).where(LOGS.c.id == login).values(description="edited"))
