@@ -25,17 +25,8 @@ from ...extensions import db
 from ..record.enums import ResourceType
 from ..record.models import AuditChainLink, AuditLog
 from ..record.presentation import ERASED
+from .canonical import commitment
 from .models import LegalHold
-
-try:
-    from .canonical import commitment
-except ImportError:  # pragma: no cover - until the lead's canonical.py is merged (spec19's formula)
-    import hashlib
-    import json
-
-    def commitment(salt_hex: str, value) -> str:
-        encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        return hashlib.sha256(bytes.fromhex(salt_hex) + encoded).hexdigest()
 
 _logs = AuditLog.__table__
 _chain = AuditChainLink.__table__
