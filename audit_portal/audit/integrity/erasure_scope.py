@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import false, func, select, union, update
 
 from ...extensions import db
+from ..record.actors import directory
 from ..record.enums import ResourceType
 from ..record.models import AuditChainLink, AuditLog
 from ..record.presentation import ERASED
@@ -34,6 +35,8 @@ _ATTEMPTED = AuditLog.event_metadata["attempted_username"].as_string()
 #: The fields an erasure sets to NULL in the events by the person, and those whose text it redacts.
 NULLED = ("username", "ip_address", "user_agent")
 REDACTED = ("description", "metadata")
+#: Events read (and changed) per round.
+BATCH = 1000
 
 
 class MissingSalt(Exception):
@@ -42,37 +45,50 @@ class MissingSalt(Exception):
 
 @dataclass(frozen=True)
 class Subject:
-    """The person: a user id and/or the names they went by."""
+    """The person: a user id and/or the names they went by. Each way of naming them is a query of its own that an index
+    serves, and the events are their union."""
 
     user_id: int | None
     names: tuple[str, ...]
+    #: The account is gone: its events' own user_id is NULL now, their links keep the id (``audit_chain.user_id``,
+    #: not indexed: read only then).
+    gone: bool = False
 
     @classmethod
     def of(cls, user_id: int | None, username: str | None) -> Subject:
         """The person with ``user_id`` and/or ``username``; their names include the snapshots their events hold."""
+        gone = user_id is not None and not directory().names([user_id])
+        subject = cls(user_id, (username,) if username else (), gone)
+        if user_id is None:
+            return subject
+        by_id = union(*subject._by_id()).subquery()
         names = {username} if username else set()
-        if user_id is not None:
-            names.update(n for n in db.session.scalars(
-                select(_logs.c.username).distinct().select_from(_logs.outerjoin(_chain, _chain.c.audit_log_id ==
-                                                                                _logs.c.id))
-                .where(or_(_logs.c.user_id == user_id, _chain.c.user_id == user_id), _logs.c.username.is_not(None)))
-                if n)
-        return cls(user_id, tuple(sorted(names)))
+        names.update(n for n in db.session.scalars(select(_logs.c.username).distinct().where(
+            _logs.c.id.in_(select(by_id.c.id)), _logs.c.username.is_not(None))) if n)
+        return cls(user_id, tuple(sorted(names)), gone)
 
-    def by_them(self):
-        conds = [_logs.c.username.in_(self.names)] if self.names else []
-        if self.user_id is not None:
-            conds += [_logs.c.user_id == self.user_id, _chain.c.user_id == self.user_id]
-        return or_(*conds) if conds else None
+    def _by_id(self) -> list:
+        branches = [select(_logs.c.id).where(_logs.c.user_id == self.user_id)]
+        if self.gone:
+            branches.append(select(_chain.c.audit_log_id.label("id")).where(_chain.c.user_id == self.user_id))
+        return branches
+
+    def by_them(self) -> list:
+        """Queries of the ids of the events they did."""
+        branches = self._by_id() if self.user_id is not None else []
+        if self.names:
+            branches.append(select(_logs.c.id).where(_logs.c.username.in_(self.names)))
+        return branches
 
     def matches(self):
-        conds = [self.by_them()]
+        """The ids of every event that names them: by them, about their account, failed logins with their name."""
+        branches = self.by_them()
         if self.user_id is not None:
-            conds.append(and_(_logs.c.resource_type == ResourceType.USER.value,
-                              _logs.c.resource_id == str(self.user_id)))
+            branches.append(select(_logs.c.id).where(_logs.c.resource_type == ResourceType.USER.value,
+                                                     _logs.c.resource_id == str(self.user_id)))
         if self.names:
-            conds.append(_ATTEMPTED.in_(self.names))
-        return or_(*[c for c in conds if c is not None])
+            branches.append(select(_logs.c.id).where(_ATTEMPTED.in_(self.names)))
+        return union(*branches).subquery()
 
 
 def recorded_user_id(username: str) -> int | None:
@@ -87,8 +103,7 @@ def recorded_user_id(username: str) -> int | None:
 
 def count_events(subject: Subject) -> int:
     """How many events (sealed or not yet) name the person."""
-    joined = _logs.outerjoin(_chain, _chain.c.audit_log_id == _logs.c.id)
-    return db.session.scalar(select(func.count()).select_from(joined).where(subject.matches())) or 0
+    return db.session.scalar(select(func.count()).select_from(subject.matches())) or 0
 
 
 @dataclass
@@ -106,32 +121,44 @@ def carry_out(subject: Subject) -> Outcome:
     outcome = Outcome()
     holds = _active_holds()
     pattern = _names_pattern(subject.names)
-    by_them = subject.by_them()
+    branches = subject.by_them()
+    by_them = _logs.c.id.in_(select(union(*branches).subquery().c.id)) if branches else false()
+    matched = subject.matches()
     query = (select(_logs, _chain.c.seq.label("link_seq"), _chain.c.salts.label("link_salts"),
-                    _chain.c.erased.label("link_erased"), (by_them if by_them is not None else false()).label("by_them"))
-             .join(_chain, _chain.c.audit_log_id == _logs.c.id).where(subject.matches()).order_by(_logs.c.id))
-    for row in db.session.execute(query).all():
-        if any(start <= row.timestamp <= end for start, end in holds):
-            outcome.held.append(row.id)
-            continue
-        changes = _changes(row, pattern)
-        if not changes:
-            continue
-        salts, erased = dict(row.link_salts or {}), dict(row.link_erased or {})
-        for name in changes:
-            if name in erased:  # erased before (another name of theirs): the commitment of the original stays
-                continue
-            salt = salts.pop(name, None)
-            if salt is None:
-                raise MissingSalt(f"Event {row.id} (link {row.link_seq}) has no salt for its {name}: the chain is not "
-                                  "in the public form yet (run `flask --app wsgi db upgrade`). Nothing was erased.")
-            erased[name] = commitment(salt, row._mapping[name])
-            outcome.fields[name] = outcome.fields.get(name, 0) + 1
-        db.session.execute(update(_logs).where(_logs.c.id == row.id, _logs.c.timestamp == row.timestamp)
-                           .values(**changes))
-        db.session.execute(update(_chain).where(_chain.c.seq == row.link_seq).values(salts=salts, erased=erased))
-        outcome.erased += 1
+                    _chain.c.erased.label("link_erased"), by_them.label("by_them"))
+             .join(_chain, _chain.c.audit_log_id == _logs.c.id).where(_logs.c.id.in_(select(matched.c.id)))
+             .order_by(_logs.c.id).limit(BATCH))
+    last = None
+    while rows := db.session.execute(query if last is None else query.where(_logs.c.id > last)).all():
+        last = rows[-1].id
+        for row in rows:
+            _erase_one(row, holds, pattern, outcome)
     return outcome
+
+
+def _erase_one(row, holds, pattern, outcome: Outcome) -> None:
+    """Erase one event (a row of ``audit_logs`` with its link's position, salts and commitments), unless held."""
+    if any(start <= row.timestamp <= end for start, end in holds):
+        outcome.held.append(row.id)
+        return
+    changes = _changes(row, pattern)
+    if not changes:
+        return
+    salts, erased = dict(row.link_salts or {}), dict(row.link_erased or {})
+    for name in changes:
+        if name in erased:  # erased before (another name of theirs): the commitment of the original stays
+            continue
+        salt = salts.pop(name, None)
+        if salt is None:
+            raise MissingSalt(f"Event {row.id} (link {row.link_seq}) has no salt for its {name}: the chain is not "
+                              "in the public form yet (run `flask --app wsgi db upgrade`). Nothing was erased.")
+        erased[name] = commitment(salt, row._mapping[name])
+        outcome.fields[name] = outcome.fields.get(name, 0) + 1
+    # The timestamp too: on PostgreSQL it picks the event's monthly partition.
+    db.session.execute(update(_logs).where(_logs.c.id == row.id, _logs.c.timestamp == row.timestamp)
+                       .values(**changes))
+    db.session.execute(update(_chain).where(_chain.c.seq == row.link_seq).values(salts=salts, erased=erased))
+    outcome.erased += 1
 
 
 def _changes(row, pattern: re.Pattern | None) -> dict:
