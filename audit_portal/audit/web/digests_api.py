@@ -45,7 +45,8 @@ class DigestSchema(Schema):
     count = fields.Integer(metadata={"example": 1000})
     prev_head = fields.String(metadata={"description": "The public chain's hash at first_seq - 1."})
     head = fields.String(metadata={"description": "The public chain's hash at last_seq."})
-    from_ = fields.String(data_key="from", allow_none=True, metadata={"description": "The oldest event's time."})
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True,
+                          metadata={"description": "The oldest event's time."})
     to = fields.String(allow_none=True, metadata={"description": "The newest event's time."})
     created_at = fields.String()
     previous_signature = fields.String(allow_none=True, metadata={"description": "The previous digest's signature."})
