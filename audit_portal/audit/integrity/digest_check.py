@@ -99,6 +99,8 @@ class _Walk:
         if body.get("previous_signature") != prev_row.signature:
             self.problem(f"{label} does not name the signature of digest {prev_row.id} before it: a digest between "
                          "them was removed, or one of them was replaced.")
+        if body.get("prev_head") != prev_body.get("head"):
+            self.problem(f"{label} does not continue from the head digest {prev_row.id} signed.")
         expected = prev_body.get("last_seq", prev_row.last_seq) + 1
         if isinstance(first, int) and first > expected:
             self.problem(f"Links {expected} to {first - 1} are in no digest (between digests {prev_row.id} and "

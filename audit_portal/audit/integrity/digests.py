@@ -123,23 +123,15 @@ def _public_hash_at(conn, seq: int) -> str | None:
     return conn.scalar(select(_chain.c.public_hash).where(_chain.c.seq == seq))
 
 
-def _purges_since(conn, previous_bodies) -> list[dict]:
-    """The purges newer than the newest one an earlier digest carried (``previous_bodies``: newest first)."""
-    seen = 0
-    for body in previous_bodies:
-        ids = [p.get("id", 0) for p in body.get("purges") or []]
-        if ids:
-            seen = max(ids)
-            break
+def _purges_since(conn) -> list[dict]:
+    """The purges newer than the newest one an earlier digest carried. Bodies are canonical JSON, so a digest that
+    carried none says exactly ``"purges":[]``."""
+    carried = conn.scalar(select(_digests.c.body).where(_digests.c.body.not_like('%"purges":[]%'))
+                          .order_by(_digests.c.last_seq.desc()).limit(1))
+    seen = max((p.get("id", 0) for p in json.loads(carried).get("purges") or []), default=0) if carried else 0
     rows = conn.execute(select(_purges).where(_purges.c.id > seen).order_by(_purges.c.id))
     return [{"id": r.id, "at": iso(r.at), "cutoffs": r.cutoffs, "holds": r.holds, "head_seq": r.head_seq,
              "count": r.count} for r in rows]
-
-
-def _earlier_bodies(conn):
-    """Bodies of the stored digests, newest first (read lazily: the purge lookup usually stops at the first)."""
-    for (body,) in conn.execute(select(_digests.c.body).order_by(_digests.c.last_seq.desc())).yield_per(100):
-        yield json.loads(body)
 
 
 def build_body(conn, first_seq: int, last_seq: int, previous, key_fingerprint: str, next_fingerprint: str | None,
@@ -149,11 +141,14 @@ def build_body(conn, first_seq: int, last_seq: int, previous, key_fingerprint: s
                              .where(_chain.c.seq.between(first_seq, last_seq))).one()
     return {
         "version": DIGEST_VERSION, "first_seq": first_seq, "last_seq": last_seq, "count": last_seq - first_seq + 1,
-        "prev_head": _public_hash_at(conn, first_seq - 1) or GENESIS, "head": _public_hash_at(conn, last_seq),
+        # Where the previous digest ended (the link before may since have been cut by a purge); the first digest
+        # starts from the link before its range, or from genesis.
+        "prev_head": previous.head if previous is not None else (_public_hash_at(conn, first_seq - 1) or GENESIS),
+        "head": _public_hash_at(conn, last_seq),
         "from": iso(low), "to": iso(high), "created_at": iso(now),
         "previous_signature": previous.signature if previous is not None else None,
         "key_fingerprint": key_fingerprint, "next_key_fingerprint": next_fingerprint,
-        "purges": _purges_since(conn, _earlier_bodies(conn)),
+        "purges": _purges_since(conn),
     }
 
 
@@ -184,7 +179,9 @@ def _sign_one(keys: SealerKeys, force: bool, now: datetime) -> dict | None:
         if waiting.count < every_events and not (force or overdue):
             return None
         first_seq = waiting.first_seq
-        last_seq = min(first_seq + every_events - 1, waiting.head_seq)
+        # The every_events-th waiting link (positions have no gaps, but a digest must end on a stored link anyway).
+        last_seq = conn.scalar(select(_chain.c.seq).where(_chain.c.seq >= first_seq, _chain.c.public_hash.is_not(None))
+                               .order_by(_chain.c.seq).offset(every_events - 1).limit(1)) or waiting.head_seq
         key, announce = keys.for_next_digest(json.loads(last.body) if last is not None else None)
         body = build_body(conn, first_seq, last_seq, last, key.fingerprint, announce, now)
         body_text = encode(body).decode("utf-8")
@@ -235,8 +232,17 @@ def list_digests(skip: int, limit: int) -> dict:
     """A page of the stored digests, newest first: each one's body fields, the exact signed text and signature."""
     total = db.session.scalar(select(func.count()).select_from(_digests)) or 0
     rows = db.session.execute(select(_digests).order_by(_digests.c.last_seq.desc()).offset(skip).limit(limit)).all()
-    items = [{**json.loads(r.body), "id": r.id, "body": r.body, "signature": r.signature} for r in rows]
+    items = [{**_fields(r.body), "id": r.id, "body": r.body, "signature": r.signature} for r in rows]
     return {"items": items, "total": total, "skip": skip, "limit": limit}
+
+
+def _fields(body: str) -> dict:
+    """A body's fields; none for a body that is not JSON (edited in the database: ``audit verify`` says so)."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def published_keys() -> list[dict] | None:
