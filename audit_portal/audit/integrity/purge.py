@@ -66,6 +66,8 @@ class PurgePlan:
     cut_hash: str | None
     #: Months dropped as tables (their events are part of ``count``); the rest of the prefix goes in batches.
     drops: list[PartitionDrop] = field(default_factory=list)
+    #: The public chain's hash at the cut.
+    cut_public: str | None = None
 
 
 def _droppable(conn, cutoff: datetime, cut_seq: int) -> list[PartitionDrop]:
@@ -100,11 +102,12 @@ def plan_purge(older_than_days: int) -> PurgePlan:
     span = (select(func.count(), func.min(_table.c.timestamp), func.max(_table.c.timestamp))
             .select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id)).where(_chain.c.seq <= cut_seq))
     count, first, last = db.session.execute(span).one()
-    cut_hash = db.session.scalar(select(_chain.c.link_hash).where(_chain.c.seq == cut_seq))
+    cut_hash, cut_public = db.session.execute(select(_chain.c.link_hash, _chain.c.public_hash)
+                                              .where(_chain.c.seq == cut_seq)).one()
     ts = AuditLog.timestamp.type
     drops = _droppable(db.session.connection(), cutoff, cut_seq)
     return PurgePlan(cutoff, cut_seq, count, ts.process_result_value(_dt(first), None),
-                     ts.process_result_value(_dt(last), None), cut_hash, drops)
+                     ts.process_result_value(_dt(last), None), cut_hash, drops, cut_public)
 
 
 def _dt(value):
@@ -214,5 +217,5 @@ def _purge_event(plan: PurgePlan, deleted: int, actor) -> dict:
         metadata={"cutoff": plan.cutoff.isoformat(), "count": deleted,
                   "range": {"from": plan.first_timestamp.isoformat() if plan.first_timestamp else None,
                             "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None},
-                  "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash}},
+                  "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash, "public": plan.cut_public}},
     )

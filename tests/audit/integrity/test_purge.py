@@ -78,7 +78,7 @@ def test_purge_deletes_in_batches_and_records_count_range_and_cut(app, runner, m
     [recorded] = purge_events(app)
     assert recorded["count"] == 5
     assert recorded["range"] == {"from": first.isoformat(), "to": last.isoformat()}
-    assert recorded["chain_cut"] == {"seq": 5, "hash": cut_link.link_hash}
+    assert recorded["chain_cut"] == {"seq": 5, "hash": cut_link.link_hash, "public": cut_link.public_hash}
     verified = verify_cli(runner)
     assert verified.exit_code == 0, verified.output
 
