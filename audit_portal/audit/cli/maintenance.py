@@ -99,7 +99,7 @@ def _check_digests(public_keys, result) -> None:
     if not report.checked:
         click.echo("Note: AUDIT_PUBLIC_KEY_FILE is set but no signed digest is stored yet (is the sealer running?).")
         return
-    click.echo(f"Checked {report.checked:,} signed digests (links up to {report.last_seq}; signed by "
+    click.echo(f"Checked {report.checked:,} signed digests (links up to {report.last_seq}; keys named: "
                f"{', '.join(fp[:16] + '…' for fp in report.keys_used)}); links after {report.last_seq} await the next.")
 
 

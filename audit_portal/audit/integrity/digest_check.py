@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from ...extensions import db
 from ..record.enums import ActionType
 from ..record.models import AuditChainLink, AuditLog
-from .digests import GENESIS
+from .canonical import GENESIS
 from .models import AuditDigest
 from .signing import fingerprint, signature_ok
 
@@ -48,6 +48,8 @@ class _Walk:
         self.report = DigestReport()
         self.previous = None  # (row, body) of the previous digest
         self.in_force: str | None = None
+        #: Keys not given, by fingerprint: [the first digest signed by it, how many]; reported once each, at the end.
+        self.unknown: dict[str, list] = {}
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -80,8 +82,7 @@ class _Walk:
                          f"{_short(self.in_force)} in force: it was signed by another key.")
         key = self.keys.get(named)
         if key is None:
-            self.problem(f"{label} is signed by key {named}, which is not among the public keys given "
-                         "(AUDIT_PUBLIC_KEY_FILE): it was signed by another key, or that key's public half is missing.")
+            self.unknown.setdefault(named, [label, 0])[1] += 1
         elif not signature_ok(key, row.body.encode("utf-8"), row.signature):
             self.problem(f"{label}: its signature does not verify with key {_short(named)}: the digest was edited "
                          "after it was signed, or signed by another key.")
@@ -141,6 +142,10 @@ def check_digests(public_keys) -> DigestReport:
         for row in rows:
             walk.step(row, hashes)
         after = rows[-1].last_seq
+    for named, (first, count) in walk.unknown.items():
+        walk.problem(f"{first}{f' and {count - 1} digest(s) after it' if count > 1 else ''}: signed by key {named}, "
+                     "which is not among the public keys given (AUDIT_PUBLIC_KEY_FILE): signed by another key, or "
+                     "that key's public half is missing from the file.")
     _check_recorded(walk)
     return walk.report
 

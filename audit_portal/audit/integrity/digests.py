@@ -27,16 +27,11 @@ from ..record.enums import ActionType, ResourceType
 from ..record.events import build_event
 from ..record.models import AuditChainLink
 from ..write.inserts import insert_events
+from .canonical import GENESIS, encode
 from .models import AuditDigest, AuditPurge
 from .signing import SigningKey, fingerprint, load_public_keys, public_pem
 
 DIGEST_VERSION = 1
-GENESIS = "0" * 64  # TEMP until canonical.py lands on main
-
-
-def encode(value) -> bytes:  # TEMP until canonical.py lands on main
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
 _chain = AuditChainLink.__table__
 _digests = AuditDigest.__table__
 _purges = AuditPurge.__table__
