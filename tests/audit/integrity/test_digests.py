@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -319,3 +320,24 @@ def test_a_server_refuses_the_key_and_the_sealer_process_signs_until_sigterm(app
     with app.app_context():
         assert db.session.scalar(select(LOGS.c.id).where(LOGS.c.action_type == ActionType.DIGEST_SIGNED.value)
                                  .limit(1)) is not None
+
+
+@pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=3)
+def test_the_shipped_digest_files_check_out_with_the_standalone_verifier(app, runner, key, other_key):
+    """The files in AUDIT_DIGEST_DIR are what an auditor's copy of scripts/verify_audit_export.py expects, across a
+    rotation too."""
+    record_events(app, 4)
+    assert run_sealer(app, runner, key, next_key=other_key).exit_code == 0
+    record_events(app, 3)
+    assert run_sealer(app, runner, other_key).exit_code == 0
+    spec = importlib.util.spec_from_file_location("verify_audit_export", ROOT / "scripts/verify_audit_export.py")
+    verifier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verifier)
+
+    shipped = verifier.load_digests(app.config["AUDIT_DIGEST_DIR"])
+    report = verifier.Report()
+    verifier.check_digests(shipped, {fingerprint(key.public_key()): key.public_key(),
+                                     fingerprint(other_key.public_key()): other_key.public_key()}, report)
+
+    assert len(shipped) == len(stored_digests(app)) >= 3
+    assert report.problems == []
