@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from ...extensions import db
 from ..demo.bulk import load_chunks
 from ..demo.seed import COLUMNS, generate_chunks
-from ..integrity.digest_check import check_digests
+from ..integrity.digest_check import check_digests, digest_count
 from ..integrity.evidence import NoDigests, write_evidence
 from ..integrity.purge import execute_purge, plan_purge
 from ..integrity.seal import seal
@@ -74,6 +74,8 @@ def verify_command():
         result = verify(progress=bar.update)
     if public_keys is not None:
         _check_digests(public_keys, result)
+    elif digest_count():
+        click.echo(f"Note: {digest_count():,} signed digests are stored; set AUDIT_PUBLIC_KEY_FILE to check them too.")
     record_verification(result)
     if result.late:
         click.echo(f"Note: {result.late:,} event(s) committed late (after newer events had been sealed) and were "

@@ -117,6 +117,8 @@ def test_the_sealer_signs_digests_that_verify_with_the_public_key(app, runner, k
     verified = verify_with(app, runner, key.public)
     assert verified.exit_code == 0, verified.output
     assert "Checked 3 signed digests (links up to 5" in verified.output
+    without_key = runner.invoke(args=["audit", "verify"])
+    assert without_key.exit_code == 0 and "3 signed digests are stored; set AUDIT_PUBLIC_KEY_FILE" in without_key.output
 
 
 @pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=3, AUDIT_DIGEST_EVERY_SECONDS=600)
@@ -300,6 +302,9 @@ def test_a_server_refuses_the_key_and_the_sealer_process_signs_until_sigterm(app
     server = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
     assert server.returncode != 0 and "AUDIT_SIGNING_KEY_FILE is set" in server.stderr
+    development_server = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", "0"],
+                                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert development_server.returncode != 0 and "AUDIT_SIGNING_KEY_FILE is set" in development_server.stderr
 
     sealer = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "audit", "sealer"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
