@@ -10,6 +10,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from ...rest import documented_errors, envelope, ok, require_admin
 from ..integrity.digests import list_digests, published_keys
 from ..integrity.signing import KeyFileError
+from ..read.schemas import MAX_INT64
 
 blp = Blueprint(
     "Audit Digests", __name__, url_prefix="/api/v1/audit-logs/digests",
@@ -21,7 +22,8 @@ SECURITY = [{"bearerAuth": []}, {"sessionCookie": []}]
 
 
 class DigestPageArgsSchema(Schema):
-    skip = fields.Integer(load_default=0, validate=validate.Range(min=0, error="Must be a whole number, 0 or more."),
+    skip = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64,
+                                                                  error="Must be a whole number, 0 or more."),
                           metadata={"description": "How many digests to skip (default 0)."})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500,
                                                                     error="Must be a whole number from {min} to {max}."),
