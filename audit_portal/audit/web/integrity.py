@@ -1,6 +1,9 @@
-"""The integrity page: the last verification of the hash chain, and a button to run one."""
+"""The integrity page: the last verification of the hash chain, and a button to run one; the signed digests (the
+newest ones, whether a sealer is signing) and the public key that checks them."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
@@ -8,7 +11,9 @@ from flask_wtf import FlaskForm
 
 from ...access import admin_required
 from ..integrity.checkpoints import last_checkpoint
+from ..integrity.digests import digest_status, list_digests, published_keys
 from ..integrity.seal import chain_head, seal
+from ..integrity.signing import KeyFileError
 from ..integrity.verify import record_verification, verify
 from ..read.query import AuditFilters, AuditLogRepository
 from ..record.enums import ActionType
@@ -22,7 +27,19 @@ def integrity():
     head, top_sealed_id = chain_head()
     last = repo.newest(AuditFilters(action_type=ActionType.AUDIT_VERIFY.value))
     return render_template("audit/integrity.html", last=last, head=head, unsealed=repo.count_newer_than(top_sealed_id),
-                           checkpoint=last_checkpoint(), form=FlaskForm())
+                           checkpoint=last_checkpoint(), form=FlaskForm(), digests=_newest_digests(),
+                           digest_state=digest_status(), **_public_keys())
+
+
+def _newest_digests() -> list[dict]:
+    return [{**d, "created": datetime.fromisoformat(d["created_at"])} for d in list_digests(0, 10)["items"]]
+
+
+def _public_keys() -> dict:
+    try:
+        return {"public_keys": published_keys(), "key_error": None}
+    except KeyFileError as exc:
+        return {"public_keys": None, "key_error": str(exc)}
 
 
 @bp.post("/integrity/verify")
