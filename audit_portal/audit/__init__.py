@@ -53,6 +53,7 @@ def init_app(app) -> None:
     from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
     from .integrity import models as _integrity_models  # noqa: F401 - its tables, for create_all and Alembic
     from .integrity.housekeeping import Housekeeping
+    from .integrity.retention import check_settings as check_retention
     from .record.presentation import TEMPLATE_FILTERS
     from .streams.runner import BackgroundDispatcher
     from .web import (
@@ -92,6 +93,7 @@ def init_app(app) -> None:
         dispatcher = app.extensions["audit_streams"] = BackgroundDispatcher(app)
         app.before_request(dispatcher.ensure_started)
     check_settings(app.config)
+    check_retention(app.config)
     if app.config["ALERT_EVAL_IN_APP"]:
         evaluator = app.extensions["audit_alerts"] = BackgroundEvaluator(app)
         app.before_request(evaluator.ensure_started)
