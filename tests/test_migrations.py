@@ -1,20 +1,72 @@
 """``flask db upgrade`` builds the schema the models describe, on SQLite and on PostgreSQL."""
 
+import hashlib
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, text
 
 from audit_portal import create_app
+from audit_portal.config import DevelopmentConfig
 from audit_portal.database import include_object
 from audit_portal.extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("m0016", ROOT / "migrations/versions/0016_audit_public_chain.py")
+m0016 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(m0016)
+DEV_KEY = DevelopmentConfig.AUDIT_HMAC_KEY.encode()
+
+
+def seal_the_old_way(url: str, key: bytes = DEV_KEY) -> str:
+    """Chain every event as the sealer did before migration 0016 (HMAC over every column); returns the head."""
+    engine = create_engine(url)
+    logs = sa.Table("audit_logs", sa.MetaData(), autoload_with=engine)
+    prev = "0" * 64
+    with engine.begin() as connection:
+        rows = connection.execute(sa.select(logs).order_by(logs.c.id)).all()
+        links = []
+        for seq, row in enumerate(rows, start=1):
+            values = dict(row._mapping)
+            values["timestamp"] = m0016._utc(values["timestamp"])
+            digest = m0016.v1_link_hash(key, prev, values, values["user_id"])
+            links.append({"seq": seq, "audit_log_id": values["id"], "user_id": values["user_id"], "prev_hash": prev,
+                          "link_hash": digest, "sealed_at": values["timestamp"], "late": False})
+            prev = digest
+        connection.execute(sa.text("INSERT INTO audit_chain (seq, audit_log_id, user_id, prev_hash, link_hash, "
+                                   "sealed_at, late) VALUES (:seq, :audit_log_id, :user_id, :prev_hash, :link_hash, "
+                                   ":sealed_at, :late)"), links)
+    engine.dispose()
+    return prev
+
+
+def old_chain_problems(url: str, key: bytes = DEV_KEY) -> int:
+    """How many links of an old-form chain do not verify (recomputed from the rows)."""
+    engine = create_engine(url)
+    logs = sa.Table("audit_logs", sa.MetaData(), autoload_with=engine)
+    chain = sa.Table("audit_chain", sa.MetaData(), autoload_with=engine)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(chain.c.prev_hash, chain.c.link_hash, chain.c.user_id.label("sealed"),
+                                            logs).join(logs, logs.c.id == chain.c.audit_log_id)
+                                  .order_by(chain.c.seq)).all()
+    engine.dispose()
+    problems, prev = 0, "0" * 64
+    for row in rows:
+        m = row._mapping
+        values = {c.name: m[logs.c[c.name]] for c in logs.columns}
+        values["timestamp"] = m0016._utc(values["timestamp"])
+        problems += m[chain.c.prev_hash] != prev
+        problems += m0016.v1_link_hash(key, m[chain.c.prev_hash], values, m["sealed"]) != m[chain.c.link_hash]
+        prev = m[chain.c.link_hash]
+    return problems
 
 
 def drop_everything(url: str) -> None:
@@ -139,12 +191,19 @@ def test_the_user_timezone_migration_gives_existing_users_utc_and_downgrades(emp
     engine.dispose()
 
 
+#: The checkpoint event migration 0016 adds (it records the chain's rebuild): not one of the rows compared.
+_NOT_THE_REBUILD = "NOT (action_type = 'CHAIN_CHECKPOINT' AND description LIKE '%migration 0016%')"
+
+
 def _rows_digest(engine) -> tuple[int, str]:
-    """How many audit rows, and an md5 of every column of every row in id order."""
+    """How many audit rows, and an md5 of every column of every row in id order (but 0016's checkpoint)."""
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            rows = connection.execute(text(f"SELECT * FROM audit_logs WHERE {_NOT_THE_REBUILD} ORDER BY id")).all()
+            return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
         return connection.execute(text(
-            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, '|' ORDER BY id), '')) FROM audit_logs t"
-        )).one()
+            "SELECT count(*), md5(coalesce(string_agg(row_to_json(t)::text, '|' ORDER BY id), '')) FROM audit_logs t "
+            f"WHERE {_NOT_THE_REBUILD}")).one()
 
 
 @pytest.mark.postgres_only
@@ -167,7 +226,8 @@ def test_the_partition_migration_keeps_every_row_and_the_chain(empty_database, t
             "INSERT INTO audit_logs (event_id, timestamp, action_type, resource_type, category, description, status, "
             "is_sensitive) SELECT gen_random_uuid()::text, now() + interval '400 days', action_type, resource_type, "
             "category, 'from the future', status, is_sensitive FROM audit_logs ORDER BY id LIMIT 1"))
-    assert "OK: the audit chain is intact" in run("audit", "verify")
+    seal_the_old_way(empty_database)  # as the sealer of that time did: this code seals in the form of 0016
+    assert old_chain_problems(empty_database) == 0
     before = _rows_digest(engine)
 
     run("db", "upgrade")
@@ -199,5 +259,57 @@ def test_the_partition_migration_keeps_every_row_and_the_chain(empty_database, t
     assert _rows_digest(engine) == after
     with engine.connect() as connection:
         assert connection.execute(text("SELECT relkind FROM pg_class WHERE relname = 'audit_logs'")).scalar() == "r"
-    assert "OK: the audit chain is intact" in run("audit", "verify")
+    assert old_chain_problems(empty_database) == 0  # 0016's downgrade gave the chain its old form back
     engine.dispose()
+
+
+def test_the_public_chain_migration_rebuilds_a_sealed_chain_that_then_verifies(empty_database, tmp_path):
+    """0016 rebuilds an old chain in the new form: ``audit verify`` passes after it, each link has its public hash,
+    row hash and salts, and the rebuild is a checkpoint (file and event) naming the old head; the downgrade gives
+    the old form back."""
+    def run(*args):
+        result = flask(*args, database_url=empty_database, data_dir=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    run("db", "upgrade", "0015_audit_monthly_partitions")
+    run("demo", "seed", "--count", "300", "--days", "60")
+    old_head = seal_the_old_way(empty_database)
+    before = _rows_digest(engine := create_engine(empty_database))
+
+    run("db", "upgrade")
+
+    assert _rows_digest(engine) == before
+    with engine.connect() as connection:
+        unfilled = connection.execute(text("SELECT count(*) FROM audit_chain WHERE public_hash IS NULL "
+                                           "OR row_hash IS NULL OR salts IS NULL")).scalar()
+        assert connection.execute(text("SELECT count(*) FROM audit_chain")).scalar() == 300 and unfilled == 0
+    [line] = [json.loads(x) for x in (tmp_path / "chain-checkpoints.ndjson").read_text().splitlines()]
+    assert line["seq"] == 300 and line["rechained"] == {"old_hash": old_head, "old_problems": 0}
+    output = run("audit", "verify")
+    assert "OK: the audit chain is intact" in output
+
+    run("db", "downgrade", "0015_audit_monthly_partitions")
+
+    assert old_chain_problems(empty_database) == 0
+    engine.dispose()
+
+
+def test_the_public_chain_migration_keeps_reporting_an_old_chain_that_was_already_broken(empty_database, tmp_path):
+    """An event edited before the upgrade is not laundered by the rebuild: ``audit verify`` names it afterwards."""
+    flask("db", "upgrade", "0015_audit_monthly_partitions", database_url=empty_database, data_dir=tmp_path)
+    flask("demo", "seed", "--count", "50", "--days", "10", database_url=empty_database, data_dir=tmp_path)
+    seal_the_old_way(empty_database)
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))  # as a superuser would
+        connection.execute(text("UPDATE audit_logs SET description = 'edited' WHERE id = "
+                                "(SELECT min(id) + 10 FROM audit_logs)"))
+    engine.dispose()
+    assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
+
+    result = flask("audit", "verify", database_url=empty_database, data_dir=tmp_path)
+
+    assert result.returncode == 1
+    assert "1 link(s) of the old chain did not verify" in result.stdout + result.stderr

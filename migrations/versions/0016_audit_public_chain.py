@@ -14,9 +14,22 @@ link's old HMAC as it goes, and records the old head, the new head and the numbe
 in a checkpoint (in the checkpoint file and as a CHAIN_CHECKPOINT event), so ``flask audit verify`` passes before
 and after, and a chain that was already broken stays reported as broken.
 """
+import hmac
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
+from flask import current_app
 from sqlalchemy.dialects import postgresql
+
+from audit_portal.audit.integrity import canonical as form
+from audit_portal.audit.integrity.checkpoints import CHECKPOINT_FILE
+from audit_portal.audit.record.enums import ActionType, ResourceType
+from audit_portal.audit.record.events import build_event
+from audit_portal.audit.write.inserts import insert_events
 
 revision = "0016_audit_public_chain"
 down_revision = "0015_audit_monthly_partitions"
@@ -97,9 +110,171 @@ def upgrade():
         sa.Column("held_events", JSON, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_erasure_requests")),
     )
+    upgrade_data()
+
+
+BATCH = 5000
+
+
+def _v1_canonical(values: dict, user_id) -> bytes:
+    """The old chain's canonical form of a row (before this migration): every column, ``user_id`` as sealed, times
+    as UTC ISO text with microseconds, JSON with sorted keys (frozen here: the old format does not change)."""
+    data = dict(values)
+    data["user_id"] = user_id
+    for name in ("timestamp",):
+        if isinstance(data[name], datetime):
+            data[name] = data[name].astimezone(UTC).isoformat(timespec="microseconds")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def v1_link_hash(key: bytes, prev: str, values: dict, user_id) -> str:
+    return hmac.digest(key, prev.encode() + b"|" + _v1_canonical(values, user_id), "sha256").hex()
+
+
+def _utc(value):
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def rechain(connection, key: bytes) -> dict | None:
+    """Rebuild every link in the new form, checking the old HMAC of each as it goes. Returns the checkpoint to
+    record (None for an empty chain)."""
+    logs = sa.Table("audit_logs", sa.MetaData(), autoload_with=connection)
+    chain = sa.Table("audit_chain", sa.MetaData(), autoload_with=connection)
+    columns = [c.name for c in logs.columns]
+    last_seq, old_prev, new_prev, public_prev = None, None, None, form.GENESIS
+    old_head = None
+    problems = 0
+    while True:
+        query = sa.select(chain.c.seq, chain.c.user_id, chain.c.prev_hash, chain.c.link_hash,
+                          *[logs.c[name].label(f"e_{name}") for name in columns]) \
+            .select_from(chain.outerjoin(logs, logs.c.id == chain.c.audit_log_id)).order_by(chain.c.seq).limit(BATCH)
+        if last_seq is not None:
+            query = query.where(chain.c.seq > last_seq)
+        rows = connection.execute(query).all()
+        if not rows:
+            break
+        updates = []
+        for row in rows:
+            m = row._mapping
+            values = {name: m[f"e_{name}"] for name in columns}
+            values["timestamp"] = _utc(values["timestamp"])
+            if old_prev is None:  # the first link: genesis, or a legacy purge's cut (kept as the keyed anchor)
+                old_prev = new_prev = m["prev_hash"]
+            if m["prev_hash"] != old_prev:
+                problems += 1
+            if values["id"] is None:
+                problems += 1  # deleted before this migration: the new chain keeps reporting it
+                update = {"row_hash": None, "event_timestamp": None, "category": None, "salts": None}
+            else:
+                if not hmac.compare_digest(v1_link_hash(key, m["prev_hash"], values, m["user_id"]), m["link_hash"]):
+                    problems += 1
+                salts = form.new_salts()
+                canonical = {name: form.iso(value) if isinstance(value, datetime) else value
+                             for name, value in values.items()}
+                canonical["user_id"] = m["user_id"]
+                digest = form.row_hash(form.public_form(canonical, salts))
+                update = {"row_hash": digest, "event_timestamp": values["timestamp"], "category": values["category"],
+                          "salts": salts}
+            material = form.material(m["seq"], update["event_timestamp"], update["category"], update["row_hash"])
+            update.update(seq=m["seq"], prev_hash=new_prev, link_hash=form.hmac_link(key, new_prev, material),
+                          public_hash=form.public_link(public_prev, material))
+            updates.append(update)
+            old_prev, old_head = m["link_hash"], m["link_hash"]
+            new_prev, public_prev = update["link_hash"], update["public_hash"]
+            last_seq = m["seq"]
+        _write(connection, chain, updates)
+    if last_seq is None:
+        return None
+    return {"seq": last_seq, "hash": new_prev, "old_hash": old_head, "old_problems": problems}
+
+
+def _write(connection, chain, updates: list[dict]) -> None:
+    if connection.dialect.name == "postgresql":
+        payload = json.dumps(updates, default=lambda v: v.isoformat())
+        connection.exec_driver_sql(
+            "UPDATE audit_chain c SET prev_hash = v.prev_hash, link_hash = v.link_hash, public_hash = v.public_hash, "
+            "row_hash = v.row_hash, event_timestamp = v.event_timestamp, category = v.category, salts = v.salts "
+            "FROM json_populate_recordset(NULL::audit_chain, %s) v WHERE c.seq = v.seq", (payload,))
+        return
+    statement = chain.update().where(chain.c.seq == sa.bindparam("b_seq")).values(
+        **{name: sa.bindparam(f"b_{name}") for name in ("prev_hash", "link_hash", "public_hash", "row_hash",
+                                                         "event_timestamp", "category", "salts")})
+    connection.execute(statement, [{f"b_{k}": v for k, v in u.items()} for u in updates])
+
+
+def _record(connection, point: dict) -> None:
+    """The rebuild's checkpoint: a line in the checkpoint file and a CHAIN_CHECKPOINT event."""
+    now = datetime.now(UTC)
+    line = {"seq": point["seq"], "hash": point["hash"], "at": now.isoformat(),
+            "rechained": {"old_hash": point["old_hash"], "old_problems": point["old_problems"]}}
+    path = Path(current_app.config["AUDIT_DATA_DIR"]) / CHECKPOINT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    problems = point["old_problems"]
+    event = build_event(ActionType.CHAIN_CHECKPOINT, ResourceType.AUDIT_LOG, str(point["seq"]),
+                        f"Audit chain rebuilt in its new form at link {point['seq']} (migration 0016)"
+                        + (f": {problems} old link(s) did not verify" if problems else ""),
+                        timestamp=now, metadata={"seq": point["seq"], "hash": point["hash"],
+                                                 "rechained": line["rechained"]})
+    insert_events(connection, [event])
+
+
+def _chain_trigger(connection, state: str) -> None:
+    """PostgreSQL: the append-only trigger of audit_chain off while the chain is rebuilt (in this transaction)."""
+    if connection.dialect.name == "postgresql" and connection.execute(sa.text(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'audit_chain_append_only'")).first():
+        connection.exec_driver_sql(f"ALTER TABLE audit_chain {state} TRIGGER audit_chain_append_only")
+
+
+def upgrade_data():
+    connection = op.get_bind()
+    _chain_trigger(connection, "DISABLE")
+    point = rechain(connection, current_app.config["AUDIT_HMAC_KEY"].encode())
+    _chain_trigger(connection, "ENABLE")
+    if point is not None:
+        _record(connection, point)
+
+
+def downgrade_data(connection, key: bytes) -> None:
+    """Give the chain back its old form (HMAC over every column): recomputed from the rows as they are now, after
+    the new chain has been checked by ``flask audit verify`` (run it first); a purged event's tombstone has no row
+    and is dropped, as the old purge did."""
+    logs = sa.Table("audit_logs", sa.MetaData(), autoload_with=connection)
+    chain = sa.Table("audit_chain", sa.MetaData(), autoload_with=connection)
+    columns = [c.name for c in logs.columns]
+    connection.execute(chain.delete().where(~sa.exists().where(logs.c.id == chain.c.audit_log_id)))
+    last_seq, prev = None, None
+    while True:
+        query = sa.select(chain.c.seq, chain.c.user_id, chain.c.prev_hash, *[logs.c[name] for name in columns]) \
+            .select_from(chain.join(logs, logs.c.id == chain.c.audit_log_id)).order_by(chain.c.seq).limit(BATCH)
+        if last_seq is not None:
+            query = query.where(chain.c.seq > last_seq)
+        rows = connection.execute(query).all()
+        if not rows:
+            break
+        updates = []
+        for row in rows:
+            m = row._mapping
+            values = {name: m[logs.c[name]] for name in columns}
+            values["timestamp"] = _utc(values["timestamp"])
+            prev = m[chain.c.prev_hash] if prev is None else prev
+            digest = v1_link_hash(key, prev, values, m[chain.c.user_id])
+            updates.append({"b_seq": m[chain.c.seq], "b_prev_hash": prev, "b_link_hash": digest})
+            prev, last_seq = digest, m[chain.c.seq]
+        connection.execute(chain.update().where(chain.c.seq == sa.bindparam("b_seq")).values(
+            prev_hash=sa.bindparam("b_prev_hash"), link_hash=sa.bindparam("b_link_hash")), updates)
 
 
 def downgrade():
+    connection = op.get_bind()
+    _chain_trigger(connection, "DISABLE")
+    downgrade_data(connection, current_app.config["AUDIT_HMAC_KEY"].encode())
+    _chain_trigger(connection, "ENABLE")
     op.drop_table("audit_erasure_requests")
     op.drop_table("audit_legal_holds")
     op.drop_table("audit_purges")

@@ -78,10 +78,9 @@ def checkpoint(app) -> dict:
 
 
 def links(app) -> list:
-    """The chain, in order: rows of (seq, audit_log_id, user_id, prev_hash, link_hash, late)."""
+    """The chain, in order: rows of every ``audit_chain`` column."""
     with app.app_context(), db.engine.connect() as conn:
-        return list(conn.execute(select(CHAIN.c.seq, CHAIN.c.audit_log_id, CHAIN.c.user_id, CHAIN.c.prev_hash,
-                                        CHAIN.c.link_hash, CHAIN.c.late).order_by(CHAIN.c.seq)))
+        return list(conn.execute(select(CHAIN).order_by(CHAIN.c.seq)))
 
 
 def count_rows(app, table=LOGS, *where) -> int:
@@ -113,15 +112,17 @@ def recompute_chain(app, key: str, rewrite=None) -> None:
     app.config["AUDIT_HMAC_KEY"] = key
     try:
         with app.app_context(), db.engine.connect() as conn:
-            joined = conn.execute(select(CHAIN.c.seq, CHAIN.c.user_id.label("sealed_user"), LOGS)
+            joined = conn.execute(select(CHAIN.c.seq, CHAIN.c.user_id.label("sealed_user"),
+                                         CHAIN.c.salts.label("link_salts"), LOGS)
                                   .join(LOGS, LOGS.c.id == CHAIN.c.audit_log_id).order_by(CHAIN.c.seq)).all()
-            prev = chain_seal.GENESIS
+            prev = (chain_seal.GENESIS, chain_seal.GENESIS)
             new_links = []
             for r in joined:
-                digest = chain_seal.link_hash(prev, r, r.sealed_user)
-                new_links.append((r.seq, prev, digest))
-                prev = digest
+                link = chain_seal.new_link(r.seq, prev, r, r.sealed_user, key.encode(), salts=r.link_salts)
+                new_links.append(link)
+                prev = link["link_hash"], link["public_hash"]
     finally:
         app.config["AUDIT_HMAC_KEY"] = real_key
-    tamper(app, *[update(CHAIN).where(CHAIN.c.seq == seq).values(prev_hash=p, link_hash=d)
-                  for seq, p, d in new_links])
+    tamper(app, *[update(CHAIN).where(CHAIN.c.seq == link["seq"]).values(
+        prev_hash=link["prev_hash"], link_hash=link["link_hash"], public_hash=link["public_hash"],
+        row_hash=link["row_hash"]) for link in new_links])

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from ...extensions import db
 from ..demo.bulk import load_chunks
 from ..demo.seed import COLUMNS, generate_chunks
+from ..integrity.evidence import NoDigests, write_evidence
 from ..integrity.seal import seal
 from ..integrity.verify import record_verification, verify
 from ..read.export import ExportTooLarge, prepare_export
@@ -118,8 +119,11 @@ def _filter_options(func):
 @click.option("--format", "fmt", default="csv", show_default=True, help="csv, json or ndjson.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="File to write (default: standard output).")
+@click.option("--with-digests", "digest_dir", type=click.Path(file_okay=False, writable=True), default=None,
+              help="Write an export an auditor can check offline (ndjson only): every link of the signed range, and "
+                   "the signed digests into this directory (scripts/verify_audit_export.py checks it).")
 @_filter_options
-def export_command(fmt: str, output: str | None, **raw_filters):
+def export_command(fmt: str, output: str | None, digest_dir: str | None, **raw_filters):
     """Export the audit events matching the filters (same names and rules as the API)."""
     raw = {k: v for k, v in raw_filters.items() if v is not None}
     try:
@@ -127,6 +131,9 @@ def export_command(fmt: str, output: str | None, **raw_filters):
     except ValidationError as exc:
         problems = "; ".join(f"--{k.replace('_', '-')}: {' '.join(map(str, v))}" for k, v in exc.messages.items())
         raise click.UsageError(problems) from None
+    if digest_dir is not None:
+        _export_evidence(fmt, output, digest_dir, filters)
+        return
     try:
         export = prepare_export(filters, fmt)
     except ValueError as exc:
@@ -143,3 +150,26 @@ def export_command(fmt: str, output: str | None, **raw_filters):
             stream.close()
     if output:
         click.echo(f"Wrote {export.count:,} events to {output}.", err=True)
+
+
+def _export_evidence(fmt: str, output: str | None, digest_dir: str, filters) -> None:
+    if fmt.lower() != "ndjson":
+        raise click.UsageError("--with-digests writes NDJSON: use --format ndjson.")
+    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        result = write_evidence(filters, stream, digest_dir)
+    except NoDigests as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if output:
+            stream.close()
+    log_export(result.events, "ndjson", {**filters.active(), "with_digests": True}, "cli")
+    if result.first_seq is None:
+        click.echo("No signed events match: nothing written (the digests cover none of them yet).", err=True)
+    else:
+        click.echo(f"Wrote {result.events:,} events and {result.links:,} other links (links {result.first_seq} to "
+                   f"{result.last_seq}) to {output or 'standard output'}, and {result.digests} digest(s) to "
+                   f"{digest_dir}.", err=True)
+    if result.unsigned:
+        click.echo(f"Left out {result.unsigned:,} matching event(s) sealed after the last digest: run the sealer "
+                   "and export again to include them.", err=True)

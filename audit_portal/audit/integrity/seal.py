@@ -1,35 +1,35 @@
-"""Tamper evidence: a keyed hash chain over committed audit rows, sealed in the background.
+"""Tamper evidence: two hash chains over committed audit rows, sealed in the background.
 
-Each committed audit row gets one link in ``audit_chain``: ``HMAC-SHA256(AUDIT_HMAC_KEY, prev_hash +
-canonical(row))``. Sealing runs outside the request path (the background writer, ``flask audit verify``,
-``flask audit purge``), never updates an audit row, and is safe with several processes: links have a
-unique position and a unique row, and PostgreSQL sealers take an advisory lock. Periodic checkpoints of
-the chain head (``checkpoints.py``) let ``verify.py`` detect a truncated tail or a chain recomputed without the key.
+Each committed audit row gets one link in ``audit_chain``, in both chains (``canonical.py`` defines what they
+cover): the keyed one (HMAC with ``AUDIT_HMAC_KEY``) and the public one (plain SHA-256, whose head the sealer
+process signs: ``digests.py``); the personal fields enter as salted commitments, their salts kept in the link.
+Sealing runs outside the request path (the background writer, ``flask audit verify``, ``flask audit purge``,
+``flask audit sealer``), never updates an audit row, and is safe with several processes: links have a unique
+position and a unique row, and PostgreSQL sealers take an advisory lock. Periodic checkpoints of the chain head
+(``checkpoints.py``) let ``verify.py`` detect a truncated tail or a chain recomputed without the key.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import DateTime, Row, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ...extensions import db
-from ...timeutil import UTCDateTime, utcnow
+from ...timeutil import utcnow
 from ..delivery.locks import SEALER
 from ..record.enums import ActionType
-from ..record.models import EVENT_COLUMNS, AuditChainLink, AuditLog
+from ..record.models import AuditChainLink, AuditLog
 from ..write.inserts import insert_links
+from . import canonical as form
+from .canonical import GENESIS
 from .checkpoints import maybe_checkpoint
 
 log = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
 SEAL_BATCH = 2000
 #: How far below the highest sealed id the sealer looks for rows that committed late.
 LATE_WINDOW = 20_000
@@ -43,30 +43,16 @@ def _key() -> bytes:
     return current_app.config["AUDIT_HMAC_KEY"].encode()
 
 
-_CANONICAL_KEYS = ("id", *EVENT_COLUMNS)
-#: The time columns: the canonical form writes them as UTC ISO text with microseconds.
-_TIME_KEYS = tuple(c.name for c in _table.columns if isinstance(c.type, (DateTime, UTCDateTime)))
-#: One encoder for every row (``json.dumps`` with options builds a new one per call).
-_encode_sorted = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-
-def canonical(row, user_id=None) -> bytes:
-    """A stable serialisation of an audit row (every column; ``user_id`` as it was when sealed)."""
-    if isinstance(row, Row) and row._fields == _CANONICAL_KEYS:
-        data = dict(zip(_CANONICAL_KEYS, row, strict=True))  # a row of ``select(audit_logs)``: no lookups by name
-    else:
-        values = row._mapping if isinstance(row, Row) else None
-        data = {name: values[name] if values is not None else getattr(row, name) for name in _CANONICAL_KEYS}
-    data["user_id"] = user_id
-    for name in _TIME_KEYS:
-        value = data[name]
-        if isinstance(value, datetime):
-            data[name] = value.astimezone(UTC).isoformat(timespec="microseconds")
-    return _encode_sorted(data).encode()
-
-
-def link_hash(prev_hash: str, row, user_id, key: bytes | None = None) -> str:
-    return hmac.digest(key or _key(), prev_hash.encode() + b"|" + canonical(row, user_id), "sha256").hex()
+def new_link(seq: int, prev: tuple[str, str], row, user_id, key: bytes, salts: dict | None = None) -> dict:
+    """The link that chains ``row`` at position ``seq`` after ``prev`` (its keyed and public hashes): every column
+    of ``audit_chain`` but ``sealed_at`` and ``late``. New salts unless ``salts`` are given."""
+    salts = salts or form.new_salts()
+    row_digest = form.row_hash(form.public_form(form.canonical_dict(row, user_id), salts))
+    material = form.material(seq, row.timestamp, row.category, row_digest)
+    return {"seq": seq, "audit_log_id": row.id, "user_id": user_id, "prev_hash": prev[0],
+            "link_hash": form.hmac_link(key, prev[0], material), "public_hash": form.public_link(prev[1], material),
+            "row_hash": row_digest, "event_timestamp": row.timestamp, "category": row.category, "salts": salts,
+            "erased": None}
 
 
 @dataclass
@@ -122,18 +108,21 @@ def _lock_chain(conn, wait: bool = True) -> bool:
     return True
 
 
-def _head(conn) -> tuple[int, str]:
-    """The last link (position, hash). An empty chain continues from the latest retention purge's cut, if
-    one emptied it, so that positions keep counting and the cut stays the anchor ``verify`` expects."""
-    head = conn.execute(select(_chain.c.seq, _chain.c.link_hash).order_by(_chain.c.seq.desc()).limit(1)).first()
+def _head(conn) -> tuple[int, str, str]:
+    """The last link (position, keyed hash, public hash). An empty chain continues from the latest legacy retention
+    purge's cut, if one emptied it (purges before migration 0016 deleted links), so that positions keep counting and
+    the cut stays the anchor ``verify`` expects; the public chain then starts from GENESIS."""
+    head = conn.execute(select(_chain.c.seq, _chain.c.link_hash, _chain.c.public_hash)
+                        .order_by(_chain.c.seq.desc()).limit(1)).first()
     if head is not None:
-        return head.seq, head.link_hash
+        return head.seq, head.link_hash, head.public_hash or GENESIS
     cut = latest_purge_cut(conn)
-    return (cut["seq"], cut["hash"]) if cut else (0, GENESIS)
+    return (cut["seq"], cut["hash"], cut.get("public") or GENESIS) if cut else (0, GENESIS, GENESIS)
 
 
 def purge_cuts(conn) -> list[dict]:
-    """The chain cuts (``{"seq", "hash"}``) recorded by RETENTION_PURGE events still in the log."""
+    """The chain cuts (``{"seq", "hash"}``) recorded by RETENTION_PURGE events still in the log: purges before
+    migration 0016 deleted a prefix of the chain; since, a purge leaves its links as tombstones and cuts nothing."""
     rows = conn.execute(select(_table.c["metadata"]).where(_table.c.action_type == ActionType.RETENTION_PURGE.value))
     cuts = []
     for (metadata,) in rows:
@@ -166,7 +155,7 @@ def _seal_batch(result: SealResult, wait: bool = True) -> int:
     with db.engine.begin() as conn:
         if not _lock_chain(conn, wait):
             return 0
-        seq, prev = _head(conn)
+        seq, prev, prev_public = _head(conn)
         top = conn.scalar(select(func.max(_chain.c.audit_log_id))) or 0
         late_ids = _late_ids(conn, top)
         late = _rows(conn, select(_table).where(_table.c.id.in_(late_ids)).order_by(_table.c.id)) if late_ids else []
@@ -175,10 +164,10 @@ def _seal_batch(result: SealResult, wait: bool = True) -> int:
         key, sealed_at = _key(), utcnow()
         for row, is_late in [(r, True) for r in late] + [(r, False) for r in fresh]:
             seq += 1
-            digest = link_hash(prev, row, row.user_id, key)
-            links.append({"seq": seq, "audit_log_id": row.id, "user_id": row.user_id, "prev_hash": prev,
-                          "link_hash": digest, "sealed_at": sealed_at, "late": is_late})
-            prev = digest
+            link = new_link(seq, (prev, prev_public), row, row.user_id, key)
+            link.update(sealed_at=sealed_at, late=is_late)
+            links.append(link)
+            prev, prev_public = link["link_hash"], link["public_hash"]
         insert_links(conn, links)
         result.sealed += len(links)
         result.late += len(late)

@@ -1,11 +1,14 @@
-"""Verifying the hash chain: every link recomputed, gaps, reordering, deleted or unsealed events, the chain's
-start (genesis or a recorded purge cut) and its end (the checkpoints)."""
+"""Verifying the hash chains: every link recomputed (the keyed chain and the public one), gaps, reordering,
+deleted or unsealed events, tombstones (a purged event's link: accepted only when a recorded purge covers it),
+erased fields (their commitments stand in), the chain's start (genesis or a legacy purge cut) and its end (the
+checkpoints)."""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from ...extensions import db
@@ -13,8 +16,11 @@ from ..record.actors import NoDirectory, directory
 from ..record.enums import ActionType, ResourceType, Status
 from ..record.models import AuditChainLink, AuditLog
 from ..write.service import log_audit
+from . import canonical as form
+from .canonical import GENESIS
 from .checkpoints import read_checkpoints
-from .seal import GENESIS, latest_purge_cut, link_hash, purge_cuts
+from .seal import latest_purge_cut, purge_cuts
+from .tombstones import load_purges, purge_covering
 
 _table = AuditLog.__table__
 _chain = AuditChainLink.__table__
@@ -28,6 +34,9 @@ MAX_PROBLEMS = 100
 class VerifyResult:
     checked: int = 0
     late: int = 0
+    #: Links whose event a retention purge removed, and events with fields an erasure removed.
+    purged: int = 0
+    erased: int = 0
     head_seq: int = 0
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
@@ -45,18 +54,21 @@ class VerifyResult:
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "checked": self.checked, "late": self.late, "late_events": self.late_events,
+                "purged": self.purged, "erased": self.erased,
                 "head_seq": self.head_seq, "problems": self.problems[:20], "problem_count": self.problem_count}
 
 
-def _anchor(first_seq: int, first_prev: str) -> str | None:
-    """Where the chain may start: genesis, or the cut a retention purge recorded."""
+def _anchor(first_seq: int, first_prev: str) -> tuple[str, str] | None:
+    """Where the chains may start (keyed, public): genesis, or the cut a legacy retention purge recorded (one from
+    before migration 0016, which rebuilt the public chain from genesis at the first link left, records no public
+    hash)."""
     if first_seq == 1:
-        return GENESIS
+        return GENESIS, GENESIS
     with db.engine.connect() as conn:
         cuts = purge_cuts(conn)
     for cut in cuts:
         if cut["seq"] == first_seq - 1 and cut["hash"] == first_prev:
-            return first_prev
+            return first_prev, cut.get("public") or GENESIS
     return None
 
 
@@ -88,6 +100,10 @@ class _Walk:
         self.result = result
         self.previous_event = None
         self.deleted_users = _deleted_user_check()
+        self.key = current_app.config["AUDIT_HMAC_KEY"].encode()
+        with db.engine.connect() as conn:
+            self.purges = load_purges(conn)
+        self.expected_public = GENESIS
         first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
         if first is None:
             # Empty: nothing sealed yet, or a retention purge removed every link (the chain goes on from its cut).
@@ -96,11 +112,12 @@ class _Walk:
             self.expected_seq = self.expected_prev = None
             self.last_seq = cut["seq"] if cut else 0
             return
-        self.expected_prev = _anchor(first.seq, first.prev_hash)
-        if self.expected_prev is None:
+        anchor = _anchor(first.seq, first.prev_hash)
+        if anchor is None:
             result.problem(f"The chain starts at link {first.seq} without a retention purge that cut it "
                            "there: earlier events were deleted.")
-            self.expected_prev = first.prev_hash
+            anchor = first.prev_hash, None  # (the public hash before it is gone with it: not checked)
+        self.expected_prev, self.expected_public = anchor
         self.expected_seq = first.seq
         self.last_seq = first.seq - 1
 
@@ -117,39 +134,49 @@ class _Walk:
         elif link_prev != self.expected_prev:
             result.problem(f"Link {link_seq} (event {audit_id}) does not follow link {link_seq - 1}: the chain "
                            "was reordered or rewritten.")
+        material = form.material(link_seq, m[_chain.c.event_timestamp], m[_chain.c.category], m[_chain.c.row_hash])
+        link_changed = not hmac.compare_digest(form.hmac_link(self.key, link_prev, material), link_digest)
+        public = m[_chain.c.public_hash]
+        if not link_changed and self.expected_public is not None and \
+                public != form.public_link(self.expected_public, material):
+            result.problem(f"Link {link_seq} (event {audit_id}): its public hash does not follow the public chain: "
+                           "the public chain was rewritten.")
         if m[_table.c.id] is None:
-            result.problem(f"Event {audit_id} (link {link_seq}) was deleted.")
-        else:
-            self._check_event(m, audit_id, link_seq, link_prev, link_digest)
+            if link_changed:
+                result.problem(f"Link {link_seq} (the tombstone of event {audit_id}) was changed after it was sealed.")
+            elif purge_covering(self.purges, link_seq, m[_chain.c.event_timestamp], m[_chain.c.category]) is None:
+                result.problem(f"Event {audit_id} (link {link_seq}) was deleted.")
+            else:
+                result.purged += 1
+        elif link_changed or self._event_changed(m, audit_id, link_seq):
+            result.problem(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
         if m[_chain.c.late]:
             result.late += 1
             if len(result.late_events) < 20:
                 result.late_events.append(audit_id)
         self.expected_prev, self.expected_seq = link_digest, link_seq + 1
+        self.expected_public = public or ""
         self.previous_event = audit_id
         result.checked += 1
         self.last_seq = link_seq
 
-    def _check_event(self, m, audit_id, link_seq, link_prev, link_digest) -> None:
+    def _event_changed(self, m, audit_id, link_seq) -> bool:
+        """Whether the event no longer hashes to its link's row hash (its public form: from the salts, and the
+        commitments an erasure kept); reports a changed user by itself."""
         stored_user, sealed_user = m[_table.c.user_id], m[_chain.c.user_id]
         if stored_user != sealed_user and not (stored_user is None and self.deleted_users(sealed_user)):
             self.result.problem(f"Event {audit_id} (link {link_seq}): its user was changed.")
-        recomputed = link_hash(link_prev, _RowView(m), sealed_user)
-        if not hmac.compare_digest(recomputed, link_digest):
-            self.result.problem(f"Event {audit_id} (link {link_seq}) was changed after it was recorded.")
-
-
-class _RowView:
-    """Attribute access to the audit columns of a joined row."""
-
-    def __init__(self, mapping):
-        self._m = mapping
-
-    def __getattr__(self, name):
+        erased = m[_chain.c.erased]
+        if erased:
+            self.result.erased += 1
         try:
-            return self._m[_table.c[name]]
-        except KeyError:
-            raise AttributeError(name) from None
+            digest = form.row_hash(form.public_form(form.canonical_dict(form.JoinedRow(m), sealed_user),
+                                                    m[_chain.c.salts], erased))
+        except (KeyError, TypeError, ValueError):  # a salt removed or mangled without an erasure
+            return True
+        return not hmac.compare_digest(digest, m[_chain.c.row_hash] or "") \
+            or m[_chain.c.category] != m[_table.c.category] \
+            or form.iso(m[_chain.c.event_timestamp]) != form.iso(m[_table.c.timestamp])
 
 
 def _deleted_user_check():
@@ -180,15 +207,26 @@ def _recorded_checkpoints() -> list[tuple[str, dict]]:
     for event_id, metadata, at in events:
         if isinstance(metadata, dict) and isinstance(metadata.get("seq"), int):
             points.append((f"checkpoint event {event_id}", {"seq": metadata["seq"], "hash": metadata.get("hash"),
-                                                           "at": at.isoformat() if at else "?"}))
+                                                           "at": at.isoformat() if at else "?",
+                                                           "rechained": metadata.get("rechained")}))
     return points
 
 
 def _check_checkpoints(result: VerifyResult) -> None:
+    """Compare the chain with its recorded heads. Migration 0016 rebuilt the chain in its new form and recorded
+    that as a checkpoint (``rechained``: the old head, and how many old links did not verify then): checkpoints of
+    the old form at or below it no longer apply."""
+    points = _recorded_checkpoints()
+    rebuilt = [point for _, point in points if isinstance(point.get("rechained"), dict)]
+    rebuilt_seq = max((point["seq"] for point in rebuilt), default=0)
+    broken = max((int(point["rechained"].get("old_problems") or 0) for point in rebuilt), default=0)
+    if broken:
+        result.problem(f"When the chain was rebuilt in its new form (migration 0016, at link {rebuilt_seq}), "
+                       f"{broken} link(s) of the old chain did not verify: events were changed or deleted before.")
     truncated = rewritten = False
-    for source, point in _recorded_checkpoints():
+    for source, point in points:
         seq = point.get("seq")
-        if not isinstance(seq, int):
+        if not isinstance(seq, int) or (seq <= rebuilt_seq and not point.get("rechained")):
             continue
         if seq > result.head_seq:
             if not truncated:

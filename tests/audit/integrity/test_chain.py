@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, insert, select, update
 
-from audit_portal.audit.integrity import checkpoints
+from audit_portal.audit.integrity import canonical, checkpoints
 from audit_portal.audit.integrity import seal as chain_seal
-from audit_portal.audit.integrity import verify as chain_verify
 from audit_portal.audit.record.actors import EXTENSION_KEY, NoDirectory
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
@@ -103,10 +102,10 @@ def test_every_reading_of_a_row_has_the_same_canonical_form(app):
                                     .where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
         reordered = db.session.execute(select(*reversed(LOGS.c)).where(LOGS.c.id.in_(ids)).order_by(LOGS.c.id)).all()
         for by_position, by_column, other_order in zip(plain, joined, reordered, strict=True):
-            form = chain_seal.canonical(by_position, 7)
-            by_name = chain_seal.canonical(chain_verify._RowView(by_column._mapping), 7)
-            assert form == by_name == chain_seal.canonical(other_order, 7)
-            decoded = json.loads(form)
+            form = canonical.canonical_dict(by_position, 7)
+            by_name = canonical.canonical_dict(canonical.JoinedRow(by_column._mapping), 7)
+            assert form == by_name == canonical.canonical_dict(other_order, 7)
+            decoded = json.loads(canonical.encode(form))
             assert decoded["id"] == by_position.id and decoded["user_id"] == 7
             assert decoded["timestamp"] == by_position.timestamp.astimezone(UTC).isoformat(timespec="microseconds")
 

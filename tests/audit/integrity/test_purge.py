@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from audit_portal.audit.integrity import purge
 from audit_portal.audit.integrity.holds import add_hold
@@ -17,7 +17,7 @@ from audit_portal.audit.write.service import log_audit
 from audit_portal.extensions import db
 from audit_portal.timeutil import utcnow
 
-from ..chain_support import CHAIN, LOGS, count_rows, links, record_events, row, seal
+from ..chain_support import CHAIN, LOGS, count_rows, links, record_events, row, seal, tamper, verify
 
 RETENTION = {"AUDIT_RETENTION_DAYS": 180, "AUDIT_RETENTION_DAYS_BY_CATEGORY": "requests=90,security=2555"}
 #: One action per category the tests use: (action, resource).
@@ -120,6 +120,32 @@ def test_without_older_than_days_each_category_keeps_its_own_retention_and_the_h
 
 
 @pytest.mark.settings(**RETENTION)
+def test_verification_passes_after_a_category_purge_and_still_reports_an_event_deleted_by_hand(app, runner):
+    """The purged events' tombstones are covered by the purge's record; an event deleted by hand is not, whether it
+    is young, inside the hold, kept by its category's longer retention, or sealed after the purge's head."""
+    purged = [record(app, "requests", 100), record(app, "data", 200), record(app, "authentication", 400)]
+    young, security = record(app, "requests", 10), record(app, "security", 400)
+    held = record(app, "data", 300)
+    hold(app, 301, 299)
+    assert purge_cli(runner, "--yes").exit_code == 0
+    replayed = record(app, "data", 500)  # past retention, but sealed after the head the purge read
+    assert existing(app, purged + [young, security, held, replayed]) == sorted([young, security, held, replayed])
+
+    verified = runner.invoke(args=["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert verify(app).purged == len(purged)
+
+    for victim in (young, security, held, replayed):
+        tamper(app, delete(LOGS).where(LOGS.c.id == victim))
+    report = verify(app)
+    assert not report.ok
+    for victim in (young, security, held, replayed):
+        assert any(f"Event {victim} (link" in p and "was deleted" in p for p in report.problems), report.problems
+    assert not any(f"Event {victim} (link" in p for victim in purged for p in report.problems), report.problems
+    assert report.purged == len(purged)
+
+
+@pytest.mark.settings(**RETENTION)
 def test_older_than_days_applies_one_cutoff_to_every_category(app, runner):
     security = record(app, "security", 400)
     requests = record(app, "requests", 60)
@@ -165,6 +191,8 @@ def test_the_purge_deletes_in_batches_and_keeps_every_link(app, runner, monkeypa
     [recorded] = purge_events(app)
     assert recorded["count"] == 5 and recorded["head_seq"] == before[-1].seq
     assert recorded["range"] == {"from": first.isoformat(), "to": last.isoformat()}
+    verified = runner.invoke(args=["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_events_inside_a_hold_are_never_purged_even_by_older_than_days_zero(app, runner):
@@ -253,6 +281,7 @@ def test_an_old_event_chained_after_a_recent_one_is_purged_too(app, runner):
     assert result.exit_code == 0 and "Deleted 4 events" in result.output, result.output
     assert existing(app, old + recent + replayed) == recent
     assert len(links(app)) >= 5
+    assert verify(app).ok
 
 
 def test_two_purges_each_record_themselves(app, runner):
@@ -269,6 +298,8 @@ def test_two_purges_each_record_themselves(app, runner):
     assert [m["count"] for m in purge_events(app)] == [3, 3]
     assert [r["count"] for r in purge_rows(app)] == [3, 3]
     assert [m["purge_id"] for m in purge_events(app)] == [r["id"] for r in purge_rows(app)]
+    verified = runner.invoke(args=["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_without_yes_it_asks_and_no_aborts(app, runner):

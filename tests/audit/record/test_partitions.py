@@ -178,6 +178,8 @@ def test_the_purge_drops_whole_months_and_batches_the_rest(app, runner):
     assert "young" in remaining
     assert rollup_total(app) == 1  # the dropped months' errors are no longer counted
     assert links(app)[:len(chain)] == chain  # every link stays: the dropped months' events leave tombstones
+    report = verify(app)
+    assert report.ok, report
     with app.app_context(), db.engine.connect() as conn:
         [metadata] = conn.execute(select(LOGS.c["metadata"])
                                   .where(LOGS.c.action_type == ActionType.RETENTION_PURGE.value)).scalars()
@@ -227,6 +229,8 @@ def test_a_month_is_dropped_whole_only_when_every_row_in_it_goes(app, runner):
     assert sorted(d for d, _ in stored(app) if not d.startswith(("Retention purge", "Legal hold"))) == [
         "held", "security", "young"]
     assert links(app)[:len(chain)] == chain
+    report = verify(app)
+    assert report.ok and report.purged == 5, report
 
 
 def store_sealed_old_month(app) -> str:
@@ -309,6 +313,7 @@ def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, ma
     assert left == []
     assert "meanwhile" in [d for d, _ in stored(app)]
     assert links(app)[0].audit_log_id not in [i for i, in stored_ids(app)]  # its link stays: a tombstone
+    assert verify(app).ok
 
 
 def test_a_month_emptied_by_earlier_purges_is_dropped(app, runner):
@@ -347,6 +352,7 @@ def test_a_month_detached_by_an_interrupted_purge_is_dropped_by_the_maintenance(
         purge.execute_purge(plan)
         db.session.remove()
     assert leftovers(app) == [partitions.detached_name(d.name) for d in plan.drops] != []
+    assert verify(app).ok
     assert "old" not in [d for d, _ in stored(app)]
 
     monkeypatch.setattr(partitions, "drop_detached", real_drop)

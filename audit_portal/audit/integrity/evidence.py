@@ -1,0 +1,110 @@
+"""An export an auditor can check without the application: the events (with their salts, so that the commitments
+can be recomputed), a line for every other link of the range they fall in, and the signed digests covering it
+(``flask audit export --format ndjson --with-digests DIR``; ``scripts/verify_audit_export.py`` checks it).
+
+Lines, in chain order (one JSON object each):
+
+- ``{"type": "event", "seq", "event": {every column, user_id as sealed}, "salts", "erased", "row_hash"}`` for an
+  exported event;
+- ``{"type": "link", "seq", "timestamp", "category", "row_hash", "purged"}`` for every other link: an event the
+  filters left out (its row hash proves it without showing it), or a purged event's tombstone.
+
+The range runs from the first link of the digest that covers the first matching event to the last digest's last
+link, so the verifier can rebuild the public chain from one signed head to another; events sealed after the last
+digest are left out (the command says how many): nothing vouches for them yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from ...extensions import db
+from ..read.query import AuditFilters, apply_filters
+from ..record.models import AuditChainLink, AuditLog
+from . import canonical as form
+from .models import AuditDigest
+
+BATCH = 5000
+_table = AuditLog.__table__
+_chain = AuditChainLink.__table__
+
+
+class NoDigests(ValueError):
+    """Nothing is signed yet: there is nothing an export could be checked against."""
+
+
+@dataclass
+class Evidence:
+    events: int = 0
+    links: int = 0
+    digests: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    #: Matching events not exported because no digest covers them yet.
+    unsigned: int = 0
+
+
+def digest_file_name(last_seq: int) -> str:
+    return f"digest-{last_seq:012d}.json"
+
+
+def digest_document(digest: AuditDigest) -> str:
+    """A digest as a file: its exact signed text and its signature."""
+    return json.dumps({"body": digest.body, "signature": digest.signature}, indent=1) + "\n"
+
+
+def write_evidence(filters: AuditFilters, out, digest_dir: str | Path) -> Evidence:
+    """Write the events matching ``filters`` and the links around them to ``out`` (a text stream), and the digests
+    covering them into ``digest_dir``."""
+    session = db.session
+    digests = list(session.scalars(select(AuditDigest).order_by(AuditDigest.first_seq)))
+    if not digests:
+        raise NoDigests("No signed digests yet: run the sealer (flask --app wsgi audit sealer --once) first.")
+    signed_to = digests[-1].last_seq
+    matching = apply_filters(select(_table.c.id), filters).subquery()
+    first_match = session.scalar(select(func.min(_chain.c.seq)).join(matching, matching.c.id == _chain.c.audit_log_id))
+    result = Evidence()
+    result.unsigned = session.scalar(select(func.count()).select_from(_chain)
+                                     .join(matching, matching.c.id == _chain.c.audit_log_id)
+                                     .where(_chain.c.seq > signed_to)) or 0
+    if first_match is None or first_match > signed_to:
+        used = []  # nothing signed matches
+    else:
+        used = [d for d in digests if d.last_seq >= first_match]  # from the digest that covers the first match
+    directory = Path(digest_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for digest in used:
+        (directory / digest_file_name(digest.last_seq)).write_text(digest_document(digest), encoding="utf-8")
+    result.digests = len(used)
+    if not used:
+        return result
+    result.first_seq, result.last_seq = used[0].first_seq, signed_to
+    wanted = apply_filters(select(_table.c.id), filters).where(_table.c.id == _chain.c.audit_log_id).exists()
+    seq = result.first_seq - 1
+    while seq < signed_to:
+        query = (select(_chain, _table, wanted.label("wanted"))
+                 .outerjoin(_table, _table.c.id == _chain.c.audit_log_id)
+                 .where(_chain.c.seq > seq, _chain.c.seq <= signed_to).order_by(_chain.c.seq).limit(BATCH))
+        rows = session.execute(query).all()
+        if not rows:
+            break
+        for row in rows:
+            m = row._mapping
+            seq = m[_chain.c.seq]
+            if m[_table.c.id] is not None and m["wanted"]:
+                line = {"type": "event", "seq": seq,
+                        "event": form.canonical_dict(form.JoinedRow(m), m[_chain.c.user_id]),
+                        "salts": m[_chain.c.salts] or {}, "erased": m[_chain.c.erased] or {},
+                        "row_hash": m[_chain.c.row_hash]}
+                result.events += 1
+            else:
+                line = {"type": "link", "seq": seq, "timestamp": form.iso(m[_chain.c.event_timestamp]),
+                        "category": m[_chain.c.category], "row_hash": m[_chain.c.row_hash],
+                        "purged": m[_table.c.id] is None}
+                result.links += 1
+            out.write(json.dumps(line, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+    return result
