@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import and_, column, delete, func, not_, or_, select, table, text, true
+from sqlalchemy import and_, column, delete, func, not_, or_, select, table, text
 
 from ...extensions import db
 from ...timeutil import UTCDateTime, utcnow
@@ -95,24 +95,10 @@ class PurgePlan:
     older_than_days: int | None = None
 
 
-def _past_retention(t, cutoffs: dict[str, datetime]):
-    """Rows of ``t`` older than their category's cutoff."""
-    own = [key for key in cutoffs if key != retention.DEFAULT]
-    clauses = [and_(t.c.category == key, t.c.timestamp < cutoffs[key]) for key in own]
-    if retention.DEFAULT in cutoffs:
-        rest = t.c.category.not_in(own) if own else true()
-        clauses.append(and_(rest, t.c.timestamp < cutoffs[retention.DEFAULT]))
-    return or_(*clauses)
-
-
-def _held(t, holds):
-    return or_(*[t.c.timestamp.between(start, end) for start, end in holds]) if holds else None
-
-
 def _goes(t, plan: PurgePlan):
     """Rows of ``t`` (joined with their links) that the purge removes."""
-    held = _held(t, plan.holds)
-    return and_(_chain.c.seq.is_not(None), _chain.c.seq <= plan.head_seq, _past_retention(t, plan.cutoffs),
+    held = retention.held(t, plan.holds)
+    return and_(_chain.c.seq.is_not(None), _chain.c.seq <= plan.head_seq, retention.past(t, plan.cutoffs),
                 *([not_(held)] if held is not None else []))
 
 
@@ -161,10 +147,10 @@ def plan_purge(older_than_days: int | None = None) -> PurgePlan:
         plan.first_timestamp = min(filter(None, (plan.first_timestamp, first)), default=None)
         plan.last_timestamp = max(filter(None, (plan.last_timestamp, last)), default=None)
         plan.last_seq = max(filter(None, (plan.last_seq, last_seq)), default=None)
-    held = _held(_table, holds)
+    held = retention.held(_table, holds)
     if held is not None:
         plan.held = session.scalar(select(func.count()).select_from(joined).where(
-            _chain.c.seq <= head_seq, _past_retention(_table, cutoffs), held)) or 0
+            _chain.c.seq <= head_seq, retention.past(_table, cutoffs), held)) or 0
     plan.drops = _droppable(session.connection(), plan)
     return plan
 

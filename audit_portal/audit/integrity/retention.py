@@ -2,11 +2,14 @@
 keep their events longer or shorter, and the cutoffs a purge derives from them.
 
 A purge's cutoffs are ``{category: moment}`` with the key ``"*"`` for every category without a period of its own
-(the form ``audit_purges.cutoffs`` stores, and the digests sign)."""
+(the form ``audit_purges.cutoffs`` stores, and the digests sign); ``past`` and ``held`` are the SQL that picks rows by
+them."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, true
 
 from ...config import ConfigError
 from ..record.enums import Category
@@ -66,3 +69,18 @@ def cutoff_for(cutoffs_by_key: dict, category: str | None):
     if category in cutoffs_by_key:
         return cutoffs_by_key[category]
     return cutoffs_by_key.get(DEFAULT)
+
+
+def past(t, cutoffs: dict[str, datetime]):
+    """SQL: the rows of ``t`` (a table with ``category`` and ``timestamp``) older than their category's cutoff."""
+    own = [key for key in cutoffs if key != DEFAULT]
+    clauses = [and_(t.c.category == key, t.c.timestamp < cutoffs[key]) for key in own]
+    if DEFAULT in cutoffs:
+        rest = t.c.category.not_in(own) if own else true()
+        clauses.append(and_(rest, t.c.timestamp < cutoffs[DEFAULT]))
+    return or_(*clauses)
+
+
+def held(t, holds: list[tuple[datetime, datetime]]):
+    """SQL: the rows of ``t`` inside one of ``holds`` (both ends included); None without holds."""
+    return or_(*[t.c.timestamp.between(start, end) for start, end in holds]) if holds else None
