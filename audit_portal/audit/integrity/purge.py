@@ -93,13 +93,25 @@ class PurgePlan:
     drops: list[PartitionDrop] = field(default_factory=list)
     #: The ``--older-than-days`` given, or None: each category's retention.
     older_than_days: int | None = None
+    #: Events kept whatever their age, because verification anchors on them (``_anchors``).
+    kept: list[int] = field(default_factory=list)
 
 
 def _goes(t, plan: PurgePlan):
     """Rows of ``t`` (joined with their links) that the purge removes."""
     held = retention.held(t, plan.holds)
     return and_(_chain.c.seq.is_not(None), _chain.c.seq <= plan.head_seq, retention.past(t, plan.cutoffs),
-                *([not_(held)] if held is not None else []))
+                *([not_(held)] if held is not None else []), *([t.c.id.not_in(plan.kept)] if plan.kept else []))
+
+
+def _anchors(session) -> list[int]:
+    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
+    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
+    0016's rebuild (``rechained``), below which older checkpoints no longer apply."""
+    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
+    rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
+                           .where(_table.c.action_type.in_(list(marks))))
+    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
 
 
 def _partition_table(name: str):
@@ -134,7 +146,8 @@ def plan_purge(older_than_days: int | None = None) -> PurgePlan:
     session = db.session
     head_seq = session.scalar(select(func.max(_chain.c.seq))) or 0
     holds = active_holds(session)
-    plan = PurgePlan(cutoffs, holds, head_seq, 0, {}, 0, None, None, None, older_than_days=older_than_days)
+    plan = PurgePlan(cutoffs, holds, head_seq, 0, {}, 0, None, None, None, older_than_days=older_than_days,
+                     kept=_anchors(session))
     joined = _table.join(_chain, _chain.c.audit_log_id == _table.c.id)
     rows = session.execute(select(_table.c.category, func.count(), func.min(_table.c.timestamp),
                                   func.max(_table.c.timestamp), func.max(_chain.c.seq))

@@ -343,3 +343,26 @@ def test_nothing_old_enough_deletes_nothing(app, runner):
     result = purge_cli(runner, "--yes")
     assert result.exit_code == 0 and "Nothing to purge" in result.output, result.output
     assert existing(app, ids) == ids and purge_events(app) == [] and purge_rows(app) == []
+
+
+def test_the_events_verification_anchors_on_are_never_purged(app, runner):
+    """A database purged before tombstones starts its chain at the cut its old RETENTION_PURGE event records, and
+    migration 0016's rebuild is a CHAIN_CHECKPOINT that later checkpoints are read against: both stay, however old."""
+    def old_event(action, metadata):
+        with app.app_context():
+            event_id = log_audit(None, action, ResourceType.AUDIT_LOG, None, f"old {action.value}", metadata,
+                                 timestamp=utcnow() - timedelta(days=4000), transactional=True)
+            db.session.commit()
+            audit_id = db.session.scalar(select(LOGS.c.id).where(LOGS.c.event_id == event_id))
+            db.session.remove()
+            return audit_id
+
+    anchors = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "chain_cut": {"seq": 0, "hash": "0" * 64}}),
+               old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x", "rechained": {"old_problems": 0}})]
+    others = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "purge_id": 9}),
+              old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x"})]
+
+    result = purge_cli(runner, "--older-than-days", "0", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert existing(app, anchors + others) == anchors
