@@ -230,8 +230,8 @@ def _delete_in_batches(plan: PurgePlan, progress) -> int:
                      .order_by(_table.c.timestamp, _table.c.id).limit(PURGE_BATCH))
             if after is not None:
                 moment, last_id = after
-                query = query.where(or_(_table.c.timestamp > moment,
-                                        and_(_table.c.timestamp == moment, _table.c.id > last_id)))
+                query = query.where(_table.c.timestamp >= moment, or_(
+                    _table.c.timestamp > moment, and_(_table.c.timestamp == moment, _table.c.id > last_id)))
             rows = conn.execute(query).all()
             if not rows:
                 return deleted
