@@ -65,3 +65,27 @@ def test_load_purges_reads_the_table_newest_first(app):
     assert purges[0].cutoffs == {"*": T0} and purges[0].holds == ()
     assert as_record(purges[0].as_body()) == purges[0]
     assert purge_covering(purges, 15, T0 - timedelta(days=1), "data").id == 2
+
+
+def test_the_offline_verifier_applies_the_same_rule():
+    """scripts/verify_audit_export.py carries its own copy of the rule (it imports nothing from the portal): both
+    give the same answer on every combination of head, category, cutoff and hold."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "verify_audit_export.py"
+    spec = importlib.util.spec_from_file_location("verify_audit_export", path)
+    offline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(offline)
+    purges = [body(id=1, head_seq=50, cutoffs={"requests": (T0 - timedelta(days=90)).isoformat(),
+                                               "*": (T0 - timedelta(days=365)).isoformat()}),
+              body(id=2, head_seq=80, cutoffs={"security": (T0 - timedelta(days=2555)).isoformat(),
+                                               "*": (T0 - timedelta(days=180)).isoformat()},
+                   holds=[(T0 - timedelta(days=400), T0 - timedelta(days=300))])]
+    for seq in (10, 50, 51, 80, 81):
+        for category in ("requests", "security", "data", None):
+            for days in (30, 100, 200, 350, 400, 500, 3000):
+                moment = T0 - timedelta(days=days)
+                mine = purge_covering(purges, seq, moment, category)
+                theirs = offline.purged_by(purges, seq, moment.isoformat(), category)
+                assert (mine.id if mine else None) == (theirs["id"] if theirs else None), (seq, category, days)
