@@ -3,7 +3,7 @@ place one and a button to release each."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError
@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from ...access import admin_required
 from ...extensions import db
 from ..integrity import holds as hold_service
+from ..integrity import retention
 from ..integrity.checkpoints import last_checkpoint
 from ..integrity.schemas import HoldCreateSchema
 from ..integrity.seal import chain_head, seal
@@ -27,7 +28,8 @@ def integrity():
     head, top_sealed_id = chain_head()
     last = repo.newest(AuditFilters(action_type=ActionType.AUDIT_VERIFY.value))
     return render_template("audit/integrity.html", last=last, head=head, unsealed=repo.count_newer_than(top_sealed_id),
-                           checkpoint=last_checkpoint(), form=FlaskForm(), holds=hold_service.list_holds())
+                           checkpoint=last_checkpoint(), form=FlaskForm(), holds=hold_service.list_holds(),
+                           retention=retention.periods(current_app.config))
 
 
 def _token_refused():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 
+import pytest
 from sqlalchemy import func, select
 
 from audit_portal.audit.integrity.models import LegalHold
@@ -84,8 +85,11 @@ def page_text(client) -> str:
     return html.unescape(client.get(PAGE).get_data(as_text=True))
 
 
+@pytest.mark.settings(AUDIT_RETENTION_DAYS=180, AUDIT_RETENTION_DAYS_BY_CATEGORY="security=2555,requests=90")
 def test_the_page_lists_places_and_releases_holds(app, admin_client, audit_rows):
-    assert "No legal holds." in page_text(admin_client)
+    first = page_text(admin_client)
+    assert "No legal holds." in first
+    assert "Retention: requests 90 days, security 2,555 days, other categories 180 days." in " ".join(first.split())
 
     placed = form_post(admin_client, f"{PAGE}/holds", {"from": "2026-02-01", "to": "2026-02-28",
                                                         "reason": "Case on the page"}, token_url=PAGE)
