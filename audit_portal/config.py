@@ -78,6 +78,9 @@ class BaseConfig:
     #: How long a live tail's polls go unrecorded before it must be started (and recorded) again.
     AUDIT_TAIL_MAX_HOURS = 12
     AUDIT_RETENTION_DAYS = 365
+    #: Retention per category (``requests=90,authentication=365,security=2555``; categories as in the viewer's
+    #: filter); the others keep AUDIT_RETENTION_DAYS. ``flask audit purge --yes`` applies them (docs/compliance.md).
+    AUDIT_RETENTION_DAYS_BY_CATEGORY = ""
     #: Where the event spool lives; empty means the instance folder.
     AUDIT_DATA_DIR = ""
     #: Request events: which requests are significant enough to record.

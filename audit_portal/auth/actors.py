@@ -33,3 +33,8 @@ class UserDirectory:
                         User.status == UserStatus.ACTIVE.value, User.email != "")
                  .order_by(User.id))
         return list(db.session.scalars(query))
+
+    def find(self, username: str) -> tuple[int, str] | None:
+        """The user called ``username`` (exactly, as at login) as (id, username), or None."""
+        row = db.session.execute(select(User.id, User.username).where(User.username == username)).first()
+        return tuple(row) if row is not None else None

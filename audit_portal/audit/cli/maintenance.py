@@ -1,4 +1,4 @@
-"""``flask audit verify|purge|export|rollup`` and ``flask demo seed``."""
+"""``flask audit verify|partitions|export|rollup`` and ``flask demo seed`` (``purge`` and ``hold``: their own modules)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from ..demo.bulk import load_chunks
 from ..demo.seed import COLUMNS, generate_chunks
 from ..integrity.digest_check import check_digests, digest_count
 from ..integrity.evidence import NoDigests, write_evidence
-from ..integrity.purge import execute_purge, plan_purge
 from ..integrity.seal import seal
 from ..integrity.verify import record_verification, verify
 from ..read.export import ExportTooLarge, prepare_export
@@ -24,7 +23,6 @@ from ..read.schemas import AuditLogFilterSchema
 from ..record import partitions
 from ..record.actors import directory
 from ..record.models import AuditChainLink
-from ..streams import service as stream_service
 from ..write import rollup
 from ..write.service import log_export
 from .common import public_keys_or_exit
@@ -129,52 +127,6 @@ def partitions_command(ahead: int | None):
         click.echo(f"{partition.name}  {partition.lower:%Y-%m-%d} to {partition.upper:%Y-%m-%d}  "
                    f"~{sizes.get(partition.name, 0):,} events{mark}")
     click.echo(f"{len(listed)} partitions; {len(made)} created.")
-
-
-@audit_cli.command("purge")
-@click.option("--older-than-days", required=True, type=click.IntRange(min=0), help="Delete events older than this.")
-@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge_command(older_than_days: int, dry_run: bool, yes: bool):
-    """Delete events older than N days, in batches, and record that the purge ran."""
-    retention = current_app.config["AUDIT_RETENTION_DAYS"]
-    if older_than_days < retention:
-        click.echo(f"Warning: {older_than_days} days is shorter than AUDIT_RETENTION_DAYS ({retention}).", err=True)
-    plan = plan_purge(older_than_days)
-    db.session.rollback()  # no transaction stays open (holding a snapshot) while the operator reads the prompt
-    empty = [d.name for d in plan.drops if not d.count]
-    if plan.count == 0 and not empty:
-        click.echo(f"Nothing to purge: no sealed events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC.")
-        return
-    if plan.count:
-        summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
-                   f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
-    else:
-        summary = f"no events (nothing sealed is older than {plan.cutoff:%Y-%m-%d %H:%M} UTC)"
-    whole = [d for d in plan.drops if d.count]
-    if whole:
-        summary += (f"; {sum(d.count for d in whole):,} of them by dropping "
-                    f"{', '.join(d.name for d in whole)} whole")
-    if empty:
-        summary += f"; and the empty months {', '.join(empty)}"
-    for name, links in stream_service.behind(plan.cut_seq):
-        click.echo(f"Warning: stream destination {name} has not been sent up to {links:,} of these events yet "
-                   "(paused, failing or behind): once purged they never reach it.", err=True)
-    db.session.rollback()
-    if dry_run:
-        click.echo(f"Dry run: would delete {summary}.")
-        return
-    if not yes:
-        click.confirm(f"Delete {summary}? This cannot be undone", abort=True)
-    with click.progressbar(length=plan.count, label="Purging", file=sys.stderr) as bar:
-        deleted = execute_purge(plan, progress=bar.update)
-    for drop in whole:
-        click.echo(f"Dropped {drop.name} ({drop.count:,} events): chain links deleted in {drop.links_seconds:.2f} s, "
-                   f"audit_logs locked for {drop.locked_seconds:.3f} s, the table dropped in {drop.drop_seconds:.3f} s.")
-    if empty:
-        click.echo(f"Dropped the empty months {', '.join(empty)}.")
-    if plan.count:
-        click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
 
 
 def _filter_options(func):

@@ -22,6 +22,9 @@ class ActorDirectory(Protocol):
     def admin_emails(self) -> list[str]:
         """The email addresses of the active admins (alert notifications go there by default)."""
 
+    def find(self, username: str) -> tuple[int, str] | None:
+        """The user called ``username`` as (id, username), or None (a command's ``--by`` names its actor so)."""
+
 
 class NoDirectory:
     """What the audit code sees when the app lent it none: nobody is known."""
@@ -34,6 +37,9 @@ class NoDirectory:
 
     def admin_emails(self) -> list[str]:
         return []
+
+    def find(self, username: str) -> tuple[int, str] | None:
+        return None
 
 
 def use_actor_directory(app, directory: ActorDirectory) -> None:

@@ -1,17 +1,23 @@
 """The integrity page: the last verification of the hash chain, and a button to run one; the signed digests (the
-newest ones, whether a sealer is signing) and the public key that checks them."""
+newest ones, whether a sealer is signing) and the public key that checks them; the legal holds, a form to place one
+and a button to release each."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from flask import flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from marshmallow import ValidationError
 
 from ...access import admin_required
+from ...extensions import db
+from ..integrity import holds as hold_service
+from ..integrity import retention
 from ..integrity.checkpoints import last_checkpoint
 from ..integrity.digests import digest_status, list_digests, published_keys
+from ..integrity.schemas import HoldCreateSchema
 from ..integrity.seal import chain_head, seal
 from ..integrity.signing import KeyFileError
 from ..integrity.verify import record_verification, verify
@@ -28,7 +34,8 @@ def integrity():
     last = repo.newest(AuditFilters(action_type=ActionType.AUDIT_VERIFY.value))
     return render_template("audit/integrity.html", last=last, head=head, unsealed=repo.count_newer_than(top_sealed_id),
                            checkpoint=last_checkpoint(), form=FlaskForm(), digests=_newest_digests(),
-                           digest_state=digest_status(), **_public_keys())
+                           digest_state=digest_status(), **_public_keys(), holds=hold_service.list_holds(),
+                           retention=retention.periods(current_app.config))
 
 
 def _newest_digests() -> list[dict]:
@@ -42,13 +49,19 @@ def _public_keys() -> dict:
         return {"public_keys": None, "key_error": str(exc)}
 
 
+def _token_refused():
+    """A redirect back to the page when the form's CSRF token is missing or wrong; None when it is right."""
+    if FlaskForm().validate_on_submit():
+        return None
+    flash("The form's security token is missing or wrong. Reload the page and try again.", "danger")
+    return redirect(url_for("audit.integrity")), 303
+
+
 @bp.post("/integrity/verify")
 @admin_required
 def run_verification():
-    form = FlaskForm()
-    if not form.validate_on_submit():
-        flash("The form's security token is missing or wrong. Reload the page and try again.", "danger")
-        return redirect(url_for("audit.integrity")), 303
+    if refused := _token_refused():
+        return refused
     seal()
     result = verify()
     record_verification(result, current_user)
@@ -57,3 +70,39 @@ def run_verification():
     else:
         flash(f"Verification found {result.problem_count:,} problem(s): {result.problems[0]}", "danger")
     return redirect(url_for("audit.integrity"))
+
+
+@bp.post("/integrity/holds")
+@admin_required
+def add_hold():
+    if refused := _token_refused():
+        return refused
+    try:
+        data = HoldCreateSchema().load({name: request.form.get(name, "") for name in ("from", "to", "reason")})
+        hold = hold_service.add_hold(current_user, data["starts_at"], data["ends_at"], data["reason"])
+    except ValidationError as exc:
+        flash("; ".join(f"{field}: {' '.join(problems)}" for field, problems in exc.messages.items()), "danger")
+        return redirect(url_for("audit.integrity", _anchor="holds")), 303
+    except hold_service.HoldError as exc:
+        db.session.rollback()
+        flash(f"{exc.field}: {exc.message}", "danger")
+        return redirect(url_for("audit.integrity", _anchor="holds")), 303
+    db.session.commit()
+    flash(f"Legal hold {hold.id} placed.", "success")
+    return redirect(url_for("audit.integrity", _anchor="holds"))
+
+
+@bp.post("/integrity/holds/<int:hold_id>/release")
+@admin_required
+def release_hold(hold_id: int):
+    if refused := _token_refused():
+        return refused
+    try:
+        hold_service.release_hold(current_user, hold_id)
+    except hold_service.HoldError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(url_for("audit.integrity", _anchor="holds")), 303
+    db.session.commit()
+    flash(f"Legal hold {hold_id} released.", "success")
+    return redirect(url_for("audit.integrity", _anchor="holds"))

@@ -28,8 +28,12 @@ def test_no_route_under_the_audit_log_accepts_put_patch_or_delete(app):
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith(AUDIT_PREFIXES)]
     assert len(rules) >= 8, [r.rule for r in rules]  # the viewer, detail, errors, export, API, integrity
     assert [(r.rule, sorted(r.methods & EDITING_METHODS)) for r in rules if r.methods & EDITING_METHODS] == []
-    # The only state-changing route there runs a verification; it writes a new event and edits none.
-    assert sorted(r.rule for r in rules if "POST" in r.methods) == ["/admin/audit-logs/integrity/verify"]
+    # The state-changing routes there run a verification and place or release legal holds: they write new events
+    # (and holds) and edit none.
+    assert sorted(r.rule for r in rules if "POST" in r.methods) == [
+        "/admin/audit-logs/integrity/holds", "/admin/audit-logs/integrity/holds/<int:hold_id>/release",
+        "/admin/audit-logs/integrity/verify", "/api/v1/audit-logs/holds/",
+        "/api/v1/audit-logs/holds/<int:hold_id>/release"]
 
 
 def test_an_admin_cannot_edit_or_delete_an_event_through_the_api(app, admin_client):
