@@ -134,6 +134,20 @@ def test_a_digest_is_signed_every_n_links_or_once_the_interval_passed(app, key):
 
 
 @pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=2)
+def test_digests_still_verify_after_a_retention_purge(app, runner, key):
+    record_events(app, 4, days_ago=400, label="old")
+    record_events(app, 3, label="recent")
+    assert run_sealer(app, runner, key).exit_code == 0
+    purged = runner.invoke(args=["audit", "purge", "--older-than-days", "365", "--yes"])
+    assert purged.exit_code == 0 and "Deleted 4 events" in purged.output, purged.output
+    assert run_sealer(app, runner, key).exit_code == 0  # the purge's own event, and the next digests
+
+    verified = verify_with(app, runner, key.public)
+
+    assert verified.exit_code == 0, verified.output
+
+
+@pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=2)
 def test_a_digest_carries_the_retention_purges_since_the_one_before(app, key):
     """An auditor learns of every purge from the signed digests, each purge once."""
     keys = SealerKeys(load_signing_key(key.private))
