@@ -98,9 +98,12 @@ def test_keys_generate_never_overwrites_a_key(runner, key):
 def test_the_sealer_signs_digests_that_verify_with_the_public_key(app, runner, key):
     record_events(app, 5)
 
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = str(key.public)  # the sealer says when it does not match: here it does
     result = run_sealer(app, runner, key)
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = ""
 
     assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output
     rows = stored_digests(app)
     assert [(r.first_seq, r.last_seq) for r in rows] == [(1, 2), (3, 4), (5, 5)]
     public = key.public_key()
@@ -253,6 +256,10 @@ def test_key_rotation_hands_over_to_the_next_key(app, runner, key, other_key, tm
     old_key_again = run_sealer(app, runner, key)
     assert old_key_again.exit_code != 0 and "leaves key" in old_key_again.output
     assert len(stored_digests(app)) == len(rows)
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = str(key.public)
+    unpublished = run_sealer(app, runner, other_key)  # signs, but warns that auditors lack its public half
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = ""
+    assert unpublished.exit_code == 0 and "does not hold the public half" in unpublished.output
 
     both = tmp_path / "both.pem"
     both.write_text(key.public.read_text() + other_key.public.read_text())
