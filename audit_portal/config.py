@@ -101,9 +101,10 @@ class BaseConfig:
     AUDIT_DIGEST_EVERY_SECONDS = 3600
     #: Seconds the sealer process sleeps between its rounds (seal, then sign what is due).
     AUDIT_SEALER_INTERVAL = 5.0
-    #: PostgreSQL (docs/scaling.md): months ahead whose partitions exist, made by the background maintenance (in
-    #: the sealer's turn, so not when AUDIT_SEAL_INTERVAL is 0) every AUDIT_PARTITION_CHECK_SECONDS, and by
-    #: ``flask audit partitions``. A missing month is also made when an event needs it.
+    #: PostgreSQL (docs/scaling.md): months ahead whose partitions exist, made by the background maintenance every
+    #: AUDIT_PARTITION_CHECK_SECONDS (0: never; with AUDIT_SEAL_INTERVAL 0 it still runs, without the sealer), and
+    #: by ``flask audit partitions``. A missing month is also made when an event needs it, a fallback that can
+    #: make two requests that changed users wait for each other (docs/scaling.md): keep the maintenance on.
     AUDIT_PARTITIONS_AHEAD = 3
     AUDIT_PARTITION_CHECK_SECONDS = 3600
     #: Milliseconds a partition's creation or drop waits for a lock per attempt (it retries), so that requests
@@ -193,6 +194,7 @@ class TestingConfig(BaseConfig):
     RATELIMIT_ENABLED = False
     #: Tests seal explicitly, so that row counts stay predictable; they run stream dispatchers themselves.
     AUDIT_SEAL_INTERVAL = 0
+    AUDIT_PARTITION_CHECK_SECONDS = 0
     STREAM_DISPATCH_IN_APP = False
     ALERT_EVAL_IN_APP = False
 

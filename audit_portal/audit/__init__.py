@@ -71,9 +71,11 @@ def init_app(app) -> None:
     from .write.hooks import AuditMiddleware
     from .write.writer import AuditWriter, install_sigterm_flush
 
+    # The housekeeping's turn: the sealer's interval, or without a sealer, the partition maintenance's.
+    every = app.config["AUDIT_SEAL_INTERVAL"] or app.config["AUDIT_PARTITION_CHECK_SECONDS"]
     writer = app.extensions["audit_writer"] = AuditWriter(app, housekeeping=Housekeeping(app),
-                                                          housekeeping_every=app.config["AUDIT_SEAL_INTERVAL"])
-    if app.config["AUDIT_SEAL_INTERVAL"]:
+                                                          housekeeping_every=every)
+    if every:
         app.before_request(writer.start)
     install_sigterm_flush()
     AuditMiddleware(app)
