@@ -65,7 +65,7 @@ def test_keys_generate_writes_a_private_key_for_its_owner_alone_and_a_public_key
     assert result.exit_code == 0, result.output
     private, public = out / "audit-signing-key.pem", out / "audit-signing-key.pub.pem"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert stat.S_IMODE(public.stat().st_mode) & 0o077 == 0o044  # readable by anyone, writable by its owner only
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
     assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")  # PKCS 8
     assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")  # SubjectPublicKeyInfo
     private_key = serialization.load_pem_private_key(private.read_bytes(), password=None)
