@@ -12,6 +12,7 @@ import re
 import statistics
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from flask import Flask
 from sqlalchemy import inspect, select, text
 
 from audit_portal import create_app
+from audit_portal.audit.integrity.holds import add_hold
+from audit_portal.audit.integrity.models import LegalHold
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
 from audit_portal.audit.record.models import AuditLog
@@ -483,10 +486,11 @@ def protected_routes(app: Flask, values: dict) -> list[tuple[str, str]]:
 
 
 def snapshot(app: Flask) -> dict:
-    """Users and tokens, every column but the last-use times (which reading with a token or logging in moves)."""
+    """Users, tokens and legal holds, every column but the last-use times (which reading with a token or logging in
+    moves)."""
     with app.app_context():
         out = {}
-        for model, skip in ((User, "last_login_at"), (ApiToken, "last_used_at")):
+        for model, skip in ((User, "last_login_at"), (ApiToken, "last_used_at"), (LegalHold, None)):
             columns = [c for c in model.__table__.columns if c.name != skip]
             out[model.__tablename__] = [tuple(r) for r in db.session.execute(select(*columns).order_by(columns[0]))]
         return out
@@ -498,8 +502,11 @@ def test_a_non_admin_cannot_reach_any_audit_or_user_route_by_any_method(app, adm
     with app.app_context():
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == admin_id))
     [log_id] = insert_events(app, [event("an event")])
+    with app.app_context():
+        hold_id = add_hold(None, utcnow() - timedelta(days=2), utcnow(), "Case 1").id
+        db.session.commit()
     routes = protected_routes(app, {"user_id": admin_id, "log_id": log_id, "token_id": token_id, "stream_id": 1,
-                                    "alert_id": 1, "rule_id": 1, "view_id": 1})
+                                    "alert_id": 1, "rule_id": 1, "view_id": 1, "hold_id": hold_id})
     assert len(routes) >= 45, routes
     assert {"/admin/audit-logs/export", "/api/v1/audit-logs/export", "/admin/audit-logs/integrity/verify",
             "/api/v1/streams/", "/admin/alerts/1/acknowledge", "/api/v1/alert-rules/1"} <= {url for _, url in routes}
@@ -546,6 +553,7 @@ FORM_DATA = {
     "auth.login": {"username": "admin", "password": PASSWORD},
     "auth.password": {"current_password": PASSWORD, "new_password": "hijacked-Passw0rd", "confirm": "hijacked-Passw0rd"},
     "auth.preferences": {"timezone": "Asia/Tokyo"},
+    "audit.add_hold": {"from": "2026-01-01", "to": "2026-01-31", "reason": "forged"},
     "users.create_user": {"username": "mallory", "email": "mallory@example.com", "full_name": "", "role": "admin",
                           "status": "active", "is_active": "y", "password": "hijacked-Passw0rd",
                           "confirm": "hijacked-Passw0rd"},
@@ -564,7 +572,7 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice_id))
     adapter = app.url_map.bind("localhost")
     values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "alert_id": 1, "rule_id": 1,
-              "view_id": 1, "action": "remove"}
+              "view_id": 1, "hold_id": 1, "action": "remove"}
     forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: {**values, **ENDPOINT_VALUES.get(rule.endpoint, {})}[k]
                                                            for k in rule.arguments}, method="POST"))
              for rule in app.url_map.iter_rules()

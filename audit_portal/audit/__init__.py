@@ -53,13 +53,16 @@ def init_app(app) -> None:
     from .cli import alerts_cli, audit_cli, demo_cli, streams_cli
     from .integrity import models as _integrity_models  # noqa: F401 - its tables, for create_all and Alembic
     from .integrity.housekeeping import Housekeeping
+    from .integrity.retention import check_settings as check_retention
     from .record.presentation import TEMPLATE_FILTERS
     from .streams.runner import BackgroundDispatcher
     from .web import (
         alerts,
         alerts_api,
         api,
+        digests_api,
         erasure_api,
+        holds_api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
         metrics,
         saved_views,
@@ -71,9 +74,11 @@ def init_app(app) -> None:
     from .write.hooks import AuditMiddleware
     from .write.writer import AuditWriter, install_sigterm_flush
 
+    # The housekeeping's turn: the sealer's interval, or without a sealer, the partition maintenance's.
+    every = app.config["AUDIT_SEAL_INTERVAL"] or app.config["AUDIT_PARTITION_CHECK_SECONDS"]
     writer = app.extensions["audit_writer"] = AuditWriter(app, housekeeping=Housekeeping(app),
-                                                          housekeeping_every=app.config["AUDIT_SEAL_INTERVAL"])
-    if app.config["AUDIT_SEAL_INTERVAL"]:
+                                                          housekeeping_every=every)
+    if every:
         app.before_request(writer.start)
     install_sigterm_flush()
     AuditMiddleware(app)
@@ -81,7 +86,8 @@ def init_app(app) -> None:
     app.register_blueprint(streams.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(saved_views.bp)
-    register(api.blp, erasure_api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp, saved_views_api.blp)
+    register(api.blp, digests_api.blp, erasure_api.blp, holds_api.blp, streams_api.blp, alerts_api.blp,
+             alerts_api.rules_blp, saved_views_api.blp)
     for group in (audit_cli, demo_cli, streams_cli, alerts_cli):
         app.cli.add_command(group)
     for name, function in TEMPLATE_FILTERS.items():
@@ -93,6 +99,7 @@ def init_app(app) -> None:
         dispatcher = app.extensions["audit_streams"] = BackgroundDispatcher(app)
         app.before_request(dispatcher.ensure_started)
     check_settings(app.config)
+    check_retention(app.config)
     if app.config["ALERT_EVAL_IN_APP"]:
         evaluator = app.extensions["audit_alerts"] = BackgroundEvaluator(app)
         app.before_request(evaluator.ensure_started)

@@ -34,9 +34,10 @@ class UserDirectory:
                  .order_by(User.id))
         return list(db.session.scalars(query))
 
-    def id_of(self, username: str) -> int | None:
-        """The id of the user called ``username`` (exact), or None."""
-        return db.session.scalar(select(User.id).where(User.username == username))
+    def find(self, username: str) -> tuple[int, str] | None:
+        """The user called ``username`` (exactly, as at login) as (id, username), or None."""
+        row = db.session.execute(select(User.id, User.username).where(User.username == username)).first()
+        return tuple(row) if row is not None else None
 
     def is_admin(self, user_id: int) -> bool:
         """Whether ``user_id`` is an admin who can log in."""

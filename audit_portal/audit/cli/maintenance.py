@@ -1,4 +1,4 @@
-"""``flask audit verify|purge|export|rollup`` and ``flask demo seed``."""
+"""``flask audit verify|partitions|export|rollup`` and ``flask demo seed`` (``purge`` and ``hold``: their own modules)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy import func, select, text
 from ...extensions import db
 from ..demo.bulk import load_chunks
 from ..demo.seed import COLUMNS, generate_chunks
+from ..integrity.digest_check import check_digests, digest_count
 from ..integrity.evidence import NoDigests, write_evidence
-from ..integrity.purge import execute_purge, plan_purge
 from ..integrity.seal import seal
 from ..integrity.verify import record_verification, verify
 from ..read.export import ExportTooLarge, prepare_export
@@ -23,9 +23,9 @@ from ..read.schemas import AuditLogFilterSchema
 from ..record import partitions
 from ..record.actors import directory
 from ..record.models import AuditChainLink
-from ..streams import service as stream_service
 from ..write import rollup
 from ..write.service import log_export
+from .common import public_keys_or_exit
 
 demo_cli = AppGroup("demo", help="Demo data.")
 audit_cli = AppGroup("audit", help="Audit log maintenance.")
@@ -60,7 +60,9 @@ def rollup_command():
 
 @audit_cli.command("verify")
 def verify_command():
-    """Seal new events, then walk the hash chain; exit 0 only when it is intact."""
+    """Seal new events, then walk the hash chain (and, with AUDIT_PUBLIC_KEY_FILE, check the signed digests); exit 0
+    only when everything is intact."""
+    public_keys = public_keys_or_exit()  # before anything is sealed or recorded: a bad key file changes nothing
     sealed = seal()
     if sealed.sealed:
         click.echo(f"Sealed {sealed.sealed:,} new events" + (f" ({sealed.late} committed late)" if sealed.late else "")
@@ -68,6 +70,10 @@ def verify_command():
     total = db.session.scalar(select(func.count()).select_from(AuditChainLink)) or 0
     with click.progressbar(length=total, label="Verifying the audit chain", file=sys.stderr) as bar:
         result = verify(progress=bar.update)
+    if public_keys is not None:
+        _check_digests(public_keys, result)
+    elif digest_count():
+        click.echo(f"Note: {digest_count():,} signed digests are stored; set AUDIT_PUBLIC_KEY_FILE to check them too.")
     record_verification(result)
     if result.late:
         click.echo(f"Note: {result.late:,} event(s) committed late (after newer events had been sealed) and were "
@@ -83,6 +89,18 @@ def verify_command():
     if result.problem_count > 20:
         click.echo(f"  ... and {result.problem_count - 20:,} more.", err=True)
     sys.exit(1)
+
+
+def _check_digests(public_keys, result) -> None:
+    """Add the signed digests' problems to ``result`` and say what they cover."""
+    report = check_digests(public_keys)
+    for problem in report.problems:
+        result.problem(problem)
+    if not report.checked:
+        click.echo("Note: AUDIT_PUBLIC_KEY_FILE is set but no signed digest is stored yet (is the sealer running?).")
+        return
+    click.echo(f"Checked {report.checked:,} signed digests (links up to {report.last_seq}; keys named: "
+               f"{', '.join(fp[:16] + '…' for fp in report.keys_used)}); links after {report.last_seq} await the next.")
 
 
 @audit_cli.command("partitions")
@@ -109,52 +127,6 @@ def partitions_command(ahead: int | None):
         click.echo(f"{partition.name}  {partition.lower:%Y-%m-%d} to {partition.upper:%Y-%m-%d}  "
                    f"~{sizes.get(partition.name, 0):,} events{mark}")
     click.echo(f"{len(listed)} partitions; {len(made)} created.")
-
-
-@audit_cli.command("purge")
-@click.option("--older-than-days", required=True, type=click.IntRange(min=0), help="Delete events older than this.")
-@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def purge_command(older_than_days: int, dry_run: bool, yes: bool):
-    """Delete events older than N days, in batches, and record that the purge ran."""
-    retention = current_app.config["AUDIT_RETENTION_DAYS"]
-    if older_than_days < retention:
-        click.echo(f"Warning: {older_than_days} days is shorter than AUDIT_RETENTION_DAYS ({retention}).", err=True)
-    plan = plan_purge(older_than_days)
-    db.session.rollback()  # no transaction stays open (holding a snapshot) while the operator reads the prompt
-    empty = [d.name for d in plan.drops if not d.count]
-    if plan.count == 0 and not empty:
-        click.echo(f"Nothing to purge: no sealed events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC.")
-        return
-    if plan.count:
-        summary = (f"{plan.count:,} events from {plan.first_timestamp:%Y-%m-%d %H:%M} to "
-                   f"{plan.last_timestamp:%Y-%m-%d %H:%M} UTC (older than {older_than_days} days)")
-    else:
-        summary = f"no events (nothing sealed is older than {plan.cutoff:%Y-%m-%d %H:%M} UTC)"
-    whole = [d for d in plan.drops if d.count]
-    if whole:
-        summary += (f"; {sum(d.count for d in whole):,} of them by dropping "
-                    f"{', '.join(d.name for d in whole)} whole")
-    if empty:
-        summary += f"; and the empty months {', '.join(empty)}"
-    for name, links in stream_service.behind(plan.cut_seq):
-        click.echo(f"Warning: stream destination {name} has not been sent up to {links:,} of these events yet "
-                   "(paused, failing or behind): once purged they never reach it.", err=True)
-    db.session.rollback()
-    if dry_run:
-        click.echo(f"Dry run: would delete {summary}.")
-        return
-    if not yes:
-        click.confirm(f"Delete {summary}? This cannot be undone", abort=True)
-    with click.progressbar(length=plan.count, label="Purging", file=sys.stderr) as bar:
-        deleted = execute_purge(plan, progress=bar.update)
-    for drop in whole:
-        click.echo(f"Dropped {drop.name} ({drop.count:,} events): chain links deleted in {drop.links_seconds:.2f} s, "
-                   f"audit_logs locked for {drop.locked_seconds:.3f} s, the table dropped in {drop.drop_seconds:.3f} s.")
-    if empty:
-        click.echo(f"Dropped the empty months {', '.join(empty)}.")
-    if plan.count:
-        click.echo(f"Deleted {deleted:,} events; a RETENTION_PURGE event records the cut.")
 
 
 def _filter_options(func):

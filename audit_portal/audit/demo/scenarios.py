@@ -176,6 +176,26 @@ def stream(action: ActionType):
     return scenario
 
 
+_TRAIL_TEXT = {
+    ActionType.HOLD_CREATE: (ResourceType.LEGAL_HOLD, "{actor} placed a legal hold on {span} (litigation {n})"),
+    ActionType.HOLD_RELEASE: (ResourceType.LEGAL_HOLD, "{actor} released legal hold {n}"),
+    ActionType.ERASURE_REQUEST: (ResourceType.ERASURE_REQUEST, "{actor} asked to erase the personal data of user {n}"),
+    ActionType.ERASURE_REJECT: (ResourceType.ERASURE_REQUEST, "{actor} rejected erasure request {n}"),
+    ActionType.ERASURE: (ResourceType.ERASURE_REQUEST, "{actor} approved erasure request {n}; it was carried out"),
+}
+
+
+def trail(action: ActionType):
+    """Legal holds and erasure requests (the trail's own governance)."""
+    resource, text = _TRAIL_TEXT[action]
+
+    def scenario(rng, actor, target, meta):
+        return body(actor.who, action, resource, target,
+                    sentence(text.format(actor=actor.name, n=target, span="the first quarter")), meta.json(id=int(target)))
+
+    return scenario
+
+
 def alert(action: ActionType):
     def scenario(rng, actor, target, meta):
         rule = rng.choice(["brute_force_ip", "new_admin", "error_spike", "large_export"])

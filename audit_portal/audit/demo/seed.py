@@ -42,7 +42,7 @@ _VARIANT = {f"{i:x}": "89ab"[i & 3] for i in range(16)}
 
 #: Action types the seed never fakes: they carry the integrity state (the hash chain's checkpoints and the
 #: latest verification result), which demo events would falsify.
-NOT_SEEDED = frozenset({ActionType.CHAIN_CHECKPOINT, ActionType.AUDIT_VERIFY})
+NOT_SEEDED = frozenset({ActionType.CHAIN_CHECKPOINT, ActionType.AUDIT_VERIFY, ActionType.DIGEST_SIGNED})
 #: (weight, scenario). Every other action type, every status and every severity has at least one scenario.
 SCENARIOS = [
     (0.30, s.request),
@@ -68,6 +68,9 @@ SCENARIOS = [
     *[(0.0005, s.alert(action)) for action in (ActionType.ALERT_TRIGGERED, ActionType.ALERT_ACKNOWLEDGED,
                                                 ActionType.ALERT_RESOLVED, ActionType.ALERT_RULE_CREATE,
                                                 ActionType.ALERT_RULE_UPDATE, ActionType.ALERT_RULE_DELETE)],
+    *[(0.0005, s.trail(action)) for action in (ActionType.HOLD_CREATE, ActionType.HOLD_RELEASE,
+                                                ActionType.ERASURE_REQUEST, ActionType.ERASURE_REJECT,
+                                                ActionType.ERASURE)],
     # Errors: 10% of events, spread over ERRORS; two more pin down both error action types.
     *[(0.10 / len(s.ERRORS), s.error(i)) for i in range(len(s.ERRORS))],
     (0.0, s.error(0, ActionType.EXCEPTION_RAISED)),

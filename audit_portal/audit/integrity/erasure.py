@@ -58,7 +58,8 @@ class Admin:
 
 def admin_named(username: str) -> Admin:
     """The admin called ``username`` (the CLI's ``--by``); an ``ErasureError`` when there is none."""
-    user_id = directory().id_of(username)
+    found = directory().find(username)
+    user_id = found[0] if found else None
     if user_id is None or not directory().is_admin(user_id):
         raise ErasureError("by", f"{username!r} is not an admin who can log in: only admins request and decide "
                                  "erasures.")
@@ -86,7 +87,8 @@ def request_erasure(requester: Admin, reason: str, *, user_id: int | None = None
     if user_id is not None and username is None:
         username = directory().names([user_id]).get(user_id)
     elif user_id is None:  # the account's id, or the one its events were sealed with when it is gone
-        user_id = directory().id_of(username) or erasure_scope.recorded_user_id(username)
+        account = directory().find(username)
+        user_id = account[0] if account else erasure_scope.recorded_user_id(username)
     subject = erasure_scope.Subject.of(user_id, username)
     matched = erasure_scope.count_events(subject)
     if not matched:

@@ -83,10 +83,10 @@ def write_evidence(filters: AuditFilters, out, digest_dir: str | Path) -> Eviden
     if not used:
         return result
     result.first_seq, result.last_seq = used[0].first_seq, signed_to
-    # Correlated to the link only: the event is looked up again in the subquery (auto-correlation would take both
-    # tables from the outer query and leave the subquery without a FROM).
-    wanted = apply_filters(select(_table.c.id), filters).where(_table.c.id == _chain.c.audit_log_id) \
-        .correlate(_chain).exists()
+    # Correlated to the link only: the subquery reads audit_logs itself (it would otherwise melt into the outer
+    # query's audit_logs and have no FROM left).
+    wanted = (apply_filters(select(_table.c.id), filters).where(_table.c.id == _chain.c.audit_log_id)
+              .correlate(_chain).exists())
     seq = result.first_seq - 1
     while seq < signed_to:
         query = (select(_chain, _table, wanted.label("wanted"))

@@ -24,14 +24,15 @@ class Housekeeping:
         self._last_partition_check: float | None = None
 
     def __call__(self) -> None:
-        """In an app context: seal what is committed, if this process is the sealer; every
+        """In an app context: seal what is committed, if this process is the sealer (and AUDIT_SEAL_INTERVAL is not
+        0: then a separate ``flask audit sealer`` seals); every
         AUDIT_PARTITION_CHECK_SECONDS (and at once on taking the job over), on PostgreSQL, create the partitions of
         this month and the AUDIT_PARTITIONS_AHEAD next ones, if this process is the maintenance."""
-        if self.sealer.mine():
+        if self.app.config["AUDIT_SEAL_INTERVAL"] and self.sealer.mine():
             seal_in_background()
         if db.engine.dialect.name != "postgresql":
             return
-        if not self.partitions.mine():
+        if not self.app.config["AUDIT_PARTITION_CHECK_SECONDS"] or not self.partitions.mine():
             self._last_partition_check = None
             return
         config = self.app.config

@@ -1,16 +1,20 @@
-"""Retention: delete old events, keeping the hash chain verifiable.
+"""Retention: delete the events past their category's retention, outside every legal hold, keeping their links.
 
-Only sealed events are purged, and only a prefix of the chain: the purge cuts the chain at a link and
-records that cut (position and hash) in its RETENTION_PURGE event, where ``verify`` finds it.
+The purge seals first and reads the chain's head; then it deletes only events sealed at links up to that head,
+older than their category's cutoff (AUDIT_RETENTION_DAYS_BY_CATEGORY, the rest AUDIT_RETENTION_DAYS; or one cutoff
+for all with ``--older-than-days``) and outside every active hold. Their links stay as tombstones (row hash, time,
+category): before it deletes anything it writes its ``audit_purges`` row (cutoffs, holds, head) and its
+RETENTION_PURGE event, so that ``verify`` tells each missing event it removed from one deleted by hand
+(``tombstones.py``). Older purges cut a prefix of the chain and recorded the cut in their RETENTION_PURGE event;
+``seal.py`` and ``verify.py`` still read those.
 
-On a partitioned PostgreSQL table (``record/partitions.py``) a month whose whole range lies before the cutoff
-and whose every row is sealed inside that prefix goes as a table: its links are deleted and it is detached (and
-renamed ``audit_logs_purged_YYYY_MM``) in one transaction, with the rollup's recount, then dropped in a second;
-each step waits for its locks ``AUDIT_PARTITION_LOCK_TIMEOUT_MS`` at a time, from a savepoint, so requests never
-queue behind it for longer (the drop also needs ``users`` to itself for a moment: it removes the month's
-foreign-key triggers there). The rest of the prefix (a month with a row sealed after a younger one, the days of
-the cutoff's own month) goes in batches of PURGE_BATCH, as on SQLite. Either way the error rollup recounts the
-days it removed.
+On a partitioned PostgreSQL table (``record/partitions.py``) a month whose every row goes (and which lies wholly
+before the latest cutoff) goes as a table: detached (and renamed ``audit_logs_purged_YYYY_MM``) in one transaction,
+with the rollup's recount, then dropped in a second; each step waits for its locks
+``AUDIT_PARTITION_LOCK_TIMEOUT_MS`` at a time, from a savepoint, so requests never queue behind it for longer (the
+drop also needs ``users`` to itself for a moment: it removes the month's foreign-key triggers there). The other
+events go in batches of PURGE_BATCH, in time order, as on SQLite. Either way the error rollup recounts the days it
+removed. A hold placed while the purge runs stops it (nothing it protects is deleted; run it again).
 """
 
 from __future__ import annotations
@@ -18,19 +22,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import and_, column, delete, func, not_, or_, select, table, text
 
 from ...extensions import db
-from ...timeutil import utcnow
+from ...timeutil import UTCDateTime, utcnow
 from ..record import partitions
 from ..record.enums import ActionType, ResourceType
 from ..record.events import build_event
 from ..record.models import AuditChainLink, AuditLog
 from ..write import rollup
 from ..write.inserts import insert_events
+from . import retention
+from .holds import active_holds
+from .models import AuditPurge
 from .seal import seal
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,15 @@ log = logging.getLogger(__name__)
 PURGE_BATCH = 5000
 _chain = AuditChainLink.__table__
 _table = AuditLog.__table__
+_purges = AuditPurge.__table__
+
+
+class _MonthChanged(Exception):
+    """An event arrived in a month planned to be dropped."""
+
+
+class HoldsChanged(RuntimeError):
+    """A legal hold was placed after the purge read the holds: it stops rather than delete what the hold keeps."""
 
 
 @dataclass
@@ -48,128 +64,193 @@ class PartitionDrop:
     lower: datetime
     upper: datetime
     count: int
-    #: Filled in by the purge: seconds spent deleting the month's chain links, and seconds from the detach to the
-    #: commit (while ``audit_logs`` is locked against every other statement).
-    links_seconds: float | None = None
+    #: Filled in by the purge: seconds from the detach to the commit (while ``audit_logs`` is locked against every
+    #: other statement), and seconds the drop of the detached table took (it locks users, whose foreign-key
+    #: triggers it removes).
     locked_seconds: float | None = None
-    #: Seconds the drop of the detached table took (it locks users, whose foreign-key triggers it removes).
     drop_seconds: float | None = None
+    #: False when the month changed after the plan (an event arrived in it) and was left to the batches.
+    dropped: bool = False
 
 
 @dataclass
 class PurgePlan:
-    cutoff: datetime
-    cut_seq: int  #: links 1..cut_seq (and their events) go
+    #: ``{category: cutoff}``, ``"*"`` for the categories without their own period.
+    cutoffs: dict[str, datetime]
+    #: The active holds' ranges (both ends included).
+    holds: list[tuple[datetime, datetime]]
+    #: The chain's head after sealing: only events sealed at links up to it go.
+    head_seq: int
     count: int
+    by_category: dict[str, int]
+    #: Events past their retention that the holds keep.
+    held: int
     first_timestamp: datetime | None
     last_timestamp: datetime | None
-    cut_hash: str | None
-    #: Months dropped as tables (their events are part of ``count``); the rest of the prefix goes in batches.
+    #: The highest link among the events that go (streams not sent that far lose them).
+    last_seq: int | None
+    #: Months dropped as tables (their events are part of ``count``); the rest goes in batches.
     drops: list[PartitionDrop] = field(default_factory=list)
-    #: The public chain's hash at the cut.
-    cut_public: str | None = None
+    #: The ``--older-than-days`` given, or None: each category's retention.
+    older_than_days: int | None = None
+    #: Events kept whatever their age, because verification anchors on them (``_anchors``).
+    kept: list[int] = field(default_factory=list)
 
 
-def _droppable(conn, cutoff: datetime, cut_seq: int) -> list[PartitionDrop]:
-    """The partitions that lie wholly before ``cutoff`` and hold only events sealed at links 1..``cut_seq``, or none
-    at all (a month that earlier purges emptied row by row, as a daily purge does: dropped too, so empty months do
-    not pile up)."""
+def _goes(t, plan: PurgePlan):
+    """Rows of ``t`` (joined with their links) that the purge removes."""
+    held = retention.held(t, plan.holds)
+    return and_(_chain.c.seq.is_not(None), _chain.c.seq <= plan.head_seq, retention.past(t, plan.cutoffs),
+                *([not_(held)] if held is not None else []), *([t.c.id.not_in(plan.kept)] if plan.kept else []))
+
+
+def _anchors(session) -> list[int]:
+    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
+    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
+    0016's rebuild (``rechained``), below which older checkpoints no longer apply."""
+    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
+    rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
+                           .where(_table.c.action_type.in_(list(marks))))
+    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
+
+
+def _partition_table(name: str):
+    return table(name, column("id"), column("timestamp", UTCDateTime()), column("category"))
+
+
+def _droppable(conn, plan: PurgePlan) -> list[PartitionDrop]:
+    """The months that lie wholly before the latest cutoff and whose every row goes (or that hold none: a month
+    that earlier purges emptied row by row, as a daily purge does: dropped too, so empty months do not pile up)."""
+    latest = max(plan.cutoffs.values())
     drops = []
     for partition in partitions.partitions(conn):
-        if partition.upper > cutoff:
+        if partition.upper > latest:
             continue
-        count, outside = conn.execute(text(
-            f'SELECT count(*), count(*) FILTER (WHERE c.seq IS NULL OR c.seq > :cut) FROM "{partition.name}" p '  # noqa: S608
-            "LEFT JOIN audit_chain c ON c.audit_log_id = p.id"), {"cut": cut_seq}).one()
-        if not outside:
+        month = _partition_table(partition.name)
+        count, kept = conn.execute(
+            select(func.count(), func.count().filter(not_(_goes(month, plan))))
+            .select_from(month.outerjoin(_chain, _chain.c.audit_log_id == month.c.id))).one()
+        if not kept:
             drops.append(PartitionDrop(partition.name, partition.lower, partition.upper, count))
     return drops
 
 
-def plan_purge(older_than_days: int) -> PurgePlan:
-    """What a purge would delete: the longest run of the chain, from its start, of events older than the cutoff."""
+def plan_purge(older_than_days: int | None = None) -> PurgePlan:
+    """What a purge would delete now: with ``older_than_days``, every category's events older than that; without,
+    each category's past its retention. Seals first."""
     seal()
-    cutoff = utcnow() - timedelta(days=older_than_days)
-    first_young = db.session.scalar(
-        select(func.min(_chain.c.seq)).select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id))
-        .where(_table.c.timestamp >= cutoff)
-    )
-    head = db.session.scalar(select(func.max(_chain.c.seq))) or 0
-    start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
-    cut_seq = (first_young - 1) if first_young is not None else head
-    if cut_seq < start:
-        return PurgePlan(cutoff, cut_seq, 0, None, None, None, _droppable(db.session.connection(), cutoff, cut_seq))
-    span = (select(func.count(), func.min(_table.c.timestamp), func.max(_table.c.timestamp))
-            .select_from(_chain.join(_table, _table.c.id == _chain.c.audit_log_id)).where(_chain.c.seq <= cut_seq))
-    count, first, last = db.session.execute(span).one()
-    cut_hash, cut_public = db.session.execute(select(_chain.c.link_hash, _chain.c.public_hash)
-                                              .where(_chain.c.seq == cut_seq)).one()
+    now = utcnow()
+    days = {retention.DEFAULT: older_than_days} if older_than_days is not None else \
+        retention.periods(current_app.config)
+    cutoffs = retention.cutoffs(days, now)
+    session = db.session
+    head_seq = session.scalar(select(func.max(_chain.c.seq))) or 0
+    holds = active_holds(session)
+    plan = PurgePlan(cutoffs, holds, head_seq, 0, {}, 0, None, None, None, older_than_days=older_than_days,
+                     kept=_anchors(session))
+    joined = _table.join(_chain, _chain.c.audit_log_id == _table.c.id)
+    rows = session.execute(select(_table.c.category, func.count(), func.min(_table.c.timestamp),
+                                  func.max(_table.c.timestamp), func.max(_chain.c.seq))
+                           .select_from(joined).where(_goes(_table, plan)).group_by(_table.c.category)).all()
     ts = AuditLog.timestamp.type
-    drops = _droppable(db.session.connection(), cutoff, cut_seq)
-    return PurgePlan(cutoff, cut_seq, count, ts.process_result_value(_dt(first), None),
-                     ts.process_result_value(_dt(last), None), cut_hash, drops, cut_public)
+    for category, count, first, last, last_seq in rows:
+        first, last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
+        plan.by_category[category] = count
+        plan.count += count
+        plan.first_timestamp = min(filter(None, (plan.first_timestamp, first)), default=None)
+        plan.last_timestamp = max(filter(None, (plan.last_timestamp, last)), default=None)
+        plan.last_seq = max(filter(None, (plan.last_seq, last_seq)), default=None)
+    held = retention.held(_table, holds)
+    if held is not None:
+        plan.held = session.scalar(select(func.count()).select_from(joined).where(
+            _chain.c.seq <= head_seq, retention.past(_table, cutoffs), held)) or 0
+    plan.drops = _droppable(session.connection(), plan)
+    return plan
 
 
 def _dt(value):
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
-    """Drop the planned partitions, then delete the rest of the planned events and their links in batches of
-    PURGE_BATCH; record RETENTION_PURGE.
+def _check_holds(conn, plan: PurgePlan) -> None:
+    placed = set(active_holds(conn)) - set(plan.holds)
+    if placed:
+        raise HoldsChanged(f"{len(placed)} legal hold(s) were placed while the retention purge ran; it stopped "
+                           "before deleting anything they keep. Run it again.")
 
-    The RETENTION_PURGE event commits in the same transaction as the last step: there is no moment at
-    which the chain has lost its start without the cut that explains it (a sealer that finds the chain
-    empty continues from that cut). A purge interrupted before its last batch leaves a chain whose start
-    ``verify`` reports; running the purge again completes it and records the cut."""
+
+def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
+    """Record the purge (its ``audit_purges`` row and RETENTION_PURGE event), then drop the planned months and
+    delete the rest of the planned events in batches of PURGE_BATCH; their links stay. Returns how many went."""
     db.session.rollback()
     # Months an interrupted purge detached but did not drop (their events were already purged and recorded).
     partitions.drop_detached(db.engine, lock_timeout_ms=current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"])
     if plan.count == 0 and not plan.drops:
         return 0
+    purge_id = _record(plan, actor) if plan.count else None
     deleted = 0
-    in_batches = plan.count - sum(drop.count for drop in plan.drops)
-    drops = sorted(plan.drops, key=lambda drop: drop.count > 0)  # empty months first: the event goes with events
-    for i, drop in enumerate(drops):
-        last = i == len(drops) - 1 and in_batches == 0 and drop.count > 0
-        deleted += _drop_partition(drop, (lambda n: _purge_event(plan, n, actor)) if last else None, deleted)
+    for drop in sorted(plan.drops, key=lambda drop: drop.count):
+        deleted += _drop_partition(drop, plan)
         if progress:
             progress(drop.count)
-    start = db.session.scalar(select(func.min(_chain.c.seq))) or 1
-    db.session.rollback()
-    while in_batches and start <= plan.cut_seq:
-        end = min(start + PURGE_BATCH - 1, plan.cut_seq)
+    if plan.count > deleted:
+        deleted += _delete_in_batches(plan, progress)
+    if purge_id is not None and deleted != plan.count:
+        log.warning("retention purge %s: planned %d events, deleted %d", purge_id, plan.count, deleted)
         with db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
-            ids = select(_chain.c.audit_log_id).where(_chain.c.seq.between(start, end))
-            # The days this batch deletes errors from: the error rollup recounts them with the same commit.
-            first, last = conn.execute(select(func.min(_table.c.timestamp), func.max(_table.c.timestamp))
-                                       .where(_table.c.id.in_(ids), _table.c.status == rollup.ERROR)).one()
-            if end == plan.cut_seq:
-                # The event goes in before the last rows go out: on SQLite an id is reused once the rows
-                # with the highest ids are deleted, and a purge of everything must not hand out id 1 again.
-                expected = conn.scalar(select(func.count()).select_from(_table).where(_table.c.id.in_(ids)))
-                insert_events(conn, [_purge_event(plan, deleted + expected, actor)])
-                batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
-                if batch != expected:  # someone else deleted rows meanwhile: roll back rather than misreport
-                    raise RuntimeError("audit rows changed during the retention purge; run it again")
-            else:
-                batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
-            if first is not None:
-                rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
-            deleted += batch
-            links = conn.execute(delete(_chain).where(_chain.c.seq.between(start, end))).rowcount
-        if progress:
-            progress(links)
-        start = end + 1
+            conn.execute(_purges.update().where(_purges.c.id == purge_id).values(count=deleted))
     return deleted
 
 
-def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> int:
-    """Delete ``drop``'s links and detach it in one transaction (with the error rollup's recount, and the
-    RETENTION_PURGE event that ``final_event(total)`` builds when this is the purge's last step), renamed
-    ``audit_logs_purged_YYYY_MM``; then drop it in a second one.
+def _record(plan: PurgePlan, actor) -> int:
+    """Write the purge's ``audit_purges`` row and its RETENTION_PURGE event, committed before anything is deleted:
+    whatever goes afterwards is covered by it, even if the purge stops half-way."""
+    cutoffs = {key: value.isoformat() for key, value in plan.cutoffs.items()}
+    held = [[start.isoformat(), end.isoformat()] for start, end in plan.holds]
+    with db.engine.begin() as conn:
+        _check_holds(conn, plan)
+        purge_id = conn.execute(_purges.insert().values(at=utcnow(), cutoffs=cutoffs, holds=held,
+                                                        head_seq=plan.head_seq, count=plan.count)
+                                .returning(_purges.c.id)).scalar_one()
+        insert_events(conn, [_purge_event(plan, purge_id, cutoffs, held, actor)])
+    return purge_id
+
+
+def _delete_in_batches(plan: PurgePlan, progress) -> int:
+    """Delete the planned events outside the dropped months, PURGE_BATCH at a time, in (timestamp, id) order."""
+    deleted, after = 0, None
+    goes = _goes(_table, plan)
+    while True:
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
+            _check_holds(conn, plan)
+            query = (select(_table.c.id, _table.c.timestamp)
+                     .select_from(_table.join(_chain, _chain.c.audit_log_id == _table.c.id)).where(goes)
+                     .order_by(_table.c.timestamp, _table.c.id).limit(PURGE_BATCH))
+            if after is not None:
+                moment, last_id = after
+                query = query.where(_table.c.timestamp >= moment, or_(
+                    _table.c.timestamp > moment, and_(_table.c.timestamp == moment, _table.c.id > last_id)))
+            rows = conn.execute(query).all()
+            if not rows:
+                return deleted
+            ids = [row.id for row in rows]
+            after = (rows[-1].timestamp, rows[-1].id)
+            # The days this batch deletes errors from: the error rollup recounts them with the same commit.
+            first, last = conn.execute(select(func.min(_table.c.timestamp), func.max(_table.c.timestamp))
+                                       .where(_table.c.id.in_(ids), _table.c.status == rollup.ERROR)).one()
+            batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
+            if first is not None:
+                rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
+        deleted += batch
+        if progress:
+            progress(batch)
+
+
+def _drop_partition(drop: PartitionDrop, plan: PurgePlan) -> int:
+    """Detach ``drop`` in one transaction (with the error rollup's recount), renamed ``audit_logs_purged_YYYY_MM``;
+    then drop it in a second one. Its links stay (tombstones), so this costs no work per row.
 
     The detach locks ``audit_logs`` (ACCESS EXCLUSIVE) and the tables its foreign keys refer to (users: SHARE ROW
     EXCLUSIVE); the drop removes the detached table's foreign-key triggers on those tables, which takes their
@@ -179,43 +260,61 @@ def _drop_partition(drop: PartitionDrop, final_event, deleted_before: int) -> in
     wait_ms = current_app.config["AUDIT_PARTITION_LOCK_TIMEOUT_MS"]
     name = drop.name
     detached = partitions.detached_name(name)
+    try:
+        locked = _detach(drop, plan, detached, wait_ms)
+    except _MonthChanged:
+        log.info("retention purge: %s changed since the plan; its events go in batches", name)
+        return 0
+    drop.locked_seconds, drop.dropped = time.monotonic() - locked, True
+    partitions.forget(db.engine)
+    started = time.monotonic()
+    partitions.drop_detached(db.engine, [detached], wait_ms)
+    drop.drop_seconds = time.monotonic() - started
+    log.info("retention purge: dropped %s (%d events): audit_logs locked %.3f s, dropped in %.3f s",
+             name, drop.count, drop.locked_seconds, drop.drop_seconds)
+    return drop.count
+
+
+def _detach(drop: PartitionDrop, plan: PurgePlan, detached: str, wait_ms: int) -> float:
+    """The detach's transaction; returns when it took audit_logs' lock (``time.monotonic()``)."""
+    name = drop.name
     with db.engine.begin() as conn:
         conn.execute(text("SET LOCAL audit_portal.purge = 'on'"))
         # No event arrives in the month from here on (an old replay, a seed: they wait, then make it again): the
-        # month dropped is the month counted and checked sealed.
+        # month dropped is the month counted and checked.
         partitions.with_lock_retries(conn, [f'LOCK TABLE "{name}" IN SHARE MODE'], wait_ms)
         count = conn.scalar(text(f'SELECT count(*) FROM "{name}"'))  # noqa: S608
         if count != drop.count:
-            raise RuntimeError(f"partition {name} changed during the retention purge; run it again")
+            # An event arrived in the month since the plan (a replay): it may have to stay, so the month is not
+            # dropped; its planned events go in the batches.
+            raise _MonthChanged(name)
+        _check_holds(conn, plan)
         first, last = conn.execute(text(f'SELECT min(timestamp), max(timestamp) FROM "{name}" '  # noqa: S608
                                         "WHERE status = :error"), {"error": rollup.ERROR}).one()
-        if final_event is not None:
-            insert_events(conn, [final_event(deleted_before + count)])
-        started = time.monotonic()
-        conn.execute(text(f'DELETE FROM audit_chain WHERE audit_log_id IN (SELECT id FROM "{name}")'))  # noqa: S608
-        drop.links_seconds = time.monotonic() - started
         locked = time.monotonic()
         partitions.with_lock_retries(conn, [f'ALTER TABLE audit_logs DETACH PARTITION "{name}"',
                                             f'ALTER TABLE "{name}" RENAME TO "{detached}"'], wait_ms)
         if first is not None:
             rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
-    drop.locked_seconds = time.monotonic() - locked
-    partitions.forget(db.engine)
-    started = time.monotonic()
-    partitions.drop_detached(db.engine, [detached], wait_ms)
-    drop.drop_seconds = time.monotonic() - started
-    log.info("retention purge: dropped %s (%d events): links deleted in %.2f s, audit_logs locked %.3f s, "
-             "dropped in %.3f s", name, count, drop.links_seconds, drop.locked_seconds, drop.drop_seconds)
-    return count
+    return locked
 
 
-def _purge_event(plan: PurgePlan, deleted: int, actor) -> dict:
+def describe_cutoffs(plan: PurgePlan) -> str:
+    if plan.older_than_days is not None:
+        return f"older than {plan.older_than_days} days"
+    return "past each category's retention"
+
+
+def _purge_event(plan: PurgePlan, purge_id: int, cutoffs: dict, holds: list, actor) -> dict:
+    kept = f"; {len(holds)} legal hold(s) kept" if holds else ""
     return build_event(
-        ActionType.RETENTION_PURGE, ResourceType.AUDIT_LOG, None,
-        f"Retention purge deleted {deleted:,} events older than {plan.cutoff:%Y-%m-%d %H:%M} UTC",
+        ActionType.RETENTION_PURGE, ResourceType.AUDIT_LOG, str(purge_id),
+        f"Retention purge {purge_id} deleted {plan.count:,} events {describe_cutoffs(plan)} "
+        f"(sealed up to link {plan.head_seq}{kept})",
         timestamp=utcnow(), user_id=actor.id if actor else None, username=actor.username if actor else None,
-        metadata={"cutoff": plan.cutoff.isoformat(), "count": deleted,
+        metadata={"purge_id": purge_id, "count": plan.count, "cutoffs": cutoffs, "holds": holds,
+                  "head_seq": plan.head_seq, "by_category": dict(sorted(plan.by_category.items())),
+                  "older_than_days": plan.older_than_days,
                   "range": {"from": plan.first_timestamp.isoformat() if plan.first_timestamp else None,
-                            "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None},
-                  "chain_cut": {"seq": plan.cut_seq, "hash": plan.cut_hash, "public": plan.cut_public}},
+                            "to": plan.last_timestamp.isoformat() if plan.last_timestamp else None}},
     )

@@ -1,54 +1,85 @@
-"""Tombstones: the link of an event a retention purge removed stays in the chain. Whether a missing event was
-purged or deleted is decided by the purges on record (``audit_purges``, also signed into the digests): a purge
-covers a link when the link was sealed before the purge ran (``seq <= head_seq``), its event is older than the
-cutoff for its category (``"*"``: every other category), and no hold in force at the time held it."""
+"""Tombstones: the links the retention purge leaves behind when it removes their events.
+
+A link whose event is missing is a legitimate tombstone iff some recorded purge (``audit_purges``) covers it: the
+purge read a head at or past the link, its cutoff for the link's category (the category's own, else ``"*"``) is
+later than the link's event time, and none of the holds it kept contains that time (spec19.md). Otherwise the
+event was deleted: tampering. ``verify`` asks ``purge_covering`` for every link without its event."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from .models import AuditPurge
+from .retention import cutoff_for
 
-DEFAULT = "*"
+_purges = AuditPurge.__table__
 
 
 @dataclass(frozen=True)
-class Purge:
+class PurgeRecord:
+    """One ``audit_purges`` row, its times parsed (aware, UTC)."""
+
     id: int
-    head_seq: int
+    at: datetime | None
     cutoffs: dict[str, datetime]
     holds: tuple[tuple[datetime, datetime], ...]
+    head_seq: int
+    count: int
 
-    @classmethod
-    def from_record(cls, id: int, head_seq: int, cutoffs: dict, holds: list) -> Purge:
-        return cls(id, head_seq, {name: _time(value) for name, value in (cutoffs or {}).items()},
-                   tuple((_time(start), _time(end)) for start, end in (holds or [])))
-
-    def covers(self, seq: int, timestamp: datetime | None, category: str | None) -> bool:
-        if timestamp is None or seq > self.head_seq:
-            return False
-        cutoff = self.cutoffs.get(category or "", self.cutoffs.get(DEFAULT))
-        if cutoff is None or timestamp >= cutoff:
-            return False
-        return not any(start <= timestamp <= end for start, end in self.holds)
+    def as_body(self) -> dict:
+        """As the digests carry it (ISO 8601 text)."""
+        return {"id": self.id, "at": self.at.isoformat() if self.at else None,
+                "cutoffs": {key: value.isoformat() for key, value in self.cutoffs.items()},
+                "holds": [[start.isoformat(), end.isoformat()] for start, end in self.holds],
+                "head_seq": self.head_seq, "count": self.count}
 
 
-def _time(value) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+def _moment(value) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def load_purges(conn) -> list[Purge]:
-    table = AuditPurge.__table__
-    rows = conn.execute(select(table.c.id, table.c.head_seq, table.c.cutoffs, table.c.holds).order_by(table.c.id))
-    return [Purge.from_record(*row) for row in rows]
+def as_record(purge) -> PurgeRecord:
+    """A ``PurgeRecord`` from one: an ``audit_purges`` row (or model), or a dict as a digest carries it."""
+    if isinstance(purge, PurgeRecord):
+        return purge
+    get = purge.get if isinstance(purge, Mapping) else (lambda name: getattr(purge, name))
+    at = get("at")
+    return PurgeRecord(id=int(get("id")), at=_moment(at) if at else None,
+                       cutoffs={str(key): _moment(value) for key, value in (get("cutoffs") or {}).items()},
+                       holds=tuple((_moment(start), _moment(end)) for start, end in (get("holds") or [])),
+                       head_seq=int(get("head_seq")), count=int(get("count") or 0))
 
 
-def purge_covering(purges: list[Purge], seq: int, timestamp: datetime | None, category: str | None) -> Purge | None:
-    """The first recorded purge that explains why the event at link ``seq`` is gone, or None (it was deleted)."""
+def load_purges(conn) -> list[PurgeRecord]:
+    """Every recorded purge, newest first (the newest covers most tombstones, so ``purge_covering`` finds it first)."""
+    rows = conn.execute(select(_purges).order_by(_purges.c.head_seq.desc(), _purges.c.id.desc()))
+    return [as_record(row._mapping) for row in rows]
+
+
+def covers(purge: PurgeRecord, seq: int, timestamp: datetime, category: str | None) -> bool:
+    """True when ``purge`` removed (or was allowed to remove) the event of link ``seq``."""
+    if seq > purge.head_seq:
+        return False
+    cutoff = cutoff_for(purge.cutoffs, category)
+    if cutoff is None or not timestamp < cutoff:
+        return False
+    return not any(start <= timestamp <= end for start, end in purge.holds)
+
+
+def purge_covering(purges, seq: int, timestamp, category: str | None) -> PurgeRecord | None:
+    """The first of ``purges`` (records, rows or digest dicts) that explains a missing event at link ``seq`` with
+    this event time and category, or None: then the event was deleted by someone else. A link without an event time
+    (sealed before the public chain) is never covered."""
+    if timestamp is None:
+        return None
+    moment = _moment(timestamp)
     for purge in purges:
-        if purge.covers(seq, timestamp, category):
-            return purge
+        record = as_record(purge)
+        if covers(record, seq, moment, category):
+            return record
     return None

@@ -22,8 +22,8 @@ class ActorDirectory(Protocol):
     def admin_emails(self) -> list[str]:
         """The email addresses of the active admins (alert notifications go there by default)."""
 
-    def id_of(self, username: str) -> int | None:
-        """The id of the user called ``username`` now, or None."""
+    def find(self, username: str) -> tuple[int, str] | None:
+        """The user called ``username`` as (id, username), or None (a command's ``--by`` names its actor so)."""
 
     def is_admin(self, user_id: int) -> bool:
         """Whether ``user_id`` is an admin who can log in (an erasure's requester and approver must be)."""
@@ -41,7 +41,7 @@ class NoDirectory:
     def admin_emails(self) -> list[str]:
         return []
 
-    def id_of(self, username: str) -> int | None:
+    def find(self, username: str) -> tuple[int, str] | None:
         return None
 
     def is_admin(self, user_id: int) -> bool:

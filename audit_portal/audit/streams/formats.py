@@ -50,7 +50,7 @@ _ECS_KINDS: dict[ActionType, tuple[list[str], list[str]]] = {
     A.DIGEST_SIGNED: (["database"], ["info"]),
     A.HOLD_CREATE: (["configuration"], ["creation"]),
     A.HOLD_RELEASE: (["configuration"], ["deletion"]),
-    A.ERASURE_REQUEST: (["database"], ["creation"]),
+    A.ERASURE_REQUEST: (["database"], ["info"]),
     A.ERASURE_REJECT: (["database"], ["info"]),
     A.ERASURE: (["database"], ["change"]),
 }

@@ -29,11 +29,14 @@ def test_no_route_under_the_audit_log_accepts_put_patch_or_delete(app):
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith(AUDIT_PREFIXES)]
     assert len(rules) >= 8, [r.rule for r in rules]  # the viewer, detail, errors, export, API, integrity
     assert [(r.rule, sorted(r.methods & EDITING_METHODS)) for r in rules if r.methods & EDITING_METHODS] == []
-    # The state-changing routes there run a verification (it writes a new event and edits none) and decide an
-    # erasure request (four eyes: the one change of stored events besides the purge, tests/.../test_erasure.py).
+    # The state-changing routes there run a verification and place or release legal holds (they write new events and
+    # holds, and edit none), and decide an erasure request (four eyes: the one change of stored events besides the
+    # purge, test_erasure.py).
     assert sorted(r.rule for r in rules if "POST" in r.methods) == [
         "/admin/audit-logs/integrity/erasure-requests/<int:request_id>/<any(approve, reject):decision>",
-        "/admin/audit-logs/integrity/verify"]
+        "/admin/audit-logs/integrity/holds", "/admin/audit-logs/integrity/holds/<int:hold_id>/release",
+        "/admin/audit-logs/integrity/verify", "/api/v1/audit-logs/holds/",
+        "/api/v1/audit-logs/holds/<int:hold_id>/release"]
 
 
 def test_an_admin_cannot_edit_or_delete_an_event_through_the_api(app, admin_client):

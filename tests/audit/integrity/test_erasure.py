@@ -5,7 +5,6 @@ exports and the API."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import io
@@ -17,15 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from audit_portal import create_app
-from audit_portal.audit.integrity import canonical, erasure_scope
-from audit_portal.audit.integrity.models import AuditDigest, ErasureRequest, LegalHold
+from audit_portal.audit.integrity import erasure_scope
+from audit_portal.audit.integrity.models import ErasureRequest, LegalHold
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.write.service import log_audit
 from audit_portal.extensions import db
@@ -35,6 +32,7 @@ from audit_portal.users.models import User
 
 from ...conftest import csrf_token
 from ..chain_support import CHAIN, LOGS, row, seal
+from ..digest_support import KeyPair, run_sealer, stored_digests, verify_with
 
 VERIFIER = Path(__file__).resolve().parents[3] / "scripts" / "verify_audit_export.py"
 PERSONAL = ("username", "ip_address", "user_agent", "description", "metadata")
@@ -388,38 +386,21 @@ def test_the_erasure_passes_the_append_only_triggers_and_nothing_else_does(migra
             conn.execute(update(LOGS).where(LOGS.c.id == login).values(description="edited"))
 
 
-def sign_digest(app, key: Ed25519PrivateKey) -> None:
-    """Sign one digest over the whole chain, as the sealer process does (spec19's body; here, so that this test does
-    not depend on the sealer)."""
-    with app.app_context():
-        links = db.session.execute(select(CHAIN.c.seq, CHAIN.c.public_hash, CHAIN.c.event_timestamp)
-                                   .order_by(CHAIN.c.seq)).all()
-        der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-        body = {"version": 1, "first_seq": links[0].seq, "last_seq": links[-1].seq, "count": len(links),
-                "prev_head": canonical.GENESIS, "head": links[-1].public_hash,
-                "from": canonical.iso(min(r.event_timestamp for r in links)),
-                "to": canonical.iso(max(r.event_timestamp for r in links)), "created_at": canonical.iso(utcnow()),
-                "previous_signature": None, "key_fingerprint": hashlib.sha256(der).hexdigest(),
-                "next_key_fingerprint": None, "purges": []}
-        text = canonical.encode(body).decode()
-        db.session.add(AuditDigest(first_seq=body["first_seq"], last_seq=body["last_seq"], head=body["head"],
-                                   key_fingerprint=body["key_fingerprint"], body=text,
-                                   signature=base64.b64encode(key.sign(text.encode())).decode()))
-        db.session.commit()
-
-
-def test_an_export_signed_before_the_erasure_still_verifies_offline(app, runner, people, tmp_path):
-    """The digest was signed over the chain before the erasure: the export made after it (erased values, their
-    commitments in place of the salts) checks against it with the standalone verifier, whole and filtered."""
-    key = Ed25519PrivateKey.generate()
-    public = tmp_path / "audit-signing-key.pub.pem"
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    sign_digest(app, key)
+def test_digests_signed_before_the_erasure_still_verify_online_and_offline(app, runner, people, tmp_path):
+    """The sealer signed the chain before the erasure: `audit verify` (with the public key) and the standalone
+    verifier, given the export made after it (erased values, their commitments in place of the salts), pass, whole
+    and filtered."""
+    key = KeyPair(tmp_path / "key")
+    assert run_sealer(app, runner, key).exit_code == 0
+    signed = stored_digests(app)
+    assert signed
     request_id = int(cli(runner, "request", "--user-id", str(people["carol"]), "--by", "admin", "--reason", "r")
                      .stdout.split()[0])
     assert cli(runner, "approve", str(request_id), "--by", "boss").exit_code == 0
+    assert run_sealer(app, runner, key).exit_code == 0  # the erasure's own events
+    assert stored_digests(app)[:len(signed)] == signed  # what was signed before stays as it was
+    verified = verify_with(app, runner, key.public)
+    assert verified.exit_code == 0, verified.output
     for name, filters in (("all", []), ("carol", ["--user-id", str(people["carol"])])):
         events, digests = tmp_path / f"{name}.ndjson", tmp_path / f"digests-{name}"
         exported = runner.invoke(args=["audit", "export", "--format", "ndjson", "--with-digests", str(digests),
@@ -429,7 +410,7 @@ def test_an_export_signed_before_the_erasure_still_verifies_offline(app, runner,
         login = next(line for line in lines if line.get("event", {}).get("id") == people["ids"]["login"])
         assert login["event"]["username"] is None and "username" not in login["salts"] and login["erased"]["username"]
         checked = subprocess.run([sys.executable, str(VERIFIER), "--events", str(events), "--digests", str(digests),
-                                  "--public-key", str(public)], capture_output=True, text=True, timeout=60)
+                                  "--public-key", str(key.public)], capture_output=True, text=True, timeout=60)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert re.match(r"OK: [1-9]\d* events .*; [1-9]\d* event\(s\) with erased fields", checked.stdout), \
             checked.stdout

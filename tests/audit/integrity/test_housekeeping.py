@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from audit_portal import create_app
 from audit_portal.audit.delivery import locks
 from audit_portal.audit.integrity.housekeeping import Housekeeping
 from audit_portal.audit.record import partitions
@@ -17,6 +18,12 @@ from audit_portal.extensions import db
 from ..chain_support import CHAIN, count_rows, record_events
 
 ON_POSTGRES = bool(os.environ.get("TEST_DATABASE_URL"))
+
+
+@pytest.fixture(autouse=True)
+def background_jobs_on(app):
+    """As in production: the sealer's turn every few seconds, the months ahead checked hourly (tests turn both off)."""
+    app.config.update(AUDIT_SEAL_INTERVAL=5, AUDIT_PARTITION_CHECK_SECONDS=3600)
 
 
 def turn(app, housekeeping: Housekeeping) -> None:
@@ -80,6 +87,35 @@ def test_on_postgresql_each_job_is_an_advisory_lock_named_after_its_process(app)
     finally:
         first.close()
         second.close()
+
+
+def test_without_the_background_sealer_the_months_ahead_are_still_made(app):
+    """AUDIT_SEAL_INTERVAL=0 (a separate ``flask audit sealer`` seals): the web app's housekeeping leaves sealing
+    alone, but keeps making the months ahead, so that no request has to make one in its own transaction."""
+    app.config["AUDIT_SEAL_INTERVAL"] = 0
+    housekeeping = Housekeeping(app)
+    try:
+        record_events(app, 2)
+        turn(app, housekeeping)
+        assert count_rows(app, CHAIN) == 0
+        if ON_POSTGRES:
+            with app.app_context(), db.engine.connect() as conn:
+                months = {p.name for p in partitions.partitions(conn)}
+            month = partitions.month_of(datetime.now(UTC))
+            assert partitions.partition_name(partitions.add_months(month, app.config["AUDIT_PARTITIONS_AHEAD"])) \
+                in months
+    finally:
+        housekeeping.close()
+
+
+@pytest.mark.parametrize(("seal", "check", "every"), [(0, 600, 600), (5, 600, 5), (0, 0, 0)])
+def test_the_housekeeping_runs_on_the_partition_interval_when_the_sealer_is_off(app_config, seal, check, every):
+    app = create_app({**app_config, "AUDIT_SEAL_INTERVAL": seal, "AUDIT_PARTITION_CHECK_SECONDS": check})
+    try:
+        assert app.extensions["audit_writer"]._housekeeping_every == every
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def test_the_namespaces_are_listed_in_one_place():

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from audit_portal.audit.integrity import purge
+from audit_portal.audit.integrity.holds import add_hold
 from audit_portal.audit.record import partitions
 from audit_portal.audit.record.enums import ActionType, ResourceType, Status
 from audit_portal.audit.record.events import build_event
@@ -47,6 +48,11 @@ def months_present(app) -> list[str]:
 def stored(app) -> list[tuple[str, datetime]]:
     with app.app_context(), db.engine.connect() as conn:
         return conn.execute(select(LOGS.c.description, LOGS.c.timestamp).order_by(LOGS.c.id)).all()
+
+
+def stored_ids(app) -> list[tuple[int]]:
+    with app.app_context(), db.engine.connect() as conn:
+        return conn.execute(select(LOGS.c.id)).all()
 
 
 def month(year: int, number: int, day: int = 15) -> datetime:
@@ -154,6 +160,7 @@ def test_the_purge_drops_whole_months_and_batches_the_rest(app, runner):
     write(app, [event_at(edge_old, "edge old")] if edge_old < cutoff else [])
     write(app, [event_at(now - timedelta(days=3), "young"), error_at(now - timedelta(days=3))])
     seal(app)
+    chain = links(app)
     dropped = {partitions.partition_name(partitions.month_of(m)) for m in old_months}
 
     dry = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--dry-run"])
@@ -170,6 +177,7 @@ def test_the_purge_drops_whole_months_and_batches_the_rest(app, runner):
     assert not [d for d in remaining if d.startswith("old") or d == "edge old"]
     assert "young" in remaining
     assert rollup_total(app) == 1  # the dropped months' errors are no longer counted
+    assert links(app)[:len(chain)] == chain  # every link stays: the dropped months' events leave tombstones
     report = verify(app)
     assert report.ok, report
     with app.app_context(), db.engine.connect() as conn:
@@ -178,29 +186,51 @@ def test_the_purge_drops_whole_months_and_batches_the_rest(app, runner):
     assert metadata["count"] == len(events) + (edge_old < cutoff)
 
 
-def test_a_month_with_an_event_sealed_after_a_younger_one_is_not_dropped_whole(app, runner):
-    """The purge cuts a prefix of the chain: a month holding an old event sealed after a young one (a late
-    replay) is outside it, so the month stays and only its events inside the prefix go."""
+def request_at(moment: datetime, description: str) -> dict:
+    return build_event(ActionType.REQUEST, ResourceType.REQUEST, None, description, timestamp=moment)
+
+
+def security_at(moment: datetime, description: str) -> dict:
+    return build_event(ActionType.PASSWORD_CHANGE, ResourceType.USER, "1", description, timestamp=moment)
+
+
+@pytest.mark.settings(AUDIT_RETENTION_DAYS=180, AUDIT_RETENTION_DAYS_BY_CATEGORY="requests=90,security=2555")
+def test_a_month_is_dropped_whole_only_when_every_row_in_it_goes(app, runner):
+    """Per category: a month of requests (and data) past retention goes as a table, even with an old event sealed
+    after a young one; a month holding a security event (kept 2555 days) or an event inside a legal hold stays, and
+    only its other events go, in batches."""
     now = utcnow()
-    old = now - timedelta(days=500)
-    write(app, [event_at(old, "old 1"), event_at(old + timedelta(minutes=1), "old 2")])
+    whole, security, held = (now - timedelta(days=d) for d in (500, 440, 380))
+    write(app, [request_at(whole, "request"), event_at(whole + timedelta(minutes=1), "data")])
+    write(app, [request_at(security, "request beside security"), security_at(security, "security")])
+    write(app, [request_at(held, "request beside held"), event_at(held + timedelta(hours=1), "held")])
     seal(app)
     write(app, [event_at(now - timedelta(days=2), "young")])
     seal(app)
-    write(app, [event_at(old + timedelta(minutes=2), "old, replayed late")])
+    write(app, [request_at(whole + timedelta(minutes=2), "request, replayed late")])
     seal(app)
-    name = partitions.partition_name(partitions.month_of(old))
     with app.app_context():
-        plan = purge.plan_purge(400)
+        hold_start = held + timedelta(minutes=30)
+        add_hold(None, hold_start, hold_start + timedelta(hours=1), "Case 9")
+        db.session.commit()
+    chain = links(app)
+    name = {moment: partitions.partition_name(partitions.month_of(moment)) for moment in (whole, security, held)}
+    with app.app_context():
+        plan = purge.plan_purge()
         db.session.remove()
-    assert plan.drops == [] and plan.count == 2
-    result = runner.invoke(args=["audit", "purge", "--older-than-days", "400", "--yes"])
+    assert [d.name for d in plan.drops if d.count] == [name[whole]]
+
+    result = runner.invoke(args=["audit", "purge", "--yes"])
+
     assert result.exit_code == 0, result.output
-    assert name in months_present(app)
-    remaining = [d for d, _ in stored(app)]
-    assert "young" in remaining and "old, replayed late" in remaining
-    assert "old 1" not in remaining and "old 2" not in remaining
-    assert verify(app).ok
+    assert f"Dropped {name[whole]} (3 events)" in result.output
+    assert name[whole] not in months_present(app)
+    assert {name[security], name[held]} <= set(months_present(app))
+    assert sorted(d for d, _ in stored(app) if not d.startswith(("Retention purge", "Legal hold"))) == [
+        "held", "security", "young"]
+    assert links(app)[:len(chain)] == chain
+    report = verify(app)
+    assert report.ok and report.purged == 5, report
 
 
 def store_sealed_old_month(app) -> str:
@@ -282,6 +312,7 @@ def test_a_request_holding_its_user_delays_the_drop_but_does_not_fail_it(app, ma
                             {"a": name, "b": partitions.detached_name(name)}).scalars().all()
     assert left == []
     assert "meanwhile" in [d for d, _ in stored(app)]
+    assert links(app)[0].audit_log_id not in [i for i, in stored_ids(app)]  # its link stays: a tombstone
     assert verify(app).ok
 
 
