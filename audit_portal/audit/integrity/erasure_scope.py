@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import false, func, select, union, update
 
@@ -27,7 +26,7 @@ from ..record.enums import ResourceType
 from ..record.models import AuditChainLink, AuditLog
 from ..record.presentation import ERASED
 from .canonical import commitment
-from .models import LegalHold
+from .holds import active_holds
 
 _logs = AuditLog.__table__
 _chain = AuditChainLink.__table__
@@ -119,7 +118,7 @@ def carry_out(subject: Subject) -> Outcome:
     """Erase the person's data from every sealed event that names them, outside the active holds (in the session's
     transaction, which the caller has switched on for the triggers)."""
     outcome = Outcome()
-    holds = _active_holds()
+    holds = active_holds(db.session)  # the purge's rule: both ends included
     pattern = _names_pattern(subject.names)
     branches = subject.by_them()
     by_them = _logs.c.id.in_(select(union(*branches).subquery().c.id)) if branches else false()
@@ -191,8 +190,3 @@ def _redact(value, pattern: re.Pattern):
     if isinstance(value, dict):
         return {_redact(k, pattern): _redact(v, pattern) for k, v in value.items()}
     return value
-
-
-def _active_holds() -> list[tuple[datetime, datetime]]:
-    return [tuple(r) for r in db.session.execute(select(LegalHold.starts_at, LegalHold.ends_at)
-                                                 .where(LegalHold.released_at.is_(None)))]
