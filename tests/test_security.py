@@ -506,7 +506,8 @@ def test_a_non_admin_cannot_reach_any_audit_or_user_route_by_any_method(app, adm
         hold_id = add_hold(None, utcnow() - timedelta(days=2), utcnow(), "Case 1").id
         db.session.commit()
     routes = protected_routes(app, {"user_id": admin_id, "log_id": log_id, "token_id": token_id, "stream_id": 1,
-                                    "alert_id": 1, "rule_id": 1, "view_id": 1, "hold_id": hold_id})
+                                    "alert_id": 1, "rule_id": 1, "view_id": 1, "hold_id": hold_id,
+                                    "request_id": 1})
     assert len(routes) >= 45, routes
     assert {"/admin/audit-logs/export", "/api/v1/audit-logs/export", "/admin/audit-logs/integrity/verify",
             "/api/v1/streams/", "/admin/alerts/1/acknowledge", "/api/v1/alert-rules/1"} <= {url for _, url in routes}
@@ -572,7 +573,7 @@ def test_every_state_changing_form_requires_the_csrf_token(app, admin_id, make_u
         token_id = db.session.scalar(select(ApiToken.id).where(ApiToken.user_id == alice_id))
     adapter = app.url_map.bind("localhost")
     values = {"user_id": alice_id, "token_id": token_id, "log_id": 1, "stream_id": 1, "alert_id": 1, "rule_id": 1,
-              "view_id": 1, "hold_id": 1, "action": "remove"}
+              "view_id": 1, "hold_id": 1, "request_id": 1, "action": "remove"}
     forms = [(rule.endpoint, adapter.build(rule.endpoint, {k: {**values, **ENDPOINT_VALUES.get(rule.endpoint, {})}[k]
                                                            for k in rule.arguments}, method="POST"))
              for rule in app.url_map.iter_rules()

@@ -109,24 +109,31 @@ def release_hold(hold_id: int):
     return redirect(url_for("audit.integrity", _anchor="holds"))
 
 
-@bp.post("/integrity/erasure-requests/<int:request_id>/<any(approve, reject):decision>")
+@bp.post("/integrity/erasure-requests/<int:request_id>/approve")
 @admin_required
-def decide_erasure(request_id: int, decision: str):
-    """Approve (and carry out) or reject an erasure request; the service refuses the requester's own approval."""
+def approve_erasure(request_id: int):
+    """Approve an erasure request and carry it out; the service refuses the requester's own approval."""
+    return _decide_erasure(request_id, erasure.approve_erasure, lambda done: (
+        f"Erasure request {done.id} carried out: {done.erased_count:,} events erased"
+        + (f"; {done.held_count:,} held events were left as they are." if done.held_count else ".")))
+
+
+@bp.post("/integrity/erasure-requests/<int:request_id>/reject")
+@admin_required
+def reject_erasure(request_id: int):
+    """Reject an erasure request: nothing is erased."""
+    return _decide_erasure(request_id, erasure.reject_erasure, lambda done: f"Erasure request {done.id} rejected.")
+
+
+def _decide_erasure(request_id: int, operation, said):
     if refused := _token_refused():
         return refused
-    me = erasure.Admin(current_user.id, current_user.username)
-    operation = erasure.approve_erasure if decision == "approve" else erasure.reject_erasure
     try:
-        done = operation(request_id, me)
+        done = operation(request_id, erasure.Admin(current_user.id, current_user.username))
     except (erasure.ErasureError, erasure.NotFound) as exc:
         db.session.rollback()
         flash(getattr(exc, "message", str(exc)), "danger")
-        return redirect(url_for("audit.integrity", _anchor="erasure-requests")), 303
-    db.session.commit()
-    if decision == "approve":
-        held = f"; {done.held_count:,} held events were left as they are" if done.held_count else ""
-        flash(f"Erasure request {done.id} carried out: {done.erased_count:,} events erased{held}.", "success")
     else:
-        flash(f"Erasure request {done.id} rejected.", "success")
+        db.session.commit()
+        flash(said(done), "success")
     return redirect(url_for("audit.integrity", _anchor="erasure-requests")), 303
