@@ -31,7 +31,7 @@ def _admin(username: str) -> erasure.Admin:
 
 
 @erasure_cli.command("request")
-@click.option("--user-id", type=click.IntRange(min=1), default=None, help="The person's user id.")
+@click.option("--user-id", type=click.IntRange(min=1, max=2**31 - 1), default=None, help="The person's user id.")
 @click.option("--username", default=None, help="The person's username (also when the account is deleted).")
 @click.option("--by", "by", required=True, metavar="USERNAME", help="The admin who asks.")
 @click.option("--reason", required=True, help="Why (kept with the request and in the trail).")
