@@ -95,6 +95,8 @@ class PurgePlan:
     older_than_days: int | None = None
     #: Events kept whatever their age, because verification anchors on them (``_anchors``).
     kept: list[int] = field(default_factory=list)
+    #: How many the purge has deleted so far (``execute_purge``).
+    deleted: int = 0
 
 
 def _goes(t, plan: PurgePlan):
@@ -188,18 +190,21 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
     if plan.count == 0 and not plan.drops:
         return 0
     purge_id = _record(plan, actor) if plan.count else None
-    deleted = 0
-    for drop in sorted(plan.drops, key=lambda drop: drop.count):
-        deleted += _drop_partition(drop, plan)
-        if progress:
-            progress(drop.count)
-    if plan.count > deleted:
-        deleted += _delete_in_batches(plan, progress)
-    if purge_id is not None and deleted != plan.count:
-        log.warning("retention purge %s: planned %d events, deleted %d", purge_id, plan.count, deleted)
-        with db.engine.begin() as conn:
-            conn.execute(_purges.update().where(_purges.c.id == purge_id).values(count=deleted))
-    return deleted
+    plan.deleted = 0
+    try:
+        for drop in sorted(plan.drops, key=lambda drop: drop.count):
+            plan.deleted += _drop_partition(drop, plan)
+            if progress:
+                progress(drop.count)
+        if plan.count > plan.deleted:
+            _delete_in_batches(plan, progress)
+    finally:
+        if purge_id is not None and plan.deleted != plan.count:
+            # Stopped half-way (a hold placed meanwhile, an error) or rows changed: the record says what went.
+            log.warning("retention purge %s: planned %d events, deleted %d", purge_id, plan.count, plan.deleted)
+            with db.engine.begin() as conn:
+                conn.execute(_purges.update().where(_purges.c.id == purge_id).values(count=plan.deleted))
+    return plan.deleted
 
 
 def _record(plan: PurgePlan, actor) -> int:
@@ -216,9 +221,10 @@ def _record(plan: PurgePlan, actor) -> int:
     return purge_id
 
 
-def _delete_in_batches(plan: PurgePlan, progress) -> int:
-    """Delete the planned events outside the dropped months, PURGE_BATCH at a time, in (timestamp, id) order."""
-    deleted, after = 0, None
+def _delete_in_batches(plan: PurgePlan, progress) -> None:
+    """Delete the planned events outside the dropped months, PURGE_BATCH at a time, in (timestamp, id) order, counting
+    them in ``plan.deleted``."""
+    after = None
     goes = _goes(_table, plan)
     while True:
         with db.engine.begin() as conn:
@@ -234,7 +240,7 @@ def _delete_in_batches(plan: PurgePlan, progress) -> int:
                     _table.c.timestamp > moment, and_(_table.c.timestamp == moment, _table.c.id > last_id)))
             rows = conn.execute(query).all()
             if not rows:
-                return deleted
+                return
             ids = [row.id for row in rows]
             after = (rows[-1].timestamp, rows[-1].id)
             # The days this batch deletes errors from: the error rollup recounts them with the same commit.
@@ -243,7 +249,7 @@ def _delete_in_batches(plan: PurgePlan, progress) -> int:
             batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
             if first is not None:
                 rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
-        deleted += batch
+        plan.deleted += batch
         if progress:
             progress(batch)
 

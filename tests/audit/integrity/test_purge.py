@@ -269,6 +269,30 @@ def test_a_hold_placed_while_the_purge_runs_stops_it_before_it_deletes(app):
     assert purge_rows(app) == []
 
 
+def test_a_hold_placed_between_two_batches_stops_the_purge_and_its_record_says_what_went(app, monkeypatch):
+    monkeypatch.setattr(purge, "PURGE_BATCH", 2)
+    monkeypatch.setattr(purge, "_droppable", lambda *args: [])
+    early = record_events(app, 2, days_ago=500, label="early")
+    late = record_events(app, 2, days_ago=400, label="late")
+    with app.app_context():
+        plan = purge.plan_purge(365)
+        db.session.remove()
+    batches = []
+
+    def hold_after_first_batch(count):
+        batches.append(count)
+        if len(batches) == 1:
+            hold(app, 401, 399)
+
+    with app.app_context(), pytest.raises(purge.HoldsChanged):
+        purge.execute_purge(plan, progress=hold_after_first_batch)
+
+    assert existing(app, early + late) == late
+    [recorded] = purge_rows(app)
+    assert recorded["count"] == 2 and plan.deleted == 2
+    assert verify(app).ok  # what went before the hold is covered by the record
+
+
 def test_an_old_event_chained_after_a_recent_one_is_purged_too(app, runner):
     """The purge no longer cuts a prefix of the chain: an old event sealed after a young one (a spool replay, a
     clock step) goes with the other old ones, and the young one stays between their tombstones."""
