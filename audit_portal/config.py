@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import click
+
 #: The repository's root: templates/, static/ and migrations/ live there.
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,6 +89,21 @@ class BaseConfig:
     AUDIT_REQUEST_EXCLUDE_PREFIXES = "/healthz,/metrics,/static/,/api/docs,/api/openapi.json,/favicon.ico"
     #: Seconds between background runs of the hash-chain sealer (0 turns it off; `flask audit verify` seals too).
     AUDIT_SEAL_INTERVAL = 5
+    #: Signed digests (docs/compliance.md, "Signed digests"). The private key's file: for the sealer process
+    #: (``flask audit sealer``) alone; the web app refuses to start when it is set. Empty: no digests are signed.
+    AUDIT_SIGNING_KEY_FILE = ""
+    #: During a key rotation, the sealer's next key: the next digest names it, and it signs the digests after that.
+    AUDIT_NEXT_SIGNING_KEY_FILE = ""
+    #: The public key(s) (PEM, several one after another after a rotation): `flask audit verify` checks the digests
+    #: with them, the API and the Integrity page show them.
+    AUDIT_PUBLIC_KEY_FILE = ""
+    #: Where the sealer writes each digest as a JSON file for shipping; empty: AUDIT_DATA_DIR/digests.
+    AUDIT_DIGEST_DIR = ""
+    #: A digest is signed when this many links wait for one, or when this many seconds passed since the last.
+    AUDIT_DIGEST_EVERY_EVENTS = 1000
+    AUDIT_DIGEST_EVERY_SECONDS = 3600
+    #: Seconds the sealer process sleeps between its rounds (seal, then sign what is due).
+    AUDIT_SEALER_INTERVAL = 5.0
     #: PostgreSQL (docs/scaling.md): months ahead whose partitions exist, made by the background maintenance every
     #: AUDIT_PARTITION_CHECK_SECONDS (0: never; with AUDIT_SEAL_INTERVAL 0 it still runs, without the sealer), and
     #: by ``flask audit partitions``. A missing month is also made when an event needs it, a fallback that can
@@ -248,6 +265,28 @@ def check_production(settings: dict) -> None:
         )
 
 
+def _flask_command_other_than_run() -> bool:
+    """Whether this process is a ``flask`` command that serves no requests (``flask audit sealer``, not
+    ``flask run``). The flask command sets FLASK_RUN_FROM_CLI before it loads the app, inside its click context."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true":
+        return False
+    context = click.get_current_context(silent=True)
+    return context is not None and context.command.name != "run"
+
+
+def check_signing_key(settings: dict) -> None:
+    """Refuse to serve requests with the digest signing key: it belongs to the sealer process alone, so that whoever
+    takes over the web host cannot sign digests for a rewritten history. Commands (``flask audit sealer``) may hold
+    it; a server (gunicorn, ``flask run``) may not."""
+    if not settings.get("AUDIT_SIGNING_KEY_FILE") or _flask_command_other_than_run():
+        return
+    raise ConfigError(
+        "AUDIT_SIGNING_KEY_FILE is set, but the web app must never hold the digest signing key: it belongs to the "
+        "sealer process alone (`flask --app wsgi audit sealer`, a service of its own under its own OS user). Remove "
+        "AUDIT_SIGNING_KEY_FILE from the web app's environment and give it AUDIT_PUBLIC_KEY_FILE instead "
+        "(docs/compliance.md, 'Signed digests').")
+
+
 def configure(app, overrides: dict) -> None:
     """Load the settings of ``APP_ENV`` (or ``overrides["APP_ENV"]``) into ``app``, then ``overrides`` (tests use
     them); refuse an unsafe production configuration."""
@@ -255,8 +294,11 @@ def configure(app, overrides: dict) -> None:
     settings = settings_from(app_env)
     settings.update(overrides)
     check_production(settings)
+    check_signing_key(settings)
     app.config.from_mapping(settings)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["AUDIT_DATA_DIR"] = app.config["AUDIT_DATA_DIR"] or app.instance_path
     app.config["AUDIT_STREAM_FILE_DIR"] = app.config["AUDIT_STREAM_FILE_DIR"] or os.path.join(
         app.config["AUDIT_DATA_DIR"], "streams")
+    app.config["AUDIT_DIGEST_DIR"] = app.config["AUDIT_DIGEST_DIR"] or os.path.join(app.config["AUDIT_DATA_DIR"],
+                                                                                    "digests")

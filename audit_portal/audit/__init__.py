@@ -60,6 +60,8 @@ def init_app(app) -> None:
         alerts,
         alerts_api,
         api,
+        digests_api,
+        holds,  # noqa: F401 - adds the integrity page's hold forms to views.bp
         holds_api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
         metrics,
@@ -84,7 +86,8 @@ def init_app(app) -> None:
     app.register_blueprint(streams.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(saved_views.bp)
-    register(api.blp, holds_api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp, saved_views_api.blp)
+    register(api.blp, digests_api.blp, holds_api.blp, streams_api.blp, alerts_api.blp, alerts_api.rules_blp,
+             saved_views_api.blp)
     for group in (audit_cli, demo_cli, streams_cli, alerts_cli):
         app.cli.add_command(group)
     for name, function in TEMPLATE_FILTERS.items():

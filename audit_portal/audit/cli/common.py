@@ -1,5 +1,5 @@
-"""What the command groups share: parsing ``key=value`` options, schema errors as usage errors, and running a
-background loop in the foreground until SIGTERM or Ctrl-C."""
+"""What the command groups share: parsing ``key=value`` options, schema errors as usage errors, running a
+background loop in the foreground until SIGTERM or Ctrl-C, and reading AUDIT_PUBLIC_KEY_FILE."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import signal
 import threading
 
 import click
+from flask import current_app
 from marshmallow import ValidationError
+
+from ..integrity.signing import KeyFileError, load_public_keys
 
 
 def pairs(option: str, values: tuple[str, ...]) -> dict:
@@ -35,3 +38,14 @@ def until_stopped() -> threading.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def public_keys_or_exit():
+    """The keys of AUDIT_PUBLIC_KEY_FILE (None when unset); a file that does not parse stops the command."""
+    path = current_app.config["AUDIT_PUBLIC_KEY_FILE"]
+    if not path:
+        return None
+    try:
+        return load_public_keys(path)
+    except KeyFileError as exc:
+        raise click.ClickException(f"AUDIT_PUBLIC_KEY_FILE: {exc}") from None

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from ...extensions import db
 from ..demo.bulk import load_chunks
 from ..demo.seed import COLUMNS, generate_chunks
+from ..integrity.digest_check import check_digests, digest_count
 from ..integrity.evidence import NoDigests, write_evidence
 from ..integrity.seal import seal
 from ..integrity.verify import record_verification, verify
@@ -24,6 +25,7 @@ from ..record.actors import directory
 from ..record.models import AuditChainLink
 from ..write import rollup
 from ..write.service import log_export
+from .common import public_keys_or_exit
 
 demo_cli = AppGroup("demo", help="Demo data.")
 audit_cli = AppGroup("audit", help="Audit log maintenance.")
@@ -58,7 +60,9 @@ def rollup_command():
 
 @audit_cli.command("verify")
 def verify_command():
-    """Seal new events, then walk the hash chain; exit 0 only when it is intact."""
+    """Seal new events, then walk the hash chain (and, with AUDIT_PUBLIC_KEY_FILE, check the signed digests); exit 0
+    only when everything is intact."""
+    public_keys = public_keys_or_exit()  # before anything is sealed or recorded: a bad key file changes nothing
     sealed = seal()
     if sealed.sealed:
         click.echo(f"Sealed {sealed.sealed:,} new events" + (f" ({sealed.late} committed late)" if sealed.late else "")
@@ -66,6 +70,10 @@ def verify_command():
     total = db.session.scalar(select(func.count()).select_from(AuditChainLink)) or 0
     with click.progressbar(length=total, label="Verifying the audit chain", file=sys.stderr) as bar:
         result = verify(progress=bar.update)
+    if public_keys is not None:
+        _check_digests(public_keys, result)
+    elif digest_count():
+        click.echo(f"Note: {digest_count():,} signed digests are stored; set AUDIT_PUBLIC_KEY_FILE to check them too.")
     record_verification(result)
     if result.late:
         click.echo(f"Note: {result.late:,} event(s) committed late (after newer events had been sealed) and were "
@@ -81,6 +89,18 @@ def verify_command():
     if result.problem_count > 20:
         click.echo(f"  ... and {result.problem_count - 20:,} more.", err=True)
     sys.exit(1)
+
+
+def _check_digests(public_keys, result) -> None:
+    """Add the signed digests' problems to ``result`` and say what they cover."""
+    report = check_digests(public_keys)
+    for problem in report.problems:
+        result.problem(problem)
+    if not report.checked:
+        click.echo("Note: AUDIT_PUBLIC_KEY_FILE is set but no signed digest is stored yet (is the sealer running?).")
+        return
+    click.echo(f"Checked {report.checked:,} signed digests (links up to {report.last_seq}; keys named: "
+               f"{', '.join(fp[:16] + '…' for fp in report.keys_used)}); links after {report.last_seq} await the next.")
 
 
 @audit_cli.command("partitions")

@@ -29,6 +29,9 @@ SEALER = 7_317_001
 STREAM_DESTINATION = 7_317_002  #: key: the destination's id
 ALERT_EVALUATOR = 7_317_003  #: key: 0
 PARTITION_MAINTENANCE = 7_317_004  #: key: 0; the process that creates the months ahead (``housekeeping.py``)
+#: One key: ``pg_advisory_xact_lock(DIGESTS)`` serialises the signing of digests (``integrity/digests.py``), so two
+#: sealer processes never sign the same range.
+DIGESTS = 7_317_005
 #: Not a namespace but one key: ``record/partitions.py`` (which this layer cannot import) takes
 #: ``pg_advisory_xact_lock(7317020)`` while it creates months, so an insert and the maintenance never race for one.
 PARTITION_CREATION = 7_317_020
