@@ -16,7 +16,7 @@ from ...extensions import db
 from ..integrity.digests import KeyMismatch, SealerKeys, sign_due_digests
 from ..integrity.seal import seal
 from ..integrity.signing import KeyFileError, fingerprint, generate_key_pair, load_public_keys, load_signing_key
-from .common import until_stopped
+from .common import public_keys_or_exit, until_stopped
 from .maintenance import audit_cli
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,11 @@ def sealer_command(once: bool):
     keys = _sealer_keys()
     click.echo(f"Sealer: signing with key {keys.current.fingerprint}"
                + (f" (rotating to {keys.next.fingerprint})" if keys.next else "") + ".")
+    published = public_keys_or_exit()
+    if published is not None and keys.current.fingerprint not in {fingerprint(k) for k in published}:
+        click.echo(f"Warning: AUDIT_PUBLIC_KEY_FILE does not hold the public half of AUDIT_SIGNING_KEY_FILE "
+                   f"({keys.current.fingerprint}): `audit verify` will not accept these digests until it does.",
+                   err=True)
     try:
         if once:
             _round(keys, force=True)

@@ -18,7 +18,9 @@ from ...extensions import db
 from ..record.enums import ActionType
 from ..record.models import AuditChainLink, AuditLog
 from .canonical import GENESIS
+from .digests import chain_start
 from .models import AuditDigest
+from .seal import purge_cuts
 from .signing import fingerprint, signature_ok
 
 _chain = AuditChainLink.__table__
@@ -48,6 +50,10 @@ class _Walk:
         self.report = DigestReport()
         self.previous = None  # (row, body) of the previous digest
         self.in_force: str | None = None
+        #: The highest link a legacy retention purge cut away (with its links): digests below it cannot be compared
+        #: with the chain any more.
+        with db.engine.connect() as conn:
+            self.cut_to = max((cut["seq"] for cut in purge_cuts(conn)), default=0)
         #: Keys not given, by fingerprint: [the first digest signed by it, how many]; reported once each, at the end.
         self.unknown: dict[str, list] = {}
 
@@ -114,6 +120,11 @@ class _Walk:
             if not isinstance(seq, int):
                 continue
             stored = GENESIS if seq == 0 else hashes.get(seq)
+            if stored is None and name == "prev_head" and self.previous is None:
+                with db.engine.connect() as conn:
+                    stored = chain_start(conn, seq)  # the first digest may start where a legacy purge cut the chain
+            if stored is None and seq <= self.cut_to:
+                continue  # cut away by a recorded purge (before tombstones): nothing left to compare
             if stored is None:
                 self.problem(f"{label}: link {seq}, which it signed, is missing from the chain.")
             elif stored != body.get(name):

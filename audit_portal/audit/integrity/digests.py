@@ -29,6 +29,7 @@ from ..record.models import AuditChainLink
 from ..write.inserts import insert_events
 from .canonical import GENESIS, encode
 from .models import AuditDigest, AuditPurge
+from .seal import purge_cuts
 from .signing import SigningKey, fingerprint, load_public_keys, public_pem
 
 DIGEST_VERSION = 1
@@ -118,6 +119,19 @@ def _public_hash_at(conn, seq: int) -> str | None:
     return conn.scalar(select(_chain.c.public_hash).where(_chain.c.seq == seq))
 
 
+def chain_start(conn, seq: int) -> str | None:
+    """The public hash the chain continues from before link ``seq + 1``: link ``seq``'s, genesis, or, where a retention
+    purge from before migration 0016 cut the chain at ``seq``, the public chain's restart there (genesis, or the hash
+    the cut recorded). None when nothing accounts for the link being gone."""
+    stored = _public_hash_at(conn, seq)
+    if stored is not None:
+        return stored
+    for cut in purge_cuts(conn):
+        if cut["seq"] == seq:
+            return cut.get("public") or GENESIS
+    return None
+
+
 def _purges_since(conn) -> list[dict]:
     """The purges newer than the newest one an earlier digest carried. Bodies are canonical JSON, so a digest that
     carried none says exactly ``"purges":[]``."""
@@ -136,9 +150,9 @@ def build_body(conn, first_seq: int, last_seq: int, previous, key_fingerprint: s
                              .where(_chain.c.seq.between(first_seq, last_seq))).one()
     return {
         "version": DIGEST_VERSION, "first_seq": first_seq, "last_seq": last_seq, "count": last_seq - first_seq + 1,
-        # Where the previous digest ended (the link before may since have been cut by a purge); the first digest
-        # starts from the link before its range, or from genesis.
-        "prev_head": previous.head if previous is not None else (_public_hash_at(conn, first_seq - 1) or GENESIS),
+        # Where the previous digest ended; the first digest starts from the link before its range (or where the chain
+        # restarted after a legacy purge's cut, or genesis).
+        "prev_head": previous.head if previous is not None else (chain_start(conn, first_seq - 1) or GENESIS),
         "head": _public_hash_at(conn, last_seq),
         "from": iso(low), "to": iso(high), "created_at": iso(now),
         "previous_signature": previous.signature if previous is not None else None,

@@ -77,10 +77,10 @@ def generate_key_pair(out_dir: str | os.PathLike) -> tuple[Path, Path]:
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(private_bytes)
-    os.chmod(private_path, 0o600)
     fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(public_pem(key.public_key()))
+    os.chmod(public_path, 0o644)  # whatever the umask: it is meant to be handed out
     return private_path, public_path
 
 

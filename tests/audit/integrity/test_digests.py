@@ -65,7 +65,7 @@ def test_keys_generate_writes_a_private_key_for_its_owner_alone_and_a_public_key
     assert result.exit_code == 0, result.output
     private, public = out / "audit-signing-key.pem", out / "audit-signing-key.pub.pem"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert stat.S_IMODE(public.stat().st_mode) & 0o077 == 0o044  # readable by anyone, writable by its owner only
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
     assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")  # PKCS 8
     assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")  # SubjectPublicKeyInfo
     private_key = serialization.load_pem_private_key(private.read_bytes(), password=None)
@@ -98,9 +98,12 @@ def test_keys_generate_never_overwrites_a_key(runner, key):
 def test_the_sealer_signs_digests_that_verify_with_the_public_key(app, runner, key):
     record_events(app, 5)
 
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = str(key.public)  # the sealer says when it does not match: here it does
     result = run_sealer(app, runner, key)
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = ""
 
     assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output
     rows = stored_digests(app)
     assert [(r.first_seq, r.last_seq) for r in rows] == [(1, 2), (3, 4), (5, 5)]
     public = key.public_key()
@@ -131,6 +134,20 @@ def test_a_digest_is_signed_every_n_links_or_once_the_interval_passed(app, key):
         assert sign_due_digests(keys, now=utcnow() + timedelta(seconds=599)) == []  # one link waits, not for long
         late = sign_due_digests(keys, now=utcnow() + timedelta(seconds=601))
         assert [(b["first_seq"], b["last_seq"]) for b in late] == [(4, 4)]
+
+
+@pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=2)
+def test_digests_still_verify_after_a_retention_purge(app, runner, key):
+    record_events(app, 4, days_ago=400, label="old")
+    record_events(app, 3, label="recent")
+    assert run_sealer(app, runner, key).exit_code == 0
+    purged = runner.invoke(args=["audit", "purge", "--older-than-days", "365", "--yes"])
+    assert purged.exit_code == 0 and "Deleted 4 events" in purged.output, purged.output
+    assert run_sealer(app, runner, key).exit_code == 0  # the purge's own event, and the next digests
+
+    verified = verify_with(app, runner, key.public)
+
+    assert verified.exit_code == 0, verified.output
 
 
 @pytest.mark.settings(AUDIT_DIGEST_EVERY_EVENTS=2)
@@ -239,6 +256,10 @@ def test_key_rotation_hands_over_to_the_next_key(app, runner, key, other_key, tm
     old_key_again = run_sealer(app, runner, key)
     assert old_key_again.exit_code != 0 and "leaves key" in old_key_again.output
     assert len(stored_digests(app)) == len(rows)
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = str(key.public)
+    unpublished = run_sealer(app, runner, other_key)  # signs, but warns that auditors lack its public half
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = ""
+    assert unpublished.exit_code == 0 and "does not hold the public half" in unpublished.output
 
     both = tmp_path / "both.pem"
     both.write_text(key.public.read_text() + other_key.public.read_text())

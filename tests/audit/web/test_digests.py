@@ -4,11 +4,16 @@ list them, newest first, and get the public key that checks them; nobody else do
 from __future__ import annotations
 
 import html
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import update
 
+from audit_portal.audit.integrity.models import AuditDigest
 from audit_portal.audit.integrity.signing import fingerprint
+from audit_portal.extensions import db
+from audit_portal.timeutil import utcnow
 
 from ...api_helpers import bearer, make_token
 from ..chain_support import record_events
@@ -17,6 +22,7 @@ from ..digest_support import KeyPair, run_sealer, signature_checks, stored_diges
 DIGESTS = "/api/v1/audit-logs/digests/"
 PUBLIC_KEY = "/api/v1/audit-logs/digests/public-key"
 PAGE = "/admin/audit-logs/integrity"
+DIGEST_TABLE = AuditDigest.__table__
 
 
 @pytest.fixture
@@ -83,3 +89,25 @@ def test_the_integrity_page_says_when_no_sealer_signs(admin_client):
     page = html.unescape(admin_client.get(PAGE).get_data(as_text=True))
 
     assert "No digest has been signed" in page and "No public key configured" in page
+
+
+def test_the_integrity_page_says_when_the_sealer_stopped_signing(app, admin_client, signed):
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(update(DIGEST_TABLE).values(created_at=utcnow() - timedelta(hours=3)))
+
+    page = html.unescape(admin_client.get(PAGE).get_data(as_text=True))
+
+    assert "Stale" in page and "is the sealer running?" in page
+    assert "A sealer is signing digests." not in page
+
+
+def test_a_public_key_file_that_does_not_parse_is_an_error_on_the_page_and_in_the_api(app, admin_client, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key\n")
+    app.config["AUDIT_PUBLIC_KEY_FILE"] = str(bad)
+
+    page = html.unescape(admin_client.get(PAGE).get_data(as_text=True))
+    answer = admin_client.get(PUBLIC_KEY)
+
+    assert "AUDIT_PUBLIC_KEY_FILE cannot be read" in page and "holds no PEM public key" in page
+    assert answer.status_code == 500 and "AUDIT_PUBLIC_KEY_FILE cannot be read" in answer.get_json()["message"]
