@@ -107,13 +107,15 @@ def _goes(t, plan: PurgePlan):
 
 
 def _anchors(session) -> list[int]:
-    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
-    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
-    0016's rebuild (``rechained``), below which older checkpoints no longer apply."""
-    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
+    """The events verification relies on, which no purge removes: every RETENTION_PURGE event (a purge's record counts
+    only beside its event, ``tombstones.recorded_purges``; those of purges before migration 0016 hold the chain cut
+    where the chain now starts, ``seal.purge_cuts``), and the CHAIN_CHECKPOINT of 0016's rebuild (``rechained``),
+    below which older checkpoints no longer apply."""
     rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
-                           .where(_table.c.action_type.in_(list(marks))))
-    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
+                           .where(_table.c.action_type.in_([ActionType.RETENTION_PURGE.value,
+                                                            ActionType.CHAIN_CHECKPOINT.value])))
+    return [audit_id for audit_id, action, metadata in rows
+            if action == ActionType.RETENTION_PURGE.value or (isinstance(metadata, dict) and "rechained" in metadata)]
 
 
 def _partition_table(name: str):

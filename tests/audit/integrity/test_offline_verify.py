@@ -10,31 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from sqlalchemy import delete, update
 
 from audit_portal.audit.integrity.models import AuditDigest
 from audit_portal.extensions import db
 
-from ..chain_support import CHAIN, LOGS, recompute_chain, record_events, row, seal, tamper
+from ..chain_support import CHAIN, LOGS, recompute_chain, record_events, row, tamper
 from ..digest_support import KeyPair, run_sealer
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "verify_audit_export.py"
 ATTACKER_KEY = "a-key-the-attacker-made-up-0000000000000"
-
-
-@pytest.fixture
-def signed(app, runner, tmp_path):
-    """Eighteen events, sealed and signed in three digests (the sealer signs every 6 links here)."""
-    app.config["AUDIT_DIGEST_EVERY_EVENTS"] = 6
-    key = KeyPair(tmp_path / "keys")
-    ids = record_events(app, 6, label="first") + record_events(app, 6, label="second") + \
-        record_events(app, 6, label="third")
-    seal(app)
-    result = run_sealer(app, runner, key)
-    assert result.exit_code == 0, result.output
-    return key, ids
 
 
 def export(runner, tmp_path, *filters) -> tuple[Path, Path]:
@@ -45,15 +31,17 @@ def export(runner, tmp_path, *filters) -> tuple[Path, Path]:
     return events, digests
 
 
-def check(events: Path, digests: Path, *keys: Path) -> subprocess.CompletedProcess:
+def check(events: Path, digests: Path, *keys: Path, complete: bool = False) -> subprocess.CompletedProcess:
     """The verifier, in a separate process that is given only files (no settings, no app on its path)."""
     arguments = [sys.executable, "-I", str(SCRIPT), "--events", str(events), "--digests", str(digests)]
+    arguments += ["--complete"] if complete else []
     for key in keys:
         arguments += ["--public-key", str(key)]
     return subprocess.run(arguments, capture_output=True, text=True, timeout=60, cwd=events.parent, env={})
 
 
 def lines(events: Path) -> list[dict]:
+    """The export's lines, its header (what was asked for) included."""
     return [json.loads(line) for line in events.read_text().splitlines()]
 
 
