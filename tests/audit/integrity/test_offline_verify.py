@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, update
 
 from audit_portal.audit.integrity.models import AuditDigest
@@ -195,3 +196,13 @@ def test_the_verifier_imports_only_the_standard_library_and_cryptography():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - {"cryptography"} <= set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("digests", [False, True])
+def test_an_output_file_in_a_missing_folder_is_a_clear_error(app, runner, tmp_path, signed, digests):
+    target = tmp_path / "no-such-folder" / "events.ndjson"
+    extra = ["--with-digests", str(tmp_path / "d")] if digests else []
+    result = runner.invoke(args=["audit", "export", "--format", "ndjson", *extra, "-o", str(target)])
+
+    assert result.exit_code == 2
+    assert f"--output {target}: cannot be written" in result.output
