@@ -12,13 +12,16 @@ first); 2 when the input cannot be read (a file missing, a public key that does 
 
 What is checked (the format is defined in the portal's ``audit_portal/audit/integrity/canonical.py``):
 
-- every digest's Ed25519 signature, by a key given here (or one a valid digest named as the next key), each
-  digest's ``previous_signature``, and that the digests follow one another with no gap;
+- every digest's Ed25519 signature, by a key given here (after a rotation, by the key the digest before it named
+  as the next one: give every key), each digest's ``previous_signature``, and that the digests follow one another
+  with no gap from the first;
 - every exported event: its public form (personal fields as salted commitments; erased fields by the commitment
   kept) hashes to its row hash;
 - the public chain, link by link, from one signed head to the next: an edited, deleted, inserted or reordered
   event, or a truncated tail, breaks it;
-- a purged event's tombstone: a purge record signed into a digest must cover it (its category's cutoff, the holds).
+- a purged event's tombstone: a purge record signed into a digest must cover it (its category's cutoff, the holds);
+- withheld events (a filtered export): counted and named as such; ``--complete`` fails unless there are none and the
+  export starts at the first digest (only a whole export can show that nothing was deleted).
 
 This file imports nothing from the portal, so an auditor can copy it alone. Keep it in step with canonical.py.
 """
@@ -30,7 +33,7 @@ import base64
 import hashlib
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 try:
@@ -109,22 +112,26 @@ def load_digests(directory: str) -> list[dict]:
     return sorted(digests, key=lambda d: d["first_seq"])
 
 
-def load_lines(path: str) -> list[dict]:
+def load_lines(path: str) -> tuple[dict, list[dict]]:
+    """The export's header (what was asked for) and its lines."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"--events {path}: cannot be read ({exc.strerror})") from None
-    lines = []
+    header, lines = {}, []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
+            if number == 1 and isinstance(item, dict) and item.get("type") == "export":
+                header = item
+                continue
             int(item["seq"])
         except (ValueError, KeyError, TypeError):
             raise BadInput(f"--events {path}: line {number} is not a line of an export with digests") from None
         lines.append(item)
-    return lines
+    return header, lines
 
 
 class Report:
@@ -165,7 +172,12 @@ def check_digests(digests: list[dict], keys: dict[str, Ed25519PublicKey], report
 
 
 def _time(value):
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
+    """An aware time from a signed record's ISO text (UTC when it says no zone); None when it is not a time."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def purged_by(purges: list[dict], seq: int, timestamp: str | None, category: str | None) -> dict | None:
@@ -180,8 +192,9 @@ def purged_by(purges: list[dict], seq: int, timestamp: str | None, category: str
         cutoff = _time(cutoffs.get(category or "", cutoffs.get("*")))
         if cutoff is None or moment >= cutoff:
             continue
-        if any(_time(start) <= moment <= _time(end) for start, end in purge.get("holds") or []):
-            continue
+        holds = [(_time(start), _time(end)) for start, end in purge.get("holds") or []]
+        if any(start is None or end is None or start <= moment <= end for start, end in holds):
+            continue  # held (a hold it cannot read counts as holding everything: never a reason to pass)
         return purge
     return None
 
@@ -210,14 +223,21 @@ def _check_line(item: dict, purges: list[dict], report: Report, counts: dict) ->
     return material(seq, item.get("timestamp"), item.get("category"), item.get("row_hash"))
 
 
-def check_chain(lines: list[dict], digests: list[dict], report: Report) -> dict:
-    """Rebuild the public chain over the export's lines, from the first digest's start to the last's end."""
+def check_chain(lines: list[dict], digests: list[dict], report: Report, start: int | None = None) -> dict:
+    """Rebuild the public chain over the export's lines, from the start of the digest that covers the first line (the
+    export begins at a digest's first link) to the last digest's end. Purges are read from every digest."""
     purges = [p for digest in digests for p in digest.get("purges") or []]
     ends = {digest["last_seq"]: digest for digest in digests}
-    first, last = digests[0], digests[-1]
+    last = digests[-1]
+    if start is None:  # an export without its header: from its first line
+        start = lines[0]["seq"] if lines else digests[0]["first_seq"]
+    first = next((d for d in digests if d["first_seq"] == start), None)
+    if first is None:
+        report.problem(f"The export says it starts at link {start}, which is not the first link of a digest.")
+        first = digests[0]
     prev = first.get("prev_head") or GENESIS
     expected = first["first_seq"]
-    counts = {"events": 0, "links": 0, "purged": 0, "erased": 0}
+    counts = {"events": 0, "links": 0, "purged": 0, "erased": 0, "first_seq": first["first_seq"]}
     for item in lines:
         seq = item["seq"]
         if seq < expected:
@@ -254,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digests", required=True, help="the directory of digest files the export came with")
     parser.add_argument("--public-key", required=True, action="append",
                         help="the signing public key (PEM); repeat for each key of a rotation")
+    parser.add_argument("--complete", action="store_true",
+                        help="fail unless the export holds every signed event from the first digest on (no filter "
+                             "withheld any): an export that is filtered cannot show that nothing else was deleted")
     args = parser.parse_args(argv)
     try:
         keys = {}
@@ -261,13 +284,19 @@ def main(argv: list[str] | None = None) -> int:
             key = load_public_key(path)
             keys[fingerprint(key)] = key
         digests = load_digests(args.digests)
-        lines = load_lines(args.events)
+        header, lines = load_lines(args.events)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = Report()
     check_digests(digests, keys, report)
-    counts = check_chain(lines, digests, report)
+    start = header.get("first_seq") if isinstance(header.get("first_seq"), int) else None
+    counts = check_chain(lines, digests, report, start)
+    withheld = counts["links"] - counts["purged"]
+    if args.complete and (withheld or counts["first_seq"] != digests[0]["first_seq"]):
+        report.problem(f"--complete: the export withholds {withheld} event(s) (its filters: "
+                       f"{json.dumps(header.get('filters') or {})}) and starts at link {counts['first_seq']} (the "
+                       f"digests start at link {digests[0]['first_seq']}).")
     if report.problems:
         print(f"FAILED: {len(report.problems)} problem(s).")
         for text in report.problems[:MAX_PRINTED]:
@@ -276,8 +305,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"- ... and {len(report.problems) - MAX_PRINTED} more")
         return 1
     print(f"OK: {counts['events']} events and {counts['links']} other links (of which {counts['purged']} purged) "
-          f"verify against {len(digests)} signed digest(s), links {digests[0]['first_seq']} to "
+          f"verify against {len(digests)} signed digest(s), links {counts['first_seq']} to "
           f"{digests[-1]['last_seq']}; {counts['erased']} event(s) with erased fields.")
+    if withheld:
+        print(f"NOTE: {withheld} event(s) in that range are withheld, proven only by their row hashes: the export was "
+              f"filtered ({json.dumps(header.get('filters') or {})}). A filtered export cannot show that one of them "
+              "was not deleted; ask for the whole export and use --complete for that.")
     return 0
 
 

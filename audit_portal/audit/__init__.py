@@ -62,6 +62,8 @@ def init_app(app) -> None:
         api,
         digests_api,
         erasure_api,
+        erasures,  # noqa: F401 - adds the integrity page's erasure buttons to views.bp
+        holds,  # noqa: F401 - adds the integrity page's hold forms to views.bp
         holds_api,
         integrity,  # noqa: F401 - adds the integrity page's routes to views.bp
         metrics,

@@ -271,8 +271,24 @@ def rechain(connection, key: bytes) -> dict | None:
             last_seq = m["seq"]
         _write(connection, chain, updates)
     if last_seq is None:
-        return None
+        return _empty_chain_point(connection, logs)
     return {"seq": last_seq, "hash": new_prev, "old_hash": old_head, "old_problems": problems}
+
+
+def _empty_chain_point(connection, logs) -> dict | None:
+    """A chain that a legacy purge emptied: the rebuild point sits at its cut (the new chain continues from there,
+    and the cut counts only when recorded before this point)."""
+    cuts = []
+    for (metadata,) in connection.execute(sa.select(logs.c["metadata"]).where(logs.c.action_type == "RETENTION_PURGE")):
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        cut = metadata.get("chain_cut") if isinstance(metadata, dict) else None
+        if isinstance(cut, dict) and isinstance(cut.get("seq"), int) and cut.get("hash"):
+            cuts.append(cut)
+    if not cuts:
+        return None
+    cut = max(cuts, key=lambda c: c["seq"])
+    return {"seq": cut["seq"], "hash": cut["hash"], "old_hash": cut["hash"], "old_problems": 0}
 
 
 def _write(connection, chain, updates: list[dict]) -> None:
@@ -327,12 +343,11 @@ def upgrade_data():
 
 def downgrade_data(connection, key: bytes) -> None:
     """Give the chain back its old form (HMAC over every column): recomputed from the rows as they are now, after
-    the new chain has been checked by ``flask audit verify`` (run it first); a purged event's tombstone has no row
-    and is dropped, as the old purge did."""
+    the new chain has been checked by ``flask audit verify`` (run it first: this rewrite would carry over any
+    change made since). Refused after a purge of the new form (``_refuse_lossy_downgrade``)."""
     logs = sa.Table("audit_logs", sa.MetaData(), autoload_with=connection)
     chain = sa.Table("audit_chain", sa.MetaData(), autoload_with=connection)
     columns = [c.name for c in logs.columns]
-    connection.execute(chain.delete().where(~sa.exists().where(logs.c.id == chain.c.audit_log_id)))
     last_seq, prev = None, None
     while True:
         query = sa.select(chain.c.seq, chain.c.user_id, chain.c.prev_hash, *[logs.c[name] for name in columns]) \
@@ -355,8 +370,22 @@ def downgrade_data(connection, key: bytes) -> None:
             prev_hash=sa.bindparam("b_prev_hash"), link_hash=sa.bindparam("b_link_hash")), updates)
 
 
+def _refuse_lossy_downgrade(connection) -> None:
+    """The old chain has no tombstones: after a purge of this form (links whose events are gone) its positions would
+    have holes that the old verification reports as deletions. Refuse rather than leave a chain that fails."""
+    purged = connection.execute(sa.text("SELECT count(*) FROM audit_purges")).scalar()
+    orphans = connection.execute(sa.text(
+        "SELECT count(*) FROM audit_chain c WHERE NOT EXISTS (SELECT 1 FROM audit_logs l WHERE l.id = c.audit_log_id)"
+    )).scalar()
+    if purged or orphans:
+        raise RuntimeError(f"Refusing to downgrade below 0016: {purged} retention purge(s) of the new form and "
+                           f"{orphans} chain link(s) without their event (tombstones) cannot be expressed in the old "
+                           "chain. Restore a backup taken before the upgrade instead.")
+
+
 def downgrade():
     connection = op.get_bind()
+    _refuse_lossy_downgrade(connection)
     _chain_trigger(connection, "DISABLE")
     downgrade_data(connection, current_app.config["AUDIT_HMAC_KEY"].encode())
     _chain_trigger(connection, "ENABLE")

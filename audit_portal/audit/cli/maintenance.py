@@ -160,8 +160,8 @@ def export_command(fmt: str, output: str | None, digest_dir: str | None, **raw_f
         raise click.UsageError(f"--format: {exc}") from None
     except ExportTooLarge as exc:
         raise click.ClickException(str(exc)) from None
+    stream = _open_output(output)  # before the EXPORT event: a file that cannot be written exports nothing
     log_export(export.count, export.format.value, filters.active(), "cli")
-    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         for chunk in export.chunks():
             stream.write(chunk)
@@ -172,10 +172,20 @@ def export_command(fmt: str, output: str | None, digest_dir: str | None, **raw_f
         click.echo(f"Wrote {export.count:,} events to {output}.", err=True)
 
 
+def _open_output(output: str | None):
+    """The export's file (standard output when none), or a usage error that names what is wrong with it."""
+    if not output:
+        return sys.stdout
+    try:
+        return open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise click.UsageError(f"--output {output}: cannot be written ({exc.strerror}).") from None
+
+
 def _export_evidence(fmt: str, output: str | None, digest_dir: str, filters) -> None:
     if fmt.lower() != "ndjson":
         raise click.UsageError("--with-digests writes NDJSON: use --format ndjson.")
-    stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    stream = _open_output(output)
     try:
         result = write_evidence(filters, stream, digest_dir)
     except NoDigests as exc:

@@ -22,6 +22,7 @@ from .digests import chain_start
 from .models import AuditDigest
 from .seal import purge_cuts
 from .signing import fingerprint, signature_ok
+from .tombstones import as_record, load_purges, same_purge
 
 _chain = AuditChainLink.__table__
 _digests = AuditDigest.__table__
@@ -56,6 +57,8 @@ class _Walk:
             self.cut_to = max((cut["seq"] for cut in purge_cuts(conn)), default=0)
         #: Keys not given, by fingerprint: [the first digest signed by it, how many]; reported once each, at the end.
         self.unknown: dict[str, list] = {}
+        #: The retention purges the digests carry, by id: (the digest's id, the purge as signed).
+        self.signed_purges: dict[int, tuple[int, dict]] = {}
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -74,6 +77,9 @@ class _Walk:
                              f"({body.get(name)}): the row was edited.")
         self._linkage(label, row, body)
         self._heads(label, body, hashes)
+        for purge in body.get("purges") or []:
+            if isinstance(purge, dict) and isinstance(purge.get("id"), int):
+                self.signed_purges[purge["id"]] = (row.id, purge)
         if body.get("key_fingerprint") and body["key_fingerprint"] not in self.report.keys_used:
             self.report.keys_used.append(body["key_fingerprint"])
         self.in_force = body.get("next_key_fingerprint") or body.get("key_fingerprint")
@@ -158,7 +164,24 @@ def check_digests(public_keys) -> DigestReport:
                      "which is not among the public keys given (AUDIT_PUBLIC_KEY_FILE): signed by another key, or "
                      "that key's public half is missing from the file.")
     _check_recorded(walk)
+    _check_signed_purges(walk)
     return walk.report
+
+
+def _check_signed_purges(walk: _Walk) -> None:
+    """A purge a digest signed must still be stored as signed: widening its cutoffs or dropping its holds afterwards
+    would pass deletions off as purged."""
+    with db.engine.connect() as conn:
+        stored = {record.id: record for record in load_purges(conn)}
+    for purge_id, (digest_id, signed) in sorted(walk.signed_purges.items()):
+        record = stored.get(purge_id)
+        try:
+            same = record is not None and same_purge(record, as_record(signed))
+        except (TypeError, ValueError, KeyError):
+            same = False
+        if not same:
+            walk.problem(f"Retention purge {purge_id} differs from the copy digest {digest_id} signed (or is gone): "
+                         "its record was edited after it was signed.")
 
 
 def _check_recorded(walk: _Walk) -> None:

@@ -2,16 +2,18 @@
 can be recomputed), a line for every other link of the range they fall in, and the signed digests covering it
 (``flask audit export --format ndjson --with-digests DIR``; ``scripts/verify_audit_export.py`` checks it).
 
-Lines, in chain order (one JSON object each):
+Lines (one JSON object each): first ``{"type": "export", "filters", "first_seq", "last_seq"}`` (what was asked
+for, so the auditor knows why links are withheld), then, in chain order:
 
 - ``{"type": "event", "seq", "event": {every column, user_id as sealed}, "salts", "erased", "row_hash"}`` for an
   exported event;
 - ``{"type": "link", "seq", "timestamp", "category", "row_hash", "purged"}`` for every other link: an event the
   filters left out (its row hash proves it without showing it), or a purged event's tombstone.
 
-The range runs from the first link of the digest that covers the first matching event to the last digest's last
-link, so the verifier can rebuild the public chain from one signed head to another; events sealed after the last
-digest are left out (the command says how many): nothing vouches for them yet.
+The range runs from the first link of the digest that covers the first matching event (of the first digest for an
+export without filters) to the last digest's last link, so the verifier can rebuild the public chain from one signed
+head to another; every digest goes into the directory. Events sealed after the last digest are left out (the command
+says how many): nothing vouches for them yet.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from .models import AuditDigest
 BATCH = 5000
 _table = AuditLog.__table__
 _chain = AuditChainLink.__table__
+
+
+def _jsonable(filters: dict) -> dict:
+    return {name: value.isoformat() if hasattr(value, "isoformat") else value for name, value in filters.items()}
 
 
 class NoDigests(ValueError):
@@ -72,17 +78,23 @@ def write_evidence(filters: AuditFilters, out, digest_dir: str | Path) -> Eviden
                                      .join(matching, matching.c.id == _chain.c.audit_log_id)
                                      .where(_chain.c.seq > signed_to)) or 0
     if first_match is None or first_match > signed_to:
-        used = []  # nothing signed matches
+        start = None  # nothing signed matches
+    elif not filters.active():
+        start = digests[0]  # the whole log: from the first digest, so that a deleted prefix shows
     else:
-        used = [d for d in digests if d.last_seq >= first_match]  # from the digest that covers the first match
+        start = next(d for d in digests if d.last_seq >= first_match)  # from the digest that covers the first match
     directory = Path(digest_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    for digest in used:
+    # Every digest, whatever the range: the verifier checks their whole sequence, and reads the purge records they
+    # carry (a purge signed into an earlier digest explains tombstones in the range).
+    for digest in digests:
         (directory / digest_file_name(digest.last_seq)).write_text(digest_document(digest), encoding="utf-8")
-    result.digests = len(used)
-    if not used:
+    result.digests = len(digests)
+    if start is None:
         return result
-    result.first_seq, result.last_seq = used[0].first_seq, signed_to
+    result.first_seq, result.last_seq = start.first_seq, signed_to
+    out.write(json.dumps({"type": "export", "filters": _jsonable(filters.active()), "first_seq": result.first_seq,
+                          "last_seq": result.last_seq}, sort_keys=True, ensure_ascii=False) + "\n")
     # Correlated to the link only: the subquery reads audit_logs itself (it would otherwise melt into the outer
     # query's audit_logs and have no FROM left).
     wanted = (apply_filters(select(_table.c.id), filters).where(_table.c.id == _chain.c.audit_log_id)

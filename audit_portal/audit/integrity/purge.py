@@ -95,6 +95,8 @@ class PurgePlan:
     older_than_days: int | None = None
     #: Events kept whatever their age, because verification anchors on them (``_anchors``).
     kept: list[int] = field(default_factory=list)
+    #: How many the purge has deleted so far (``execute_purge``).
+    deleted: int = 0
 
 
 def _goes(t, plan: PurgePlan):
@@ -105,13 +107,15 @@ def _goes(t, plan: PurgePlan):
 
 
 def _anchors(session) -> list[int]:
-    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
-    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
-    0016's rebuild (``rechained``), below which older checkpoints no longer apply."""
-    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
+    """The events verification relies on, which no purge removes: every RETENTION_PURGE event (a purge's record counts
+    only beside its event, ``tombstones.recorded_purges``; those of purges before migration 0016 hold the chain cut
+    where the chain now starts, ``seal.purge_cuts``), and the CHAIN_CHECKPOINT of 0016's rebuild (``rechained``),
+    below which older checkpoints no longer apply."""
     rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
-                           .where(_table.c.action_type.in_(list(marks))))
-    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
+                           .where(_table.c.action_type.in_([ActionType.RETENTION_PURGE.value,
+                                                            ActionType.CHAIN_CHECKPOINT.value])))
+    return [audit_id for audit_id, action, metadata in rows
+            if action == ActionType.RETENTION_PURGE.value or (isinstance(metadata, dict) and "rechained" in metadata)]
 
 
 def _partition_table(name: str):
@@ -188,18 +192,21 @@ def execute_purge(plan: PurgePlan, actor=None, progress=None) -> int:
     if plan.count == 0 and not plan.drops:
         return 0
     purge_id = _record(plan, actor) if plan.count else None
-    deleted = 0
-    for drop in sorted(plan.drops, key=lambda drop: drop.count):
-        deleted += _drop_partition(drop, plan)
-        if progress:
-            progress(drop.count)
-    if plan.count > deleted:
-        deleted += _delete_in_batches(plan, progress)
-    if purge_id is not None and deleted != plan.count:
-        log.warning("retention purge %s: planned %d events, deleted %d", purge_id, plan.count, deleted)
-        with db.engine.begin() as conn:
-            conn.execute(_purges.update().where(_purges.c.id == purge_id).values(count=deleted))
-    return deleted
+    plan.deleted = 0
+    try:
+        for drop in sorted(plan.drops, key=lambda drop: drop.count):
+            plan.deleted += _drop_partition(drop, plan)
+            if progress:
+                progress(drop.count)
+        if plan.count > plan.deleted:
+            _delete_in_batches(plan, progress)
+    finally:
+        if purge_id is not None and plan.deleted != plan.count:
+            # Stopped half-way (a hold placed meanwhile, an error) or rows changed: the record says what went.
+            log.warning("retention purge %s: planned %d events, deleted %d", purge_id, plan.count, plan.deleted)
+            with db.engine.begin() as conn:
+                conn.execute(_purges.update().where(_purges.c.id == purge_id).values(count=plan.deleted))
+    return plan.deleted
 
 
 def _record(plan: PurgePlan, actor) -> int:
@@ -216,9 +223,10 @@ def _record(plan: PurgePlan, actor) -> int:
     return purge_id
 
 
-def _delete_in_batches(plan: PurgePlan, progress) -> int:
-    """Delete the planned events outside the dropped months, PURGE_BATCH at a time, in (timestamp, id) order."""
-    deleted, after = 0, None
+def _delete_in_batches(plan: PurgePlan, progress) -> None:
+    """Delete the planned events outside the dropped months, PURGE_BATCH at a time, in (timestamp, id) order, counting
+    them in ``plan.deleted``."""
+    after = None
     goes = _goes(_table, plan)
     while True:
         with db.engine.begin() as conn:
@@ -234,7 +242,7 @@ def _delete_in_batches(plan: PurgePlan, progress) -> int:
                     _table.c.timestamp > moment, and_(_table.c.timestamp == moment, _table.c.id > last_id)))
             rows = conn.execute(query).all()
             if not rows:
-                return deleted
+                return
             ids = [row.id for row in rows]
             after = (rows[-1].timestamp, rows[-1].id)
             # The days this batch deletes errors from: the error rollup recounts them with the same commit.
@@ -243,7 +251,7 @@ def _delete_in_batches(plan: PurgePlan, progress) -> int:
             batch = conn.execute(delete(_table).where(_table.c.id.in_(ids))).rowcount
             if first is not None:
                 rollup.rebuild(conn, rollup.utc_day(first), rollup.utc_day(last))
-        deleted += batch
+        plan.deleted += batch
         if progress:
             progress(batch)
 

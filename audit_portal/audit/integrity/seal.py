@@ -120,10 +120,27 @@ def _head(conn) -> tuple[int, str, str]:
     return (cut["seq"], cut["hash"], cut.get("public") or GENESIS) if cut else (0, GENESIS, GENESIS)
 
 
+def rebuild_point(conn) -> tuple[int, dict] | None:
+    """Migration 0016's checkpoint (its event's id and metadata): the first CHAIN_CHECKPOINT event that says the chain
+    was rebuilt in its new form. Only the first counts: a later one can only be forged."""
+    rows = conn.execute(select(_table.c.id, _table.c["metadata"])
+                        .where(_table.c.action_type == ActionType.CHAIN_CHECKPOINT.value).order_by(_table.c.id))
+    for audit_id, metadata in rows:
+        if isinstance(metadata, dict) and isinstance(metadata.get("rechained"), dict):
+            return audit_id, metadata
+    return None
+
+
 def purge_cuts(conn) -> list[dict]:
-    """The chain cuts (``{"seq", "hash"}``) recorded by RETENTION_PURGE events still in the log: purges before
-    migration 0016 deleted a prefix of the chain; since, a purge leaves its links as tombstones and cuts nothing."""
-    rows = conn.execute(select(_table.c["metadata"]).where(_table.c.action_type == ActionType.RETENTION_PURGE.value))
+    """The chain cuts (``{"seq", "hash"}``) recorded by RETENTION_PURGE events of purges before migration 0016, which
+    deleted a prefix of the chain; since then a purge leaves its links as tombstones and cuts nothing. A cut counts
+    only when its event is older than 0016's checkpoint: one recorded after it was forged (it would hide a deleted,
+    signed prefix)."""
+    point = rebuild_point(conn)
+    if point is None:
+        return []
+    rows = conn.execute(select(_table.c["metadata"]).where(_table.c.action_type == ActionType.RETENTION_PURGE.value,
+                                                           _table.c.id < point[0]))
     cuts = []
     for (metadata,) in rows:
         cut = (metadata or {}).get("chain_cut") if isinstance(metadata, dict) else None

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from ..record.enums import ActionType
+from ..record.models import AuditLog
 from .models import AuditPurge
 from .retention import cutoff_for
 
@@ -83,3 +85,29 @@ def purge_covering(purges, seq: int, timestamp, category: str | None) -> PurgeRe
         if covers(record, seq, moment, category):
             return record
     return None
+
+
+def same_purge(record: PurgeRecord, other: PurgeRecord) -> bool:
+    """The same purge, as far as tombstones go (its count may be corrected after a purge stopped half-way)."""
+    return (record.cutoffs, record.holds, record.head_seq) == (other.cutoffs, other.holds, other.head_seq)
+
+
+def recorded_purges(conn) -> tuple[list[PurgeRecord], list[int]]:
+    """The purges that explain tombstones: those whose RETENTION_PURGE event (in the chain, and kept by every purge)
+    says the same (cutoffs, holds, head). Returns them, and the ids of the ``audit_purges`` rows without such an event:
+    added or edited by hand, to pass a deletion off as a purge."""
+    table = AuditLog.__table__
+    events = {}
+    for (metadata,) in conn.execute(select(table.c["metadata"])
+                                    .where(table.c.action_type == ActionType.RETENTION_PURGE.value)):
+        if isinstance(metadata, dict) and isinstance(metadata.get("purge_id"), int):
+            events[metadata["purge_id"]] = metadata
+    trusted, forged = [], []
+    for record in load_purges(conn):
+        metadata = events.get(record.id)
+        try:
+            ok = metadata is not None and same_purge(record, as_record({**metadata, "id": record.id}))
+        except (TypeError, ValueError, KeyError):
+            ok = False
+        (trusted if ok else forged).append(record if ok else record.id)
+    return trusted, sorted(forged)

@@ -20,7 +20,7 @@ from . import canonical as form
 from .canonical import GENESIS
 from .checkpoints import read_checkpoints
 from .seal import latest_purge_cut, purge_cuts
-from .tombstones import load_purges, purge_covering
+from .tombstones import purge_covering, recorded_purges
 
 _table = AuditLog.__table__
 _chain = AuditChainLink.__table__
@@ -102,7 +102,10 @@ class _Walk:
         self.deleted_users = _deleted_user_check()
         self.key = current_app.config["AUDIT_HMAC_KEY"].encode()
         with db.engine.connect() as conn:
-            self.purges = load_purges(conn)
+            self.purges, forged = recorded_purges(conn)
+        if forged:
+            result.problem(f"Retention purge record(s) {', '.join(map(str, forged[:10]))} have no RETENTION_PURGE event "
+                           "that says the same: added or edited by hand (the events they cover count as deleted).")
         self.expected_public = GENESIS
         first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
         if first is None:
@@ -217,16 +220,16 @@ def _check_checkpoints(result: VerifyResult) -> None:
     that as a checkpoint (``rechained``: the old head, and how many old links did not verify then): checkpoints of
     the old form at or below it no longer apply."""
     points = _recorded_checkpoints()
-    rebuilt = [point for _, point in points if isinstance(point.get("rechained"), dict)]
-    rebuilt_seq = max((point["seq"] for point in rebuilt), default=0)
-    broken = max((int(point["rechained"].get("old_problems") or 0) for point in rebuilt), default=0)
+    rebuilt = _first_rebuild(points, result)
+    rebuilt_seq = rebuilt["seq"] if rebuilt else 0
+    broken = int(rebuilt["rechained"].get("old_problems") or 0) if rebuilt else 0
     if broken:
         result.problem(f"When the chain was rebuilt in its new form (migration 0016, at link {rebuilt_seq}), "
                        f"{broken} link(s) of the old chain did not verify: events were changed or deleted before.")
     truncated = rewritten = False
     for source, point in points:
         seq = point.get("seq")
-        if not isinstance(seq, int) or (seq <= rebuilt_seq and not point.get("rechained")):
+        if not isinstance(seq, int) or (seq <= rebuilt_seq and point is not rebuilt):
             continue
         if seq > result.head_seq:
             if not truncated:
@@ -240,6 +243,22 @@ def _check_checkpoints(result: VerifyResult) -> None:
                 result.problem(f"Link {seq} differs from the {source} of {point.get('at')}: the chain was "
                                "recomputed.")
             rewritten = True
+
+
+def _first_rebuild(points: list[tuple[str, dict]], result: VerifyResult) -> dict | None:
+    """Migration 0016's checkpoint: the first one the file and the events recorded (the file's lines come first, in
+    their order, then the events by id). A second one can only be forged (to switch the older checkpoints off)."""
+    rebuilds = {}
+    for source, point in points:
+        if not isinstance(point.get("rechained"), dict):
+            continue
+        kind = "file" if source == "checkpoint file" else "event"
+        if kind in rebuilds:
+            result.problem(f"The {source} records a second rebuild of the chain (at link {point.get('seq')}): only "
+                           "migration 0016 rebuilds it, once; this one was forged.")
+            continue
+        rebuilds[kind] = point
+    return rebuilds.get("file") or rebuilds.get("event")
 
 
 def _check_unsealed(result: VerifyResult) -> None:

@@ -130,9 +130,10 @@ def test_a_digest_is_signed_every_n_links_or_once_the_interval_passed(app, key):
     keys = SealerKeys(load_signing_key(key.private))
     with app.app_context():
         seal_chain()
-        assert [(b["first_seq"], b["last_seq"]) for b in sign_due_digests(keys)] == [(1, 3)]
-        assert sign_due_digests(keys, now=utcnow() + timedelta(seconds=599)) == []  # one link waits, not for long
-        late = sign_due_digests(keys, now=utcnow() + timedelta(seconds=601))
+        start = utcnow()  # one clock for the three rounds: a slow machine cannot move the second past the interval
+        assert [(b["first_seq"], b["last_seq"]) for b in sign_due_digests(keys, now=start)] == [(1, 3)]
+        assert sign_due_digests(keys, now=start + timedelta(seconds=599)) == []  # one link waits, not for long
+        late = sign_due_digests(keys, now=start + timedelta(seconds=601))
         assert [(b["first_seq"], b["last_seq"]) for b in late] == [(4, 4)]
 
 

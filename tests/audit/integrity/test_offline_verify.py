@@ -16,25 +16,12 @@ from sqlalchemy import delete, update
 from audit_portal.audit.integrity.models import AuditDigest
 from audit_portal.extensions import db
 
-from ..chain_support import CHAIN, LOGS, recompute_chain, record_events, row, seal, tamper
+from ..chain_support import CHAIN, LOGS, recompute_chain, record_events, row, tamper
 from ..digest_support import KeyPair, run_sealer
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "verify_audit_export.py"
 ATTACKER_KEY = "a-key-the-attacker-made-up-0000000000000"
-
-
-@pytest.fixture
-def signed(app, runner, tmp_path):
-    """Eighteen events, sealed and signed in three digests (the sealer signs every 6 links here)."""
-    app.config["AUDIT_DIGEST_EVERY_EVENTS"] = 6
-    key = KeyPair(tmp_path / "keys")
-    ids = record_events(app, 6, label="first") + record_events(app, 6, label="second") + \
-        record_events(app, 6, label="third")
-    seal(app)
-    result = run_sealer(app, runner, key)
-    assert result.exit_code == 0, result.output
-    return key, ids
 
 
 def export(runner, tmp_path, *filters) -> tuple[Path, Path]:
@@ -45,15 +32,17 @@ def export(runner, tmp_path, *filters) -> tuple[Path, Path]:
     return events, digests
 
 
-def check(events: Path, digests: Path, *keys: Path) -> subprocess.CompletedProcess:
+def check(events: Path, digests: Path, *keys: Path, complete: bool = False) -> subprocess.CompletedProcess:
     """The verifier, in a separate process that is given only files (no settings, no app on its path)."""
     arguments = [sys.executable, "-I", str(SCRIPT), "--events", str(events), "--digests", str(digests)]
+    arguments += ["--complete"] if complete else []
     for key in keys:
         arguments += ["--public-key", str(key)]
     return subprocess.run(arguments, capture_output=True, text=True, timeout=60, cwd=events.parent, env={})
 
 
 def lines(events: Path) -> list[dict]:
+    """The export's lines, its header (what was asked for) included."""
     return [json.loads(line) for line in events.read_text().splitlines()]
 
 
@@ -207,3 +196,13 @@ def test_the_verifier_imports_only_the_standard_library_and_cryptography():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - {"cryptography"} <= set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("digests", [False, True])
+def test_an_output_file_in_a_missing_folder_is_a_clear_error(app, runner, tmp_path, signed, digests):
+    target = tmp_path / "no-such-folder" / "events.ndjson"
+    extra = ["--with-digests", str(tmp_path / "d")] if digests else []
+    result = runner.invoke(args=["audit", "export", "--format", "ndjson", *extra, "-o", str(target)])
+
+    assert result.exit_code == 2
+    assert f"--output {target}: cannot be written" in result.output

@@ -269,6 +269,30 @@ def test_a_hold_placed_while_the_purge_runs_stops_it_before_it_deletes(app):
     assert purge_rows(app) == []
 
 
+def test_a_hold_placed_between_two_batches_stops_the_purge_and_its_record_says_what_went(app, monkeypatch):
+    monkeypatch.setattr(purge, "PURGE_BATCH", 2)
+    monkeypatch.setattr(purge, "_droppable", lambda *args: [])
+    early = record_events(app, 2, days_ago=500, label="early")
+    late = record_events(app, 2, days_ago=400, label="late")
+    with app.app_context():
+        plan = purge.plan_purge(365)
+        db.session.remove()
+    batches = []
+
+    def hold_after_first_batch(count):
+        batches.append(count)
+        if len(batches) == 1:
+            hold(app, 401, 399)
+
+    with app.app_context(), pytest.raises(purge.HoldsChanged):
+        purge.execute_purge(plan, progress=hold_after_first_batch)
+
+    assert existing(app, early + late) == late
+    [recorded] = purge_rows(app)
+    assert recorded["count"] == 2 and plan.deleted == 2
+    assert verify(app).ok  # what went before the hold is covered by the record
+
+
 def test_an_old_event_chained_after_a_recent_one_is_purged_too(app, runner):
     """The purge no longer cuts a prefix of the chain: an old event sealed after a young one (a spool replay, a
     clock step) goes with the other old ones, and the young one stays between their tombstones."""
@@ -346,8 +370,9 @@ def test_nothing_old_enough_deletes_nothing(app, runner):
 
 
 def test_the_events_verification_anchors_on_are_never_purged(app, runner):
-    """A database purged before tombstones starts its chain at the cut its old RETENTION_PURGE event records, and
-    migration 0016's rebuild is a CHAIN_CHECKPOINT that later checkpoints are read against: both stay, however old."""
+    """A database purged before tombstones starts its chain at the cut its old RETENTION_PURGE event records, a purge's
+    record counts only beside its RETENTION_PURGE event, and migration 0016's rebuild is a CHAIN_CHECKPOINT that later
+    checkpoints are read against: all stay, however old."""
     def old_event(action, metadata):
         with app.app_context():
             event_id = log_audit(None, action, ResourceType.AUDIT_LOG, None, f"old {action.value}", metadata,
@@ -358,9 +383,9 @@ def test_the_events_verification_anchors_on_are_never_purged(app, runner):
             return audit_id
 
     anchors = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "chain_cut": {"seq": 0, "hash": "0" * 64}}),
-               old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x", "rechained": {"old_problems": 0}})]
-    others = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "purge_id": 9}),
-              old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x"})]
+               old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x", "rechained": {"old_problems": 0}}),
+               old_event(ActionType.RETENTION_PURGE, {"count": 3, "purge_id": 9})]
+    others = [old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x"})]
 
     result = purge_cli(runner, "--older-than-days", "0", "--yes")
 
