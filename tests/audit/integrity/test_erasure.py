@@ -272,6 +272,9 @@ def test_the_api_flow_and_erased_values_in_the_api_pages_and_exports(app, client
     assert (dave["ip_address"], dave["user_agent"], dave["description"]) == \
         (None, None, "the command line created user dave (user)")
 
+    viewer = client.get(f"/admin/audit-logs/?user_id={people['carol']}").get_data(as_text=True)
+    assert "[erased]" in viewer and "203.0.113.7" in viewer  # the held event keeps its address
+    assert viewer.count("203.0.113.7") == 1
     detail = client.get(f"/admin/audit-logs/{ids['login']}").get_data(as_text=True)
     assert detail.count("[erased]") >= 3 and "203.0.113.7" not in detail and "carol&#39;s phone" not in detail
 
