@@ -45,6 +45,8 @@ except ImportError:  # pragma: no cover - said plainly rather than as a tracebac
 
 GENESIS = "0" * 64
 PERSONAL_FIELDS = ("username", "ip_address", "user_agent", "description", "metadata")
+#: An erasure empties these, and replaces the person's names in these by ERASED.
+NULLED, REDACTED, ERASED = ("username", "ip_address", "user_agent"), ("description", "metadata"), "[erased]"
 MAX_PRINTED = 50
 
 
@@ -213,6 +215,10 @@ def _check_line(item: dict, purges: list[dict], report: Report, counts: dict) ->
             digest = None
         if digest is None or digest != item.get("row_hash"):
             report.problem(f"Event {event.get('id')} (link {seq}) was changed after it was recorded.")
+        for name in item.get("erased") or {}:  # checked by the kept commitment: the value must show the erasure
+            value = event.get(name)
+            if (name in NULLED and value is not None) or (name in REDACTED and ERASED not in encode(value).decode()):
+                report.problem(f"Event {event.get('id')} (link {seq}): its erased {name} was changed afterwards.")
         return material(seq, event.get("timestamp"), event.get("category"), item.get("row_hash"))
     counts["links"] += 1
     if item.get("purged"):

@@ -151,7 +151,8 @@ def approve_erasure(request_id: int, approver: Admin) -> ErasureRequest:
             f"{approver.username} approved erasure request {found.id} (asked by {found.requested_by}): personal data "
             f"erased from {outcome.erased:,} events{held}",
             {"requested_by": found.requested_by, "approved_by": approver.username, "erased": outcome.erased,
-             "fields": outcome.fields, "held": len(outcome.held), "held_events": outcome.held[:100]})
+             "fields": outcome.fields, "held": len(outcome.held), "held_events": outcome.held[:100],
+             "manifest": erasure_scope.manifest(db.session.connection())})
     return found
 
 

@@ -15,6 +15,7 @@ Events inside an active legal hold are left as they are and reported. Nothing el
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -190,3 +191,17 @@ def _redact(value, pattern: re.Pattern):
     if isinstance(value, dict):
         return {_redact(k, pattern): _redact(v, pattern) for k, v in value.items()}
     return value
+
+
+def manifest(connection) -> dict:
+    """What every erasure so far left in the chain: ``{"entries": n, "sha256": hex}`` over the sorted lines
+    ``event id|field|commitment`` of every link's ``erased``. Each ERASURE event records it after its erasure, so that
+    ``verify`` can tell a field an erasure removed from a salt removed by hand (which would let anyone rewrite that
+    field: its commitment, not its value, is what the chains then check)."""
+    lines = []
+    rows = connection.execute(select(_chain.c.audit_log_id, _chain.c.erased).where(_chain.c.erased.is_not(None))
+                              .order_by(_chain.c.audit_log_id))
+    for audit_id, erased in rows:
+        for name in sorted(erased or {}):
+            lines.append(f"{audit_id}|{name}|{erased[name]}")
+    return {"entries": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 
+from audit_portal.audit.integrity import canonical
 from audit_portal.audit.integrity.models import AuditPurge
 from audit_portal.audit.record.enums import ActionType, ResourceType
 from audit_portal.audit.record.events import build_event
@@ -148,3 +149,28 @@ def test_a_filtered_export_verifies_when_its_purge_was_signed_in_an_earlier_dige
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(of which 3 purged)" in result.stdout
+
+
+def test_a_salt_removed_by_hand_does_not_pass_as_an_erasure(app, runner, tmp_path, signed):
+    """Moving a field's commitment into the link's ``erased`` and dropping its salt would make the chains check the
+    commitment instead of the value, so the value could be rewritten at will. No ERASURE event recorded it."""
+    key, ids = signed
+    link = next(link for link in links(app) if link.audit_log_id == ids[3])
+    with app.app_context(), db.engine.connect() as conn:
+        stored = conn.execute(select(LOGS).where(LOGS.c.id == ids[3])).one()
+        original = canonical.canonical_dict(stored, link.user_id)
+    erased = {name: canonical.commitment(link.salts[name], original[name]) for name in ("description", "ip_address")}
+    salts = {name: salt for name, salt in link.salts.items() if name not in erased}
+    tamper(app, update(CHAIN).where(CHAIN.c.seq == link.seq).values(salts=salts, erased=erased),
+           update(LOGS).where(LOGS.c.id == ids[3]).values(description="Approved by the CEO [erased]",
+                                                         ip_address="10.9.9.9"))
+
+    online = verify_with(app, runner, key.public)
+    events, digests = export(runner, tmp_path)
+    offline = check(events, digests, key.public)
+
+    assert online.exit_code == 1
+    assert "erased field(s) do not match what the last ERASURE event recorded" in online.output
+    assert f"Event {ids[3]}: its ip_address was erased but holds a value again." in online.output
+    assert offline.returncode == 1
+    assert f"Event {ids[3]} (link 4): its erased ip_address was changed afterwards." in offline.stdout
