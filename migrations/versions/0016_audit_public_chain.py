@@ -159,6 +159,7 @@ def upgrade():
         sa.Column("holds", JSON, nullable=False),
         sa.Column("head_seq", BIGINT, nullable=False),
         sa.Column("count", BIGINT, nullable=False),
+        sa.Column("mac", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_purges")),
     )
     op.create_table(

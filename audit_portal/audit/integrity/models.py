@@ -54,6 +54,9 @@ class AuditPurge(db.Model):
     #: The chain's head when the purge ran: only events sealed at links up to it were removed.
     head_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), default=0)
+    #: HMAC (``AUDIT_HMAC_KEY``) of what the record says about tombstones (``tombstones.purge_mac``): a record added
+    #: or edited by someone without the key does not count.
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LegalHold(db.Model):

@@ -35,7 +35,7 @@ from ..record.events import build_event
 from ..record.models import AuditChainLink, AuditLog
 from ..write import rollup
 from ..write.inserts import insert_events
-from . import retention
+from . import retention, tombstones
 from .holds import active_holds
 from .models import AuditPurge
 from .seal import seal
@@ -107,15 +107,14 @@ def _goes(t, plan: PurgePlan):
 
 
 def _anchors(session) -> list[int]:
-    """The events verification relies on, which no purge removes: every RETENTION_PURGE event (a purge's record counts
-    only beside its event, ``tombstones.recorded_purges``; those of purges before migration 0016 hold the chain cut
-    where the chain now starts, ``seal.purge_cuts``), and the CHAIN_CHECKPOINT of 0016's rebuild (``rechained``),
-    below which older checkpoints no longer apply."""
+    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
+    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
+    0016's rebuild (``rechained``), below which older checkpoints no longer apply. (A purge's own record does not need
+    its event: its ``mac`` vouches for it, ``tombstones.recorded_purges``; so months keep being dropped whole.)"""
+    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
     rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
-                           .where(_table.c.action_type.in_([ActionType.RETENTION_PURGE.value,
-                                                            ActionType.CHAIN_CHECKPOINT.value])))
-    return [audit_id for audit_id, action, metadata in rows
-            if action == ActionType.RETENTION_PURGE.value or (isinstance(metadata, dict) and "rechained" in metadata)]
+                           .where(_table.c.action_type.in_(list(marks))))
+    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
 
 
 def _partition_table(name: str):
@@ -219,6 +218,9 @@ def _record(plan: PurgePlan, actor) -> int:
         purge_id = conn.execute(_purges.insert().values(at=utcnow(), cutoffs=cutoffs, holds=held,
                                                         head_seq=plan.head_seq, count=plan.count)
                                 .returning(_purges.c.id)).scalar_one()
+        record = tombstones.as_record({"id": purge_id, "cutoffs": cutoffs, "holds": held, "head_seq": plan.head_seq})
+        conn.execute(_purges.update().where(_purges.c.id == purge_id).values(
+            mac=tombstones.purge_mac(current_app.config["AUDIT_HMAC_KEY"].encode(), record)))
         insert_events(conn, [_purge_event(plan, purge_id, cutoffs, held, actor)])
     return purge_id
 

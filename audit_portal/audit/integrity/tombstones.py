@@ -7,14 +7,14 @@ event was deleted: tampering. ``verify`` asks ``purge_covering`` for every link 
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from ..record.enums import ActionType
-from ..record.models import AuditLog
 from .models import AuditPurge
 from .retention import cutoff_for
 
@@ -92,22 +92,25 @@ def same_purge(record: PurgeRecord, other: PurgeRecord) -> bool:
     return (record.cutoffs, record.holds, record.head_seq) == (other.cutoffs, other.holds, other.head_seq)
 
 
-def recorded_purges(conn) -> tuple[list[PurgeRecord], list[int]]:
-    """The purges that explain tombstones: those whose RETENTION_PURGE event (in the chain, and kept by every purge)
-    says the same (cutoffs, holds, head). Returns them, and the ids of the ``audit_purges`` rows without such an event:
-    added or edited by hand, to pass a deletion off as a purge."""
-    table = AuditLog.__table__
-    events = {}
-    for (metadata,) in conn.execute(select(table.c["metadata"])
-                                    .where(table.c.action_type == ActionType.RETENTION_PURGE.value)):
-        if isinstance(metadata, dict) and isinstance(metadata.get("purge_id"), int):
-            events[metadata["purge_id"]] = metadata
+def purge_mac(key: bytes, record: PurgeRecord) -> str:
+    """The HMAC of what a purge record says about tombstones (not its count, which a purge stopped half-way
+    corrects)."""
+    body = record.as_body()
+    body.pop("count", None)
+    body.pop("at", None)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, text.encode(), "sha256").hexdigest()
+
+
+def recorded_purges(conn, key: bytes) -> tuple[list[PurgeRecord], list[int]]:
+    """The purges that explain tombstones: those whose ``mac`` the HMAC key confirms. Returns them, and the ids of the
+    records it does not confirm: added or edited by someone without the key, to pass a deletion off as a purge."""
+    macs = dict(conn.execute(select(_purges.c.id, _purges.c.mac)).all())
     trusted, forged = [], []
     for record in load_purges(conn):
-        metadata = events.get(record.id)
-        try:
-            ok = metadata is not None and same_purge(record, as_record({**metadata, "id": record.id}))
-        except (TypeError, ValueError, KeyError):
-            ok = False
-        (trusted if ok else forged).append(record if ok else record.id)
+        mac = macs.get(record.id) or ""
+        if hmac.compare_digest(mac, purge_mac(key, record)):
+            trusted.append(record)
+        else:
+            forged.append(record.id)
     return trusted, sorted(forged)

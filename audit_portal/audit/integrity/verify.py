@@ -105,10 +105,10 @@ class _Walk:
         self.deleted_users = _deleted_user_check()
         self.key = current_app.config["AUDIT_HMAC_KEY"].encode()
         with db.engine.connect() as conn:
-            self.purges, forged = recorded_purges(conn)
+            self.purges, forged = recorded_purges(conn, self.key)
         if forged:
-            result.problem(f"Retention purge record(s) {', '.join(map(str, forged[:10]))} have no RETENTION_PURGE event "
-                           "that says the same: added or edited by hand (the events they cover count as deleted).")
+            result.problem(f"Retention purge record(s) {', '.join(map(str, forged[:10]))} do not carry the key's "
+                           "mark: added or edited by hand (the events they cover count as deleted).")
         self.expected_public = GENESIS
         first = db.session.execute(select(_chain.c.seq, _chain.c.prev_hash).order_by(_chain.c.seq).limit(1)).first()
         if first is None:

@@ -42,7 +42,7 @@ def test_a_purge_record_added_by_hand_does_not_excuse_a_deletion(app, runner, si
     result = verify_with(app, runner, key.public)
 
     assert result.exit_code == 1
-    assert "have no RETENTION_PURGE event that says the same: added or edited by hand" in result.output
+    assert "do not carry the key's mark: added or edited by hand" in result.output
     assert f"Event {ids[4]} (link 5) was deleted." in result.output
 
 

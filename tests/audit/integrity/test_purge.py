@@ -370,9 +370,8 @@ def test_nothing_old_enough_deletes_nothing(app, runner):
 
 
 def test_the_events_verification_anchors_on_are_never_purged(app, runner):
-    """A database purged before tombstones starts its chain at the cut its old RETENTION_PURGE event records, a purge's
-    record counts only beside its RETENTION_PURGE event, and migration 0016's rebuild is a CHAIN_CHECKPOINT that later
-    checkpoints are read against: all stay, however old."""
+    """A database purged before tombstones starts its chain at the cut its old RETENTION_PURGE event records, and
+    migration 0016's rebuild is a CHAIN_CHECKPOINT that later checkpoints are read against: both stay, however old."""
     def old_event(action, metadata):
         with app.app_context():
             event_id = log_audit(None, action, ResourceType.AUDIT_LOG, None, f"old {action.value}", metadata,
@@ -383,9 +382,9 @@ def test_the_events_verification_anchors_on_are_never_purged(app, runner):
             return audit_id
 
     anchors = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "chain_cut": {"seq": 0, "hash": "0" * 64}}),
-               old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x", "rechained": {"old_problems": 0}}),
-               old_event(ActionType.RETENTION_PURGE, {"count": 3, "purge_id": 9})]
-    others = [old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x"})]
+               old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x", "rechained": {"old_problems": 0}})]
+    others = [old_event(ActionType.RETENTION_PURGE, {"count": 3, "purge_id": 9}),
+              old_event(ActionType.CHAIN_CHECKPOINT, {"seq": 1, "hash": "x"})]
 
     result = purge_cli(runner, "--older-than-days", "0", "--yes")
 
