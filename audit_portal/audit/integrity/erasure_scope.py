@@ -23,10 +23,10 @@ from sqlalchemy import false, func, select, union, update
 
 from ...extensions import db
 from ..record.actors import directory
-from ..record.enums import ResourceType
+from ..record.enums import ActionType, ResourceType
 from ..record.models import AuditChainLink, AuditLog
 from ..record.presentation import ERASED
-from .canonical import commitment
+from .canonical import commitment, encode
 from .holds import active_holds
 
 _logs = AuditLog.__table__
@@ -205,3 +205,31 @@ def manifest(connection) -> dict:
         for name in sorted(erased or {}):
             lines.append(f"{audit_id}|{name}|{erased[name]}")
     return {"entries": len(lines), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
+
+
+def check(problem) -> None:
+    """For ``verify`` (``problem`` reports one). Erased fields are checked by their kept commitment, not their value:
+    accept them only as the erasures left them. The newest ERASURE event recorded the manifest of every erased field
+    then (``manifest``); an erased
+    username, IP address or user agent must be empty, an erased description or metadata must show "[erased]"."""
+    with db.engine.connect() as conn:
+        now = manifest(conn)
+        recorded = conn.execute(select(_logs.c["metadata"])
+                                .where(_logs.c.action_type == ActionType.ERASURE.value).order_by(_logs.c.id.desc())
+                                .limit(1)).scalar()
+        rows = conn.execute(select(_chain.c.audit_log_id, _chain.c.erased, _logs.c.username, _logs.c.ip_address,
+                                   _logs.c.user_agent, _logs.c.description, _logs.c["metadata"])
+                            .join(_logs, _logs.c.id == _chain.c.audit_log_id)
+                            .where(_chain.c.erased.is_not(None))).all()
+    expected = (recorded or {}).get("manifest") if isinstance(recorded, dict) else None
+    if now["entries"] and expected != now:
+        problem(f"{now['entries']} erased field(s) do not match what the last ERASURE event recorded "
+                       f"({(expected or {}).get('entries', 0)}): a salt was removed or a commitment changed by hand, "
+                       "which would let that field be rewritten unseen.")
+    for row in rows:
+        for name in row.erased or {}:
+            value = row._mapping[name]
+            if name in NULLED and value is not None:
+                problem(f"Event {row.audit_log_id}: its {name} was erased but holds a value again.")
+            elif name in REDACTED and ERASED not in encode(value).decode():
+                problem(f"Event {row.audit_log_id}: its erased {name} does not show {ERASED}: it was changed.")

@@ -28,6 +28,7 @@ from ...extensions import db
 from ..read.query import AuditFilters, apply_filters
 from ..record.models import AuditChainLink, AuditLog
 from . import canonical as form
+from .digests import write_digest_file
 from .models import AuditDigest
 
 BATCH = 5000
@@ -54,15 +55,6 @@ class Evidence:
     unsigned: int = 0
 
 
-def digest_file_name(last_seq: int) -> str:
-    return f"digest-{last_seq:012d}.json"
-
-
-def digest_document(digest: AuditDigest) -> str:
-    """A digest as a file: its exact signed text and its signature."""
-    return json.dumps({"body": digest.body, "signature": digest.signature}, indent=1) + "\n"
-
-
 def write_evidence(filters: AuditFilters, out, digest_dir: str | Path) -> Evidence:
     """Write the events matching ``filters`` and the links around them to ``out`` (a text stream), and the digests
     covering them into ``digest_dir``."""
@@ -84,11 +76,10 @@ def write_evidence(filters: AuditFilters, out, digest_dir: str | Path) -> Eviden
     else:
         start = next(d for d in digests if d.last_seq >= first_match)  # from the digest that covers the first match
     directory = Path(digest_dir)
-    directory.mkdir(parents=True, exist_ok=True)
     # Every digest, whatever the range: the verifier checks their whole sequence, and reads the purge records they
     # carry (a purge signed into an earlier digest explains tombstones in the range).
     for digest in digests:
-        (directory / digest_file_name(digest.last_seq)).write_text(digest_document(digest), encoding="utf-8")
+        write_digest_file(directory, digest.last_seq, digest.body, digest.signature)  # as the sealer ships them
     result.digests = len(digests)
     if start is None:
         return result

@@ -15,7 +15,6 @@ from ...extensions import db
 from ..record.actors import NoDirectory, directory
 from ..record.enums import ActionType, ResourceType, Status
 from ..record.models import AuditChainLink, AuditLog
-from ..record.presentation import ERASED
 from ..write.service import log_audit
 from . import canonical as form
 from . import erasure_scope
@@ -90,7 +89,7 @@ def verify(progress=None, batch: int = 5000) -> VerifyResult:
         if progress:
             progress(len(rows))
     result.head_seq = walk.last_seq
-    _check_erasures(result)
+    erasure_scope.check(result.problem)
     _check_checkpoints(result)
     _check_unsealed(result)
     return result
@@ -246,33 +245,6 @@ def _check_checkpoints(result: VerifyResult) -> None:
                 result.problem(f"Link {seq} differs from the {source} of {point.get('at')}: the chain was "
                                "recomputed.")
             rewritten = True
-
-
-def _check_erasures(result: VerifyResult) -> None:
-    """Erased fields are checked by their kept commitment, not their value: accept them only as the erasures left them.
-    The newest ERASURE event recorded the manifest of every erased field then (``erasure_scope.manifest``); an erased
-    username, IP address or user agent must be empty, an erased description or metadata must show "[erased]"."""
-    with db.engine.connect() as conn:
-        now = erasure_scope.manifest(conn)
-        recorded = conn.execute(select(_table.c["metadata"])
-                                .where(_table.c.action_type == ActionType.ERASURE.value).order_by(_table.c.id.desc())
-                                .limit(1)).scalar()
-        rows = conn.execute(select(_chain.c.audit_log_id, _chain.c.erased, _table.c.username, _table.c.ip_address,
-                                   _table.c.user_agent, _table.c.description, _table.c["metadata"])
-                            .join(_table, _table.c.id == _chain.c.audit_log_id)
-                            .where(_chain.c.erased.is_not(None))).all()
-    expected = (recorded or {}).get("manifest") if isinstance(recorded, dict) else None
-    if now["entries"] and expected != now:
-        result.problem(f"{now['entries']} erased field(s) do not match what the last ERASURE event recorded "
-                       f"({(expected or {}).get('entries', 0)}): a salt was removed or a commitment changed by hand, "
-                       "which would let that field be rewritten unseen.")
-    for row in rows:
-        for name in row.erased or {}:
-            value = row._mapping[name]
-            if name in erasure_scope.NULLED and value is not None:
-                result.problem(f"Event {row.audit_log_id}: its {name} was erased but holds a value again.")
-            elif name in erasure_scope.REDACTED and ERASED not in form.encode(value).decode():
-                result.problem(f"Event {row.audit_log_id}: its erased {name} does not show {ERASED}: it was changed.")
 
 
 def _first_rebuild(points: list[tuple[str, dict]], result: VerifyResult) -> dict | None:

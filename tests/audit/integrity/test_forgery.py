@@ -70,8 +70,6 @@ def test_a_signed_purge_record_widened_afterwards_is_named(app, runner, tmp_path
 
 
 def _purge_events(app):
-    from sqlalchemy import select
-
     with app.app_context(), db.engine.connect() as conn:
         return list(conn.execute(select(LOGS.c.id, LOGS.c["metadata"].label("metadata"))
                                  .where(LOGS.c.action_type == ActionType.RETENTION_PURGE.value)))
