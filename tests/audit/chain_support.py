@@ -36,6 +36,7 @@ def record_events(app, count: int, *, days_ago: float | None = None, user_id: in
                                        f"Changed {label} {i}", {"old": i, "new": i + 1}, transactional=True,
                                        **fields))
             db.session.commit()
+        assert app.extensions["audit_writer"].flush()  # on PostgreSQL they wait in the outbox until the writer moves them
         ids = list(db.session.scalars(select(AuditLog.id).where(AuditLog.event_id.in_(event_ids))
                                       .order_by(AuditLog.id)))
         db.session.remove()

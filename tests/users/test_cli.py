@@ -41,6 +41,7 @@ def test_create_admin(app, runner):
     assert "Created admin root" in result.output
     assert stored(app, "root") == {"role": "admin", "email": "root@example.com", "status": "active",
                                    "is_active": True, "password_ok": True}
+    assert app.extensions["audit_writer"].flush()
     with app.app_context():
         row = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "CREATE"))
         assert row.user_id is None and "the command line" in row.description

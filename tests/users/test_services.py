@@ -194,11 +194,13 @@ def test_deleting_a_user_keeps_their_audit_events(app, make_user, admin_id, ctx)
     bob_id = make_user("bob")
     authenticate("bob", PASSWORD)  # bob's own LOGIN event
     db.session.commit()
+    assert app.extensions["audit_writer"].flush()
     login = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "LOGIN"))
     assert (login.user_id, login.username) == (bob_id, "bob")
 
     services.delete_user(user("admin"), user("bob"))
     db.session.commit()
+    assert app.extensions["audit_writer"].flush()
     db.session.expire_all()
     assert db.session.get(User, bob_id) is None
     login = db.session.get(AuditLog, login.id)

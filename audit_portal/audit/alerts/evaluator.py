@@ -117,7 +117,7 @@ def _open(rule: AlertRule, hit: Hit, now: datetime) -> Alert | None:
     log_audit(None, ActionType.ALERT_TRIGGERED, ResourceType.ALERT, alert.id,
               f"Alert {rule.name}{group}: {hit.count} matching events (threshold {rule.threshold})",
               {"rule": rule.name, "group": alert.group, "count": hit.count, "severity": alert.severity,
-               "threshold": rule.threshold, "window_seconds": rule.window_seconds}, transactional=True)
+               "threshold": rule.threshold, "window_seconds": rule.window_seconds}, transactional=True, via_outbox=False)
     notify.queue(alert, NotificationEvent.OPENED, now)
     return alert
 

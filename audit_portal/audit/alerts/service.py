@@ -39,7 +39,7 @@ class NotFound(LookupError):
 
 def _record(actor, action: ActionType, resource: ResourceType, resource_id, text: str, metadata: dict) -> None:
     log_audit(actor.id if actor else None, action, resource, resource_id, text, metadata,
-              username=actor.username if actor else None, transactional=True)
+              username=actor.username if actor else None, transactional=True, via_outbox=False)
 
 
 # -- rules --------------------------------------------------------------------------------------------------

@@ -185,4 +185,4 @@ def _subject_label(found: ErasureRequest) -> str:
 def _record(actor: Admin, action: ActionType, found: ErasureRequest, description: str, metadata: dict) -> None:
     log_audit(actor.id, action, ResourceType.ERASURE_REQUEST, found.id, description,
               {"request_id": found.id, "subject_user_id": found.subject_user_id, **metadata},
-              status=Status.SUCCESS, username=actor.username, transactional=True)
+              status=Status.SUCCESS, username=actor.username, transactional=True, via_outbox=False)

@@ -86,4 +86,4 @@ def _record(actor, action: ActionType, hold: LegalHold, text: str) -> None:
     who = actor.username if actor and actor.username else "the command line"
     log_audit(actor.id if actor else None, action, ResourceType.LEGAL_HOLD, hold.id, f"{text} by {who}",
               {**describe(hold), "admin_action": True}, username=actor.username if actor else None,
-              transactional=True)
+              transactional=True, via_outbox=False)

@@ -24,6 +24,7 @@ from ..delivery.locks import SEALER
 from ..record.enums import ActionType
 from ..record.models import AuditChainLink, AuditLog
 from ..write.inserts import insert_links
+from ..write.outbox import move_committed
 from . import canonical as form
 from .canonical import GENESIS
 from .checkpoints import maybe_checkpoint
@@ -71,7 +72,10 @@ def seal(max_rows: int | None = None, wait: bool = True) -> SealResult:
     """Chain every committed, unsealed audit row. Returns how many were sealed (and how many were late).
 
     ``wait=False`` (the background sealer): when another process is sealing on PostgreSQL, give up at
-    once instead of queueing behind it; that process seals these rows too."""
+    once instead of queueing behind it; that process seals these rows too. A foreground seal (``wait``) first moves
+    the domain events still in the outbox (``write/outbox.py``), so that it covers every committed event."""
+    if wait:
+        move_committed()
     result = SealResult()
     races = 0
     while True:

@@ -280,5 +280,5 @@ def record_verification(result: VerifyResult, actor=None) -> None:
     log_audit(actor.id if actor else None, ActionType.AUDIT_VERIFY, ResourceType.AUDIT_LOG, None,
               f"Audit chain verified: {'intact' if result.ok else 'PROBLEMS FOUND'} ({result.checked:,} events)",
               result.as_dict(), status=Status.SUCCESS if result.ok else Status.FAILURE,
-              username=actor.username if actor else None, transactional=True)
+              username=actor.username if actor else None, transactional=True, via_outbox=False)
     db.session.commit()

@@ -280,3 +280,9 @@ class ErrorRollup(db.Model):
 
 #: One fingerprint's days (the dashboard's view of one error group).
 Index("ix_audit_error_rollup_fingerprint_day", ErrorRollup.fingerprint, ErrorRollup.day)
+
+
+#: The domain events that committed with their change and wait to be moved into ``audit_logs`` (PostgreSQL, with
+#: AUDIT_OUTBOX; ``write/outbox.py``): one JSON payload per event, in a heap without indexes, so that the insert in the
+#: change's transaction costs the least it can. No key: the mover takes rows by their physical position.
+audit_outbox = db.Table("audit_outbox", db.Column("payload", JSON, nullable=False))

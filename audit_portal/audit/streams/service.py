@@ -70,7 +70,7 @@ def describe(destination: StreamDestination) -> dict:
 
 def _record(actor, action: ActionType, destination: StreamDestination, text: str, metadata: dict) -> None:
     log_audit(actor.id if actor else None, action, ResourceType.STREAM, destination.id, text, metadata,
-              username=actor.username if actor else None, is_sensitive=True, transactional=True)
+              username=actor.username if actor else None, is_sensitive=True, transactional=True, via_outbox=False)
 
 
 def with_lag(destination: StreamDestination) -> StreamDestination:

@@ -90,7 +90,7 @@ def _complete(row: dict, defaults: dict) -> dict:
 
 #: Event values are JSON types already (``build_event`` redacts metadata into JSON types), plus the timestamp.
 #: No ASCII escaping: the text goes to the server as UTF-8, as the columns store it.
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_value).encode
+encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_value).encode
 
 
 def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = False) -> None:
@@ -109,12 +109,12 @@ def insert_events(connection, events: list[dict], *, ignore_duplicates: bool = F
             event = events[0]
             metadata = event.get("metadata")
             row = {name: event.get(name, _EVENT_DEFAULTS.get(name)) for name in EVENT_COLUMNS}
-            row["metadata"] = None if metadata is None else _encode(metadata)  # text, which the server casts to JSONB
+            row["metadata"] = None if metadata is None else encode_json(metadata)  # text, which the server casts to JSONB
             row["timestamp"] = _utc(row["timestamp"])
             statement, parameters = _PG_INSERT_ONE + suffix, row
         else:
             statement = _PG_INSERT + suffix
-            parameters = (_encode([_complete(event, _EVENT_DEFAULTS) for event in events]),)
+            parameters = (encode_json([_complete(event, _EVENT_DEFAULTS) for event in events]),)
         if any(rollup.counts(event) for event in events):
             # One statement: the rows this insert stored (not the duplicates it skipped) go into the rollup.
             statement = f"WITH inserted AS ({statement}{rollup.PG_UPSERT_FROM_INSERTED}"
@@ -159,6 +159,6 @@ def insert_links(connection, links: list[dict]) -> None:
     if not links:
         return
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(_PG_INSERT_LINKS, (_encode([_complete(link, _LINK_DEFAULTS) for link in links]),))
+        connection.exec_driver_sql(_PG_INSERT_LINKS, (encode_json([_complete(link, _LINK_DEFAULTS) for link in links]),))
     else:
         connection.execute(_CORE_INSERT_LINKS, links)

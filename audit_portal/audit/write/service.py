@@ -3,7 +3,8 @@
 Two write paths (see docs/audit-logging-guide.md):
 
 * ``transactional=True``: the event is added to the current database session and commits together
-  with the change it describes (domain services use this).
+  with the change it describes (domain services use this); on PostgreSQL it goes through the outbox
+  (``outbox.py``), which the background writer moves into ``audit_logs`` moments later.
 * the default: the event is queued to the background writer and written in its own transaction,
   off the request path (request events, errors, failed attempts whose change rolled back).
 
@@ -25,6 +26,7 @@ from ..record.actors import username_of
 from ..record.enums import ActionType, ResourceType, Status
 from ..record.events import build_event
 from ..record.exceptions import error_type_name, fingerprint, format_stack, innermost_app_frame, severity_for
+from . import outbox
 from .context import current_actor, request_fields
 from .inserts import insert_events
 
@@ -83,6 +85,7 @@ def log_audit(
     status: Status | str = Status.SUCCESS,
     *,
     transactional: bool = False,
+    via_outbox: bool = True,
     **fields,
 ) -> str | None:
     """Record one audit event and return its ``event_id`` (None when auditing is off).
@@ -91,6 +94,10 @@ def log_audit(
     ``error_type``, ``stack_trace``, ``fingerprint``, ``http_method``, ``path``, ``status_code``,
     ``duration_ms``. Request context (IP, user agent, request id, the logged-in user) fills whatever
     is not given.
+
+    ``via_outbox=False``: a transactional event goes straight into ``audit_logs`` on PostgreSQL too, instead of the
+    outbox (``outbox.py``). The audit package's own records use it: it reads them back as state right after they
+    commit (the last verification, a stream's starting point, an erasure's manifest, an alert's last firing).
     """
     if not _enabled():
         return None
@@ -104,7 +111,13 @@ def log_audit(
         # If this insert fails, the caller's change cannot commit either: its transaction fails as a whole.
         # Pending changes first (as an ORM execute's autoflush would): the row may refer to them.
         db.session.flush()
-        insert_events(db.session.connection(), [event])
+        connection = db.session.connection()
+        if via_outbox and outbox.in_use(connection):
+            # PostgreSQL: into the outbox, in this same transaction; the writer moves it into audit_logs.
+            outbox.add(connection, event)
+            outbox.wake_on_commit(db.session(), current_app.extensions["audit_writer"])
+        else:
+            insert_events(connection, [event])
         if current_app.config.get("METRICS_ENABLED"):
             count_on_commit(db.session(), event)
         return event["event_id"]

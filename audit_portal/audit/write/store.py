@@ -64,6 +64,13 @@ def store_events(connection_factory, events: list[dict]) -> None:
         first_error = exc
     log.warning("audit writer: a batch of %d events was refused (%s); writing them one by one",
                 len(events), type(first_error).__name__)
+    store_one_by_one(connection_factory, events)
+
+
+def store_one_by_one(connection_factory, events: list[dict]) -> None:
+    """Insert each of ``events`` in its own transaction (``connection_factory``'s: a new transaction, or a
+    savepoint): as it is, else without its user reference, else as an AUDIT_FAILURE stand-in. Raises only when the
+    database is unreachable."""
     for event in events:
         try:
             with connection_factory() as connection:

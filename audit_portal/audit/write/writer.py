@@ -21,12 +21,15 @@ import weakref
 
 from ...extensions import db
 from ...metrics import families
+from . import outbox
 from .spool import Spool
 from .store import database_unavailable, store_events
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+#: Queued (once at a time) to have the writer move the outbox's rows soon (``outbox.py``).
+_MOVE = object()
 #: Every live writer of this process, closed (flushed) at exit.
 _WRITERS: weakref.WeakSet = weakref.WeakSet()
 
@@ -68,6 +71,9 @@ class AuditWriter:
         self._linger = max(0, app.config.get("AUDIT_WRITE_DELAY_MS", 250)) / 1000
         #: The metric families (docs/metrics.md), or None when METRICS_ENABLED is false: then nothing is counted.
         self._metrics = families if app.config.get("METRICS_ENABLED") else None
+        #: Whether domain events go through the outbox (PostgreSQL with AUDIT_OUTBOX); known at the first write.
+        self._outbox: bool | None = None
+        self._move_queued = False
         _WRITERS.add(self)
 
     # -- producer side (request threads) -------------------------------------------------------
@@ -85,9 +91,27 @@ class AuditWriter:
         if depth >= BATCH_SIZE:
             self._wakeup.set()  # a full batch is waiting: write it now, not after the delay
 
+    def outbox_committed(self) -> None:
+        """A transaction added to the outbox and committed: move it with the next batch (after the usual delay, so
+        that one move carries many). Never raises."""
+        try:
+            if self._closed:
+                self._move_outbox_inline()
+                return
+            if not self._move_queued:
+                self._move_queued = True
+                self._ensure_thread()
+                self._queue.put(_MOVE)
+        except Exception:  # noqa: BLE001 - the rows are safe in the outbox: the next move takes them
+            log.warning("audit writer: could not schedule the outbox's move", exc_info=True)
+
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything queued so far is written (or spooled). True if it finished in time."""
+        """Wait until everything queued so far is written (or spooled), and the outbox moved. True if it finished in
+        time."""
         deadline = time.monotonic() + timeout
+        if self._uses_outbox() and not self._closed:
+            self._move_queued = False  # queue one more move: one already queued may have taken its rows already
+            self.outbox_committed()
         self._hurry.set()
         self._wakeup.set()
         try:
@@ -112,6 +136,7 @@ class AuditWriter:
             self._queue.put(None)
             self._thread.join(timeout=30)
         self._drain_inline()
+        self._move_outbox_inline()
         release = getattr(self._housekeeping, "close", None)
         if release is not None:
             try:
@@ -147,6 +172,7 @@ class AuditWriter:
             try:
                 first = self._queue.get(timeout=REPLAY_INTERVAL_S)
             except queue.Empty:
+                self._move_outbox_inline()  # rows a process that died left behind, or another writer's
                 self._maybe_replay()
                 self._maybe_housekeep()
                 self._report_depth()
@@ -222,17 +248,49 @@ class AuditWriter:
         with self.app.app_context():
             return db.engine
 
-    def _store(self, batch: list[dict]) -> None:
-        store_events(lambda: self._engine().begin(), batch)
-        if self._metrics is not None:
-            self._metrics.count_written(batch)  # committed; replayed events too (a spooled event was not counted)
+    def _uses_outbox(self) -> bool:
+        if self._outbox is None:
+            self._outbox = outbox.in_use_for(self._engine().dialect.name, self.app.config)
+        return self._outbox
 
-    def _write(self, batch: list[dict]) -> None:
+    def _store(self, batch: list[dict]) -> None:
+        """Write ``batch``; on PostgreSQL with the outbox, move (some of) its rows in the same transaction."""
+        if self._uses_outbox():
+            moved = outbox.store_and_move(lambda: self._engine().begin(), batch)
+            if moved >= outbox.TAKE_LIMIT and not self._closed:
+                self._move_queued = False
+                self.outbox_committed()  # more are waiting
+        else:
+            store_events(lambda: self._engine().begin(), batch)
         if self._metrics is not None:
+            # Committed; replayed events too (a spooled event was not counted). Moved domain events were counted
+            # when their change committed.
+            self._metrics.count_written(batch)
+
+    def _move_outbox_inline(self) -> None:
+        """Move everything in the outbox now, in this thread (idle writer, exit). Never raises."""
+        try:
+            if self._uses_outbox():
+                outbox.move_all(lambda: self._engine().begin())
+        except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox for the next move
+            (log.debug if database_unavailable(exc) else log.warning)(
+                "audit writer: could not move the outbox (%s: %s); will retry", type(exc).__name__,
+                str(exc).split("\n", 1)[0][:300])
+
+    def _write(self, batch: list) -> None:
+        if _MOVE in batch:
+            self._move_queued = False  # a commit from now on queues another move
+            batch = [item for item in batch if item is not _MOVE]
+            if not batch and not self._uses_outbox():
+                return
+        if self._metrics is not None and batch:
             self._metrics.WRITER_BATCH_SIZE.observe(len(batch))
         try:
             self._store(batch)
         except Exception as exc:  # noqa: BLE001 - the database is down or refused: keep the events locally
+            if not batch:  # only the outbox's move: its rows wait in the database for the next one
+                log.warning("audit writer: could not move the outbox (%s); will retry", type(exc).__name__)
+                return
             if database_unavailable(exc):
                 # Expected during an outage: one line per batch, not a traceback each.
                 log.warning("audit writer: database unavailable (%s: %s); spooling %d events",

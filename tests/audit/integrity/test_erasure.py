@@ -46,6 +46,7 @@ def event(app, action, resource, resource_id, description, *, user_id=None, user
                              user_agent=ua, username=username, transactional=True,
                              timestamp=utcnow() - timedelta(days=days_ago))
         db.session.commit()
+        assert app.extensions["audit_writer"].flush()  # out of the outbox (PostgreSQL)
         found = db.session.scalar(select(LOGS.c.id).where(LOGS.c.event_id == event_id))
         db.session.remove()
         return found

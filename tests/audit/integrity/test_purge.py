@@ -55,6 +55,7 @@ def record(app, category: str, days_ago: float, label: str | None = None) -> int
         event_id = log_audit(None, action, resource, None, label or f"{category} {days_ago} days ago",
                              timestamp=utcnow() - timedelta(days=days_ago), transactional=True)
         db.session.commit()
+        assert app.extensions["audit_writer"].flush()  # out of the outbox (PostgreSQL)
         audit_id = db.session.scalar(select(LOGS.c.id).where(LOGS.c.event_id == event_id))
         db.session.remove()
         return audit_id
@@ -377,6 +378,7 @@ def test_the_events_verification_anchors_on_are_never_purged(app, runner):
             event_id = log_audit(None, action, ResourceType.AUDIT_LOG, None, f"old {action.value}", metadata,
                                  timestamp=utcnow() - timedelta(days=4000), transactional=True)
             db.session.commit()
+            assert app.extensions["audit_writer"].flush()
             audit_id = db.session.scalar(select(LOGS.c.id).where(LOGS.c.event_id == event_id))
             db.session.remove()
             return audit_id

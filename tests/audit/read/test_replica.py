@@ -83,6 +83,7 @@ def write_event(app, description: str) -> int:
     with app.app_context():
         event_id = log_audit(None, ActionType.UPDATE, ResourceType.SETTING, "replica", description, transactional=True)
         db.session.commit()
+        assert app.extensions["audit_writer"].flush()  # out of the outbox, into audit_logs
         return db.session.execute(db.text("SELECT id FROM audit_logs WHERE event_id = :e"), {"e": event_id}).scalar()
 
 
@@ -93,6 +94,7 @@ def write_error(app, exc_class: type[Exception]) -> None:
         except exc_class as exc:
             log_error(exc, transactional=True)
         db.session.commit()
+    assert app.extensions["audit_writer"].flush()
 
 
 def pause_and_write(app, cluster) -> int:
@@ -181,6 +183,7 @@ def test_logins_and_user_management_go_to_the_primary(app, cluster, client, auth
     assert script.get(f"/api/v1/users/{user_id}", headers=bearer(token)).get_json()["data"]["is_active"] is False
     cluster.wait_received()
     assert cluster.scalar("replica", "SELECT count(*) FROM users WHERE username = 'bob'") == 0  # still behind
+    assert app.extensions["audit_writer"].flush()  # the events moved from the outbox (on the primary) into the log
     with app.app_context():
         actions = set(db.session.scalars(db.text(
             "SELECT action_type FROM audit_logs WHERE resource_type = 'USER' AND resource_id = :id"), {"id": str(user_id)}))

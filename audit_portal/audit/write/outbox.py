@@ -1,0 +1,149 @@
+"""The transactional outbox: a domain event commits with its change at the least cost, and reaches ``audit_logs``
+in the background writer's next batch.
+
+Write path 1 (docs/audit-logging-guide.md) on PostgreSQL with AUDIT_OUTBOX (the default): ``log_audit(...,
+transactional=True)`` inserts the event as one JSON payload into ``audit_outbox``, a heap with no index and no key,
+in the change's own transaction. It commits or rolls back with the change exactly as an insert into
+``audit_logs`` did, for about a quarter of the database's work (docs/performance.md). The writer then moves the
+outbox's rows into ``audit_logs`` in the same transaction that deletes them, so each is moved exactly once
+whichever process moves it (``FOR UPDATE SKIP LOCKED``: several writers take disjoint rows), together with its own
+batch: after a commit that added one (``wake_on_commit``), when idle every few seconds (rows left by a process
+that died), at ``flush()`` and at exit. A move keeps the event's id and time, skips an event id already stored, and
+salvages a refused row as the writer does its own (``store.py``). What is in the outbox is durable: a crash or an
+outage delays the move, never loses the event.
+
+SQLite keeps the direct insert: there the outbox table stays empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from ...extensions import db
+from .inserts import encode_json, insert_events
+from .store import database_unavailable, store_events, store_one_by_one
+
+log = logging.getLogger(__name__)
+
+#: The most rows one move takes (one transaction): the writer's own batch bound.
+TAKE_LIMIT = 500
+
+_ADD = "INSERT INTO audit_outbox (payload) VALUES (%s)"
+#: Rows by their physical position (the table has no key); rows being moved by another transaction are skipped.
+_TAKE = ("DELETE FROM audit_outbox WHERE ctid = ANY(ARRAY("
+         "SELECT ctid FROM audit_outbox LIMIT %s FOR UPDATE SKIP LOCKED)) RETURNING payload")
+#: ``Session.info`` key: the writer to wake when the session's transaction commits.
+_WAKE = "audit_outbox_writer"
+
+
+def in_use(connection) -> bool:
+    """True when domain events on ``connection`` go through the outbox: PostgreSQL with AUDIT_OUTBOX."""
+    return in_use_for(connection.dialect.name, current_app.config)
+
+
+def in_use_for(dialect_name: str, config) -> bool:
+    return dialect_name == "postgresql" and bool(config.get("AUDIT_OUTBOX", True))
+
+
+def add(connection, event: dict) -> None:
+    """Insert ``event`` into the outbox, in ``connection``'s current transaction. A naive time or a value JSON cannot
+    carry is refused (``ValueError``/``TypeError``), as ``insert_events`` refuses it."""
+    connection.exec_driver_sql(_ADD, (encode_json(event),))
+
+
+def wake_on_commit(session: Session, writer) -> None:
+    """Have ``writer`` move the outbox soon after ``session``'s transaction commits."""
+    session.info[_WAKE] = writer
+
+
+def _after_commit(session: Session) -> None:
+    writer = session.info.pop(_WAKE, None)
+    if writer is not None:
+        writer.outbox_committed()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_WAKE, None)
+
+
+if not sa_event.contains(Session, "after_commit", _after_commit):
+    sa_event.listen(Session, "after_commit", _after_commit)
+    sa_event.listen(Session, "after_rollback", _after_rollback)
+
+
+def _event(payload) -> dict:
+    event = payload if isinstance(payload, dict) else json.loads(payload)
+    if isinstance(event.get("timestamp"), str):
+        event["timestamp"] = datetime.fromisoformat(event["timestamp"])
+    return event
+
+
+def take(connection, limit: int = TAKE_LIMIT) -> list[dict]:
+    """Delete up to ``limit`` rows from the outbox (in ``connection``'s transaction) and return their events."""
+    return [_event(payload) for (payload,) in connection.exec_driver_sql(_TAKE, (limit,))]
+
+
+@contextmanager
+def _savepoint(connection):
+    with connection.begin_nested():
+        yield connection
+
+
+def store_and_move(connection_factory, events: list[dict]) -> int:
+    """Store ``events`` (the writer's batch; may be empty) and move up to TAKE_LIMIT outbox rows into ``audit_logs``,
+    in one transaction; returns how many rows were moved. If the database refuses some row, the outbox's rows are
+    moved one by one (each in a savepoint of the transaction that takes them: salvaged or kept as a stand-in, as
+    ``store.py`` does) and ``events`` are stored by ``store_events``. Raises only when the database is unreachable:
+    then the outbox keeps its rows and the caller keeps ``events``."""
+    try:
+        with connection_factory() as connection:
+            moved = take(connection)
+            if moved or events:
+                insert_events(connection, moved + events, ignore_duplicates=True)
+            return len(moved)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        log.warning("audit outbox: a move was refused (%s); moving row by row", type(exc).__name__)
+    with connection_factory() as connection:
+        moved = take(connection)
+        store_one_by_one(lambda: _savepoint(connection), moved)
+    store_events(connection_factory, events)
+    return len(moved)
+
+
+def move_all(connection_factory) -> int:
+    """Move everything the outbox holds now (before an erasure, say); returns how many rows."""
+    total = 0
+    while True:
+        moved = store_and_move(connection_factory, [])
+        total += moved
+        if moved < TAKE_LIMIT:
+            return total
+
+
+def move_committed() -> int:
+    """Move what the outbox holds now, if the app uses it: before a foreground seal, so that it covers every committed
+    domain event (an erasure's, a verification's). Returns how many rows."""
+    if not in_use_for(db.engine.dialect.name, current_app.config):
+        return 0
+    return move_all(db.engine.begin)
+
+
+def drain(connection) -> int:
+    """Move everything the outbox holds, in ``connection``'s own transaction (a migration's); returns how many."""
+    total = 0
+    while True:
+        moved = take(connection)
+        if moved:
+            insert_events(connection, moved, ignore_duplicates=True)
+        total += len(moved)
+        if len(moved) < TAKE_LIMIT:
+            return total
