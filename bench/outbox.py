@@ -54,7 +54,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pg-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432",
                         help="PostgreSQL server, no database name (default: %(default)s)")
     parser.add_argument("--db-name", default="ap_bench_outbox", help="throwaway database (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for both audited sides, e.g. AUDIT_REQUEST_METHODS=NONE (repeatable)")
     args = parser.parse_args(argv)
+    args.settings = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isupper():
+            parser.error(f"--set {item!r}: expected NAME=VALUE")
+        args.settings[name] = value
     if args.rounds < 1 or args.requests < 1:
         parser.error("--rounds and --requests must be at least 1")
     return args
@@ -75,10 +83,12 @@ def backend_cpu_seconds(database_url: str, name: str) -> float:
 class Side:
     """One copy of the app, logged in as the admin, with the edit form's CSRF token and the session cookie."""
 
-    def __init__(self, name: str, database_url: str, data_dir: Path):
+    def __init__(self, name: str, database_url: str, data_dir: Path, extra: dict):
         from audit_portal import create_app
+        from audit_portal.config import BaseConfig, _coerce
 
-        settings = {"outbox": {}, "direct": {"AUDIT_OUTBOX": False}, "off": {"AUDIT_ENABLED": False}}[name]
+        extra = {key: _coerce(value, getattr(BaseConfig, key, "")) for key, value in extra.items()}
+        settings = {"outbox": extra, "direct": {**extra, "AUDIT_OUTBOX": False}, "off": {"AUDIT_ENABLED": False}}[name]
         self.name = name
         self.app = create_app({
             "SQLALCHEMY_DATABASE_URI": database_url, "APP_ENV": "development", "RATELIMIT_ENABLED": False,
@@ -122,7 +132,7 @@ def main(argv=None) -> int:
             for i in range(USERS):
                 flask_cli(env, "users", "create", "--username", f"benchuser{i}", "--email",
                           f"benchuser{i}@example.com", "--password", PASSWORD, "--role", "user")
-            sides = {name: Side(name, database_url, Path(tmp)) for name in SIDES}
+            sides = {name: Side(name, database_url, Path(tmp), args.settings) for name in SIDES}
             plain_url = database_url.replace("+psycopg2", "")
             for side in sides.values():
                 side.post(50)  # warm-up

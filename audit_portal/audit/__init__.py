@@ -24,7 +24,7 @@ _FACE = {
     **dict.fromkeys(("log_audit", "log_login", "log_login_failed", "log_logout", "log_user_action", "log_admin_action",
                      "log_error", "log_permission_denied", "log_export", "audit_log"), "write.service"),
     **dict.fromkeys(("client_ip", "remember_actor"), "write.context"),
-    "close_all_writers": "write.writer",
+    "close_all_writers": "write.exit",
     "AuditLogRepository": "read.query",
 }
 
@@ -73,8 +73,9 @@ def init_app(app) -> None:
         streams_api,
         views,
     )
+    from .write.exit import install_sigterm_flush
     from .write.hooks import AuditMiddleware
-    from .write.writer import AuditWriter, install_sigterm_flush
+    from .write.writer import AuditWriter
 
     # The housekeeping's turn: the sealer's interval, or without a sealer, the partition maintenance's.
     every = app.config["AUDIT_SEAL_INTERVAL"] or app.config["AUDIT_PARTITION_CHECK_SECONDS"]

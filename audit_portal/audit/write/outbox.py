@@ -129,6 +129,39 @@ def move_all(connection_factory) -> int:
             return total
 
 
+class Mover:
+    """The background writer's side of the outbox: whether the app uses it (known at the first use) and the moves.
+    ``engine``: a callable that returns the engine to use."""
+
+    def __init__(self, engine, config):
+        self._engine = engine
+        self._config = config
+        self._in_use: bool | None = None
+
+    def in_use(self) -> bool:
+        if self._in_use is None:
+            self._in_use = in_use_for(self._engine().dialect.name, self._config)
+        return self._in_use
+
+    def store(self, batch: list[dict]) -> bool:
+        """Store ``batch``, with the outbox's rows moved along when the app uses it; True when more rows wait there.
+        Raises as ``store_events`` does."""
+        if not self.in_use():
+            store_events(lambda: self._engine().begin(), batch)
+            return False
+        return store_and_move(lambda: self._engine().begin(), batch) >= TAKE_LIMIT
+
+    def move_all_quietly(self) -> None:
+        """Move everything in the outbox now (an idle writer, exit). Never raises: what is not moved waits there."""
+        try:
+            if self.in_use():
+                move_all(lambda: self._engine().begin())
+        except Exception as exc:  # noqa: BLE001
+            (log.debug if database_unavailable(exc) else log.warning)(
+                "audit outbox: could not move its rows (%s: %s); will retry", type(exc).__name__,
+                str(exc).split("\n", 1)[0][:300])
+
+
 def move_committed() -> int:
     """Move what the outbox holds now, if the app uses it: before a foreground seal, so that it covers every committed
     domain event (an erasure's, a verification's). Returns how many rows."""

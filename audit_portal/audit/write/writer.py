@@ -3,43 +3,31 @@
 Events are queued in memory and inserted in batches by a daemon thread (one per process, started
 after a fork). When the database cannot take them they go to the local spool and are replayed once
 it answers again; inserts skip event ids already stored, so replays are idempotent. Queued events
-are written when the process exits normally or on SIGTERM. Between batches the thread also runs the
+are written when the process exits normally or on SIGTERM (``exit.py``). Between batches the thread also runs the
 housekeeping it was given, every ``housekeeping_every`` seconds (``audit.init_app`` gives it the background
 sealer, every AUDIT_SEAL_INTERVAL seconds).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
-import signal
 import threading
 import time
-import weakref
 
 from ...extensions import db
 from ...metrics import families
 from . import outbox
+from .exit import WRITERS
 from .spool import Spool
-from .store import database_unavailable, store_events
+from .store import database_unavailable
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 #: Queued (once at a time) to have the writer move the outbox's rows soon (``outbox.py``).
 _MOVE = object()
-#: Every live writer of this process, closed (flushed) at exit.
-_WRITERS: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def close_all_writers() -> None:
-    """Flush and stop every writer of this process (at exit, and from gunicorn's worker_exit hook)."""
-    for writer in list(_WRITERS):
-        writer.close()
-
 
 REPLAY_INTERVAL_S = 2.0
 
@@ -71,10 +59,10 @@ class AuditWriter:
         self._linger = max(0, app.config.get("AUDIT_WRITE_DELAY_MS", 250)) / 1000
         #: The metric families (docs/metrics.md), or None when METRICS_ENABLED is false: then nothing is counted.
         self._metrics = families if app.config.get("METRICS_ENABLED") else None
-        #: Whether domain events go through the outbox (PostgreSQL with AUDIT_OUTBOX); known at the first write.
-        self._outbox: bool | None = None
+        #: The outbox's moves (``outbox.py``); the engine is looked up each time (tests swap ``_engine``).
+        self._outbox = outbox.Mover(lambda: self._engine(), app.config)
         self._move_queued = False
-        _WRITERS.add(self)
+        WRITERS.add(self)
 
     # -- producer side (request threads) -------------------------------------------------------
 
@@ -96,7 +84,7 @@ class AuditWriter:
         that one move carries many). Never raises."""
         try:
             if self._closed:
-                self._move_outbox_inline()
+                self._outbox.move_all_quietly()
                 return
             if not self._move_queued:
                 self._move_queued = True
@@ -109,7 +97,7 @@ class AuditWriter:
         """Wait until everything queued so far is written (or spooled), and the outbox moved. True if it finished in
         time."""
         deadline = time.monotonic() + timeout
-        if self._uses_outbox() and not self._closed:
+        if self._outbox.in_use() and not self._closed:
             self._move_queued = False  # queue one more move: one already queued may have taken its rows already
             self.outbox_committed()
         self._hurry.set()
@@ -136,7 +124,7 @@ class AuditWriter:
             self._queue.put(None)
             self._thread.join(timeout=30)
         self._drain_inline()
-        self._move_outbox_inline()
+        self._outbox.move_all_quietly()
         release = getattr(self._housekeeping, "close", None)
         if release is not None:
             try:
@@ -172,7 +160,7 @@ class AuditWriter:
             try:
                 first = self._queue.get(timeout=REPLAY_INTERVAL_S)
             except queue.Empty:
-                self._move_outbox_inline()  # rows a process that died left behind, or another writer's
+                self._outbox.move_all_quietly()  # rows a process that died left behind, or another writer's
                 self._maybe_replay()
                 self._maybe_housekeep()
                 self._report_depth()
@@ -248,40 +236,21 @@ class AuditWriter:
         with self.app.app_context():
             return db.engine
 
-    def _uses_outbox(self) -> bool:
-        if self._outbox is None:
-            self._outbox = outbox.in_use_for(self._engine().dialect.name, self.app.config)
-        return self._outbox
-
     def _store(self, batch: list[dict]) -> None:
         """Write ``batch``; on PostgreSQL with the outbox, move (some of) its rows in the same transaction."""
-        if self._uses_outbox():
-            moved = outbox.store_and_move(lambda: self._engine().begin(), batch)
-            if moved >= outbox.TAKE_LIMIT and not self._closed:
-                self._move_queued = False
-                self.outbox_committed()  # more are waiting
-        else:
-            store_events(lambda: self._engine().begin(), batch)
+        if self._outbox.store(batch) and not self._closed:
+            self._move_queued = False
+            self.outbox_committed()  # more are waiting
         if self._metrics is not None:
             # Committed; replayed events too (a spooled event was not counted). Moved domain events were counted
             # when their change committed.
             self._metrics.count_written(batch)
 
-    def _move_outbox_inline(self) -> None:
-        """Move everything in the outbox now, in this thread (idle writer, exit). Never raises."""
-        try:
-            if self._uses_outbox():
-                outbox.move_all(lambda: self._engine().begin())
-        except Exception as exc:  # noqa: BLE001 - the rows stay in the outbox for the next move
-            (log.debug if database_unavailable(exc) else log.warning)(
-                "audit writer: could not move the outbox (%s: %s); will retry", type(exc).__name__,
-                str(exc).split("\n", 1)[0][:300])
-
     def _write(self, batch: list) -> None:
         if _MOVE in batch:
             self._move_queued = False  # a commit from now on queues another move
             batch = [item for item in batch if item is not _MOVE]
-            if not batch and not self._uses_outbox():
+            if not batch and not self._outbox.in_use():
                 return
         if self._metrics is not None and batch:
             self._metrics.WRITER_BATCH_SIZE.observe(len(batch))
@@ -322,18 +291,3 @@ class AuditWriter:
         if replayed and self._metrics is not None:
             self._metrics.EVENTS_REPLAYED.inc(replayed)
         return replayed
-
-
-def install_sigterm_flush() -> None:
-    """Turn SIGTERM into a normal exit (so atexit flushes the queue) where nobody else handles it.
-
-    Gunicorn installs its own handler and exits its workers normally, which runs atexit too.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
