@@ -313,3 +313,30 @@ def test_the_public_chain_migration_keeps_reporting_an_old_chain_that_was_alread
 
     assert result.returncode == 1
     assert "1 link(s) of the old chain did not verify" in result.stdout + result.stderr
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="the outbox is PostgreSQL's")
+def test_the_outbox_downgrade_moves_what_the_outbox_holds_into_the_log(empty_database, tmp_path):
+    """0017's downgrade drops ``audit_outbox`` only after moving its events into ``audit_logs``: none is lost."""
+    from audit_portal.audit.record.enums import ActionType, ResourceType
+    from audit_portal.audit.record.events import build_event
+    from audit_portal.audit.write import outbox
+    from audit_portal.timeutil import utcnow
+
+    assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
+    events = [build_event(ActionType.UPDATE, ResourceType.SETTING, i, f"waiting {i}", timestamp=utcnow())
+              for i in range(3)]
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        for event in events:
+            outbox.add(connection, event)
+
+    result = flask("db", "downgrade", "0016_audit_public_chain", database_url=empty_database, data_dir=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as connection:
+        stored = set(connection.scalars(text("SELECT event_id FROM audit_logs WHERE description LIKE 'waiting %'")))
+        assert "audit_outbox" not in inspect(connection).get_table_names()
+    engine.dispose()
+    assert stored == {event["event_id"] for event in events}
