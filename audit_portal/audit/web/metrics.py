@@ -1,4 +1,4 @@
-"""The audit trail's state for ``/metrics``, read at scrape time (docs/metrics.md): the spool, the seal lag, the
+"""The audit trail's state for ``/metrics``, read at scrape time (docs/metrics.md): the spool, the outbox, the seal lag, the
 last verification, each stream's lag and the open alerts.
 
 It is registered on the scrape's registry only (``audit.init_app`` lends it to ``audit_portal.metrics``), so
@@ -19,6 +19,7 @@ from ..integrity.seal import seal_lag
 from ..read.query import AuditFilters, AuditLogRepository
 from ..record.enums import ActionType, Status
 from ..streams import service as streams
+from ..write import outbox
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class AuditCollector:
                      1 if families else 0)
 
     def _from_database(self):
+        waiting, waited = outbox.backlog()
+        yield _gauge("audit_outbox_events", "Domain events committed into the outbox, not moved into the log yet.",
+                     waiting)
+        yield _gauge("audit_outbox_age_seconds", "Age of the oldest event in the outbox (0 when empty).", waited)
         behind, age = seal_lag()
         yield _gauge("audit_seal_lag_events", "Stored events not chained by the sealer yet.", behind)
         yield _gauge("audit_seal_lag_seconds", "Age of the oldest event not chained yet (0 when none).", age)

@@ -24,6 +24,7 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ...extensions import db
@@ -160,6 +161,16 @@ class Mover:
             (log.debug if database_unavailable(exc) else log.warning)(
                 "audit outbox: could not move its rows (%s: %s); will retry", type(exc).__name__,
                 str(exc).split("\n", 1)[0][:300])
+
+
+def backlog() -> tuple[int, float]:
+    """(events waiting in the outbox, age in seconds of the oldest of them; 0 when none), for ``/metrics``."""
+    if db.engine.dialect.name != "postgresql":
+        return 0, 0.0
+    count, age = db.session.execute(text(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min((payload->>'timestamp')::timestamptz)), 0) "
+        "FROM audit_outbox")).one()
+    return count, max(0.0, float(age))
 
 
 def move_committed() -> int:

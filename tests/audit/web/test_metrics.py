@@ -199,3 +199,24 @@ def test_without_the_database_a_scrape_still_answers_and_says_so(app, client, mo
     assert ("audit_seal_lag_events", frozenset()) not in samples
     monkeypatch.undo()
     assert value(scrape(client), "audit_metrics_database_ok") == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.settings(AUDIT_WRITE_DELAY_MS=60_000)  # the writer moves the outbox only when the test flushes it
+def test_the_outbox_backlog_is_counted_until_the_writer_moves_it(app, client, writer):
+    """Domain events committed into the outbox (PostgreSQL) show as its backlog, with the age of the oldest; once the
+    writer moves them the backlog is 0."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgres"):
+        pytest.skip("the outbox is PostgreSQL's")
+    assert writer.flush()
+    with app.app_context():
+        for i in range(2):
+            log_audit(None, ActionType.UPDATE, ResourceType.SETTING, i, f"change {i}",
+                      timestamp=utcnow() - timedelta(seconds=30), transactional=True)
+        db.session.commit()
+    waiting = scrape(client)
+    assert value(waiting, "audit_outbox_events") == 2
+    assert 29 <= value(waiting, "audit_outbox_age_seconds") < 300
+    assert writer.flush()
+    moved = scrape(client)
+    assert value(moved, "audit_outbox_events") == 0 and value(moved, "audit_outbox_age_seconds") == 0
