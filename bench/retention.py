@@ -217,12 +217,12 @@ def purge_in_process(database_url: str, env: dict, way: str, cutoff: datetime) -
     os.environ.update(env)
     os.environ["DATABASE_URL"] = database_url
     from audit_portal import create_app
-    from audit_portal.audit.integrity import purge
+    from audit_portal.audit.integrity import purge, purge_plan
 
     app = create_app()
-    original = purge._droppable
+    original = purge_plan.droppable
     if way == "batches":
-        purge._droppable = lambda conn, plan: []
+        purge_plan.droppable = lambda conn, plan: []
     try:
         with app.app_context():
             days = (datetime.now(UTC) - cutoff).total_seconds() / 86400
@@ -235,7 +235,7 @@ def purge_in_process(database_url: str, env: dict, way: str, cutoff: datetime) -
                     "drops": [(d.name, d.count, d.locked_seconds, d.drop_seconds)
                               for d in plan.drops]}
     finally:
-        purge._droppable = original
+        purge_plan.droppable = original
 
 
 def run_way(args, way: str, env: dict, token: str, cutoff: datetime, tmp: Path) -> dict:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, event, select
 
-from audit_portal.audit.integrity import purge
+from audit_portal.audit.integrity import purge, purge_plan
 from audit_portal.audit.integrity.holds import add_hold
 from audit_portal.audit.integrity.models import AuditPurge
 from audit_portal.audit.record.enums import ActionType, ResourceType
@@ -164,7 +164,7 @@ def test_the_purge_deletes_in_batches_and_keeps_every_link(app, runner, monkeypa
     monkeypatch.setattr(purge, "PURGE_BATCH", 2)
     # The batches, as on SQLite; PostgreSQL uses them for whatever it cannot drop as whole months
     # (test_partitions.py), so here no month is offered for dropping.
-    monkeypatch.setattr(purge, "_droppable", lambda *args: [])
+    monkeypatch.setattr(purge_plan, "droppable", lambda *args: [])
     old = record_events(app, 5, days_ago=400, label="old")
     recent = record_events(app, 3, days_ago=10, label="recent")
     first, last = row(app, old[0])["timestamp"], row(app, old[-1])["timestamp"]
@@ -272,7 +272,7 @@ def test_a_hold_placed_while_the_purge_runs_stops_it_before_it_deletes(app):
 
 def test_a_hold_placed_between_two_batches_stops_the_purge_and_its_record_says_what_went(app, monkeypatch):
     monkeypatch.setattr(purge, "PURGE_BATCH", 2)
-    monkeypatch.setattr(purge, "_droppable", lambda *args: [])
+    monkeypatch.setattr(purge_plan, "droppable", lambda *args: [])
     early = record_events(app, 2, days_ago=500, label="early")
     late = record_events(app, 2, days_ago=400, label="late")
     with app.app_context():

@@ -1,0 +1,152 @@
+"""The retention purge's plan: what it would remove now, and which months it can drop whole (``purge.py`` carries it
+out).
+
+Planning seals first and reads the chain's head; only events sealed at links up to it, past their category's cutoff,
+outside every active hold and not an anchor of verification (``_anchors``) go. A month (PostgreSQL partition) that
+lies wholly before the latest cutoff and whose every row goes is planned as a drop (``droppable``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import and_, column, func, not_, select, table
+
+from ...extensions import db
+from ...timeutil import UTCDateTime, utcnow
+from ..record import partitions
+from ..record.enums import ActionType
+from ..record.models import AuditChainLink, AuditLog
+from . import retention
+from .holds import active_holds
+from .seal import seal
+
+_chain = AuditChainLink.__table__
+_table = AuditLog.__table__
+
+
+@dataclass
+class PartitionDrop:
+    """A month the purge drops whole."""
+
+    name: str
+    lower: datetime
+    upper: datetime
+    count: int
+    #: Filled in by the purge: seconds from the detach to the commit (while ``audit_logs`` is locked against every
+    #: other statement), and seconds the drop of the detached table took (it locks users, whose foreign-key
+    #: triggers it removes).
+    locked_seconds: float | None = None
+    drop_seconds: float | None = None
+    #: False when the month changed after the plan (an event arrived in it) and was left to the batches.
+    dropped: bool = False
+
+
+@dataclass
+class PurgePlan:
+    #: ``{category: cutoff}``, ``"*"`` for the categories without their own period.
+    cutoffs: dict[str, datetime]
+    #: The active holds' ranges (both ends included).
+    holds: list[tuple[datetime, datetime]]
+    #: The chain's head after sealing: only events sealed at links up to it go.
+    head_seq: int
+    count: int
+    by_category: dict[str, int]
+    #: Events past their retention that the holds keep.
+    held: int
+    first_timestamp: datetime | None
+    last_timestamp: datetime | None
+    #: The highest link among the events that go (streams not sent that far lose them).
+    last_seq: int | None
+    #: Months dropped as tables (their events are part of ``count``); the rest goes in batches.
+    drops: list[PartitionDrop] = field(default_factory=list)
+    #: The ``--older-than-days`` given, or None: each category's retention.
+    older_than_days: int | None = None
+    #: Events kept whatever their age, because verification anchors on them (``_anchors``).
+    kept: list[int] = field(default_factory=list)
+    #: How many the purge has deleted so far (``execute_purge``).
+    deleted: int = 0
+
+
+def goes(t, plan: PurgePlan):
+    """Rows of ``t`` (joined with their links) that the purge removes."""
+    held = retention.held(t, plan.holds)
+    return and_(_chain.c.seq.is_not(None), _chain.c.seq <= plan.head_seq, retention.past(t, plan.cutoffs),
+                *([not_(held)] if held is not None else []), *([t.c.id.not_in(plan.kept)] if plan.kept else []))
+
+
+def _anchors(session) -> list[int]:
+    """The events verification starts from, which no purge removes: the RETENTION_PURGE events of purges before
+    migration 0016, whose chain cut is where the chain now starts (``seal.purge_cuts``), and the CHAIN_CHECKPOINT of
+    0016's rebuild (``rechained``), below which older checkpoints no longer apply. (A purge's own record does not need
+    its event: its ``mac`` vouches for it, ``tombstones.recorded_purges``; so months keep being dropped whole.)"""
+    marks = {ActionType.RETENTION_PURGE.value: "chain_cut", ActionType.CHAIN_CHECKPOINT.value: "rechained"}
+    rows = session.execute(select(_table.c.id, _table.c.action_type, _table.c["metadata"])
+                           .where(_table.c.action_type.in_(list(marks))))
+    return [audit_id for audit_id, action, metadata in rows if isinstance(metadata, dict) and marks[action] in metadata]
+
+
+def _partition_table(name: str):
+    return table(name, column("id"), column("timestamp", UTCDateTime()), column("category"))
+
+
+def droppable(conn, plan: PurgePlan) -> list[PartitionDrop]:
+    """The months that lie wholly before the latest cutoff and whose every row goes (or that hold none: a month
+    that earlier purges emptied row by row, as a daily purge does: dropped too, so empty months do not pile up)."""
+    latest = max(plan.cutoffs.values())
+    drops = []
+    for partition in partitions.partitions(conn):
+        if partition.upper > latest:
+            continue
+        month = _partition_table(partition.name)
+        count, kept = conn.execute(
+            select(func.count(), func.count().filter(not_(goes(month, plan))))
+            .select_from(month.outerjoin(_chain, _chain.c.audit_log_id == month.c.id))).one()
+        if not kept:
+            drops.append(PartitionDrop(partition.name, partition.lower, partition.upper, count))
+    return drops
+
+
+def plan_purge(older_than_days: int | None = None) -> PurgePlan:
+    """What a purge would delete now: with ``older_than_days``, every category's events older than that; without,
+    each category's past its retention. Seals first."""
+    seal()
+    now = utcnow()
+    days = {retention.DEFAULT: older_than_days} if older_than_days is not None else \
+        retention.periods(current_app.config)
+    cutoffs = retention.cutoffs(days, now)
+    session = db.session
+    head_seq = session.scalar(select(func.max(_chain.c.seq))) or 0
+    holds = active_holds(session)
+    plan = PurgePlan(cutoffs, holds, head_seq, 0, {}, 0, None, None, None, older_than_days=older_than_days,
+                     kept=_anchors(session))
+    joined = _table.join(_chain, _chain.c.audit_log_id == _table.c.id)
+    rows = session.execute(select(_table.c.category, func.count(), func.min(_table.c.timestamp),
+                                  func.max(_table.c.timestamp), func.max(_chain.c.seq))
+                           .select_from(joined).where(goes(_table, plan)).group_by(_table.c.category)).all()
+    ts = AuditLog.timestamp.type
+    for category, count, first, last, last_seq in rows:
+        first, last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
+        plan.by_category[category] = count
+        plan.count += count
+        plan.first_timestamp = min(filter(None, (plan.first_timestamp, first)), default=None)
+        plan.last_timestamp = max(filter(None, (plan.last_timestamp, last)), default=None)
+        plan.last_seq = max(filter(None, (plan.last_seq, last_seq)), default=None)
+    held = retention.held(_table, holds)
+    if held is not None:
+        plan.held = session.scalar(select(func.count()).select_from(joined).where(
+            _chain.c.seq <= head_seq, retention.past(_table, cutoffs), held)) or 0
+    plan.drops = droppable(session.connection(), plan)
+    return plan
+
+
+def _dt(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def describe_cutoffs(plan: PurgePlan) -> str:
+    if plan.older_than_days is not None:
+        return f"older than {plan.older_than_days} days"
+    return "past each category's retention"
