@@ -28,8 +28,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ...extensions import db
+from ...timeutil import utcnow
+from ..record import partitions
 from .inserts import encode_json, insert_events
-from .store import database_unavailable, store_events, store_one_by_one
+from .store import database_unavailable, stand_in, store_events, store_one_by_one
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,11 @@ def in_use_for(dialect_name: str, config) -> bool:
 
 
 def add(connection, event: dict) -> None:
-    """Insert ``event`` into the outbox, in ``connection``'s current transaction. A naive time or a value JSON cannot
-    carry is refused (``ValueError``/``TypeError``), as ``insert_events`` refuses it."""
+    """Insert ``event`` into the outbox, in ``connection``'s current transaction. What ``insert_events`` would refuse
+    is refused here, in the change's transaction: a naive time or a value JSON cannot carry (``ValueError``,
+    ``TypeError``), a time no month can hold; the event's month gets its partition now if it has none (one dictionary
+    lookup when it has), so that the move never meets a row it cannot store."""
+    partitions.ensure_for_events(connection, [event])
     connection.exec_driver_sql(_ADD, (encode_json(event),))
 
 
@@ -65,25 +70,30 @@ def wake_on_commit(session: Session, writer) -> None:
 
 
 def _after_commit(session: Session) -> None:
+    # A rollback leaves the mark (a savepoint's rollback must not cancel the wake-up of the commit that follows): at
+    # worst a later commit wakes the writer for a move that finds nothing.
     writer = session.info.pop(_WAKE, None)
     if writer is not None:
         writer.outbox_committed()
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_WAKE, None)
-
-
 if not sa_event.contains(Session, "after_commit", _after_commit):
     sa_event.listen(Session, "after_commit", _after_commit)
-    sa_event.listen(Session, "after_rollback", _after_rollback)
 
 
 def _event(payload) -> dict:
-    event = payload if isinstance(payload, dict) else json.loads(payload)
-    if isinstance(event.get("timestamp"), str):
+    """The event a payload holds; one that cannot be read back (written by hand, say) becomes an AUDIT_FAILURE
+    stand-in that keeps it as text, so that it never blocks the moves."""
+    try:
+        event = dict(payload) if isinstance(payload, dict) else json.loads(payload)
         event["timestamp"] = datetime.fromisoformat(event["timestamp"])
-    return event
+        if event["timestamp"].utcoffset() is None:
+            raise ValueError("a naive time")
+        return event
+    except Exception as exc:  # noqa: BLE001
+        log.error("audit outbox: a row could not be read back (%s); stored as an AUDIT_FAILURE stand-in",
+                  type(exc).__name__)
+        return stand_in({"event_id": None, "payload": payload}, exc, utcnow())
 
 
 def take(connection, limit: int = TAKE_LIMIT) -> list[dict]:
@@ -113,9 +123,19 @@ def store_and_move(connection_factory, events: list[dict]) -> int:
         if database_unavailable(exc):
             raise
         log.warning("audit outbox: a move was refused (%s); moving row by row", type(exc).__name__)
-    with connection_factory() as connection:
-        moved = take(connection)
-        store_one_by_one(lambda: _savepoint(connection), moved)
+    moved = []
+    try:
+        with connection_factory() as connection:
+            moved = take(connection)
+            store_one_by_one(lambda: _savepoint(connection), moved)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        # Not even a stand-in could be stored: the rows stay in the outbox (named in the log), and the writer's own
+        # events must not wait for them.
+        log.critical("audit outbox: %d rows could not be moved (%s); they stay in audit_outbox", len(moved),
+                     type(exc).__name__, exc_info=True)
+        moved = []
     store_events(connection_factory, events)
     return len(moved)
 
@@ -140,8 +160,9 @@ class Mover:
         self._in_use: bool | None = None
 
     def in_use(self) -> bool:
+        """True on PostgreSQL, whatever AUDIT_OUTBOX says now: rows committed while it was on are still moved."""
         if self._in_use is None:
-            self._in_use = in_use_for(self._engine().dialect.name, self._config)
+            self._in_use = self._engine().dialect.name == "postgresql"
         return self._in_use
 
     def store(self, batch: list[dict]) -> bool:
@@ -176,7 +197,7 @@ def backlog() -> tuple[int, float]:
 def move_committed() -> int:
     """Move what the outbox holds now, if the app uses it: before a foreground seal, so that it covers every committed
     domain event (an erasure's, a verification's). Returns how many rows."""
-    if not in_use_for(db.engine.dialect.name, current_app.config):
+    if db.engine.dialect.name != "postgresql":
         return 0
     return move_all(db.engine.begin)
 

@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy import exc as sa_exc
 
+from ...timeutil import utcnow
 from ..record.enums import ActionType, ResourceType, Status
 from ..record.events import build_event
 from .inserts import insert_events
@@ -34,14 +35,16 @@ def _salvaged(event: dict) -> dict:
     return {**event, "user_id": None, "metadata": {**(event.get("metadata") or {}), **note}}
 
 
-def _stand_in(event: dict, exc: BaseException) -> dict:
+def stand_in(event: dict, exc: BaseException, timestamp=None) -> dict:
     """An AUDIT_FAILURE event that keeps what the database refused to store (as bounded text), so one
-    unstorable row never blocks the writer or the spool, and is not lost either."""
-    original = json.dumps({k: v for k, v in event.items() if k != "timestamp"}, default=str)[:8000]
+    unstorable row never blocks the writer or the spool, and is not lost either. At the event's own time, unless
+    ``timestamp`` is given (the event's time may be what was refused)."""
+    original = json.dumps({k: v for k, v in event.items() if k != "timestamp" or timestamp is not None},
+                          default=str)[:8000]
     return build_event(
         ActionType.AUDIT_FAILURE, ResourceType.SYSTEM, None,
         f"The database refused audit event {event.get('event_id')} ({type(exc).__name__}); kept here as text",
-        timestamp=event["timestamp"], status=Status.ERROR,
+        timestamp=timestamp or event["timestamp"], status=Status.ERROR,
         metadata={"refused_event": original, "error": type(exc).__name__},
     )
 
@@ -91,7 +94,13 @@ def store_one_by_one(connection_factory, events: list[dict]) -> None:
                 if database_unavailable(exc):
                     raise
                 refusal = exc
-        with connection_factory() as connection:
-            insert_ignoring_duplicates(connection, [_stand_in(event, refusal)])
+        try:
+            with connection_factory() as connection:
+                insert_ignoring_duplicates(connection, [stand_in(event, refusal)])
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            with connection_factory() as connection:  # its time itself was refused: the stand-in carries it as text
+                insert_ignoring_duplicates(connection, [stand_in(event, refusal, utcnow())])
         log.error("audit writer: event %s refused by the database (%s); stored as an AUDIT_FAILURE stand-in",
                   event.get("event_id"), type(refusal).__name__)

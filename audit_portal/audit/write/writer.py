@@ -86,9 +86,10 @@ class AuditWriter:
             if self._closed:
                 self._outbox.move_all_quietly()
                 return
-            if not self._move_queued:
+            # Only a running thread is woken: a process that has none (a command) moves the rows at exit, or another
+            # process's writer does; the thread is not started for this.
+            if not self._move_queued and self._running():
                 self._move_queued = True
-                self._ensure_thread()
                 self._queue.put(_MOVE)
         except Exception:  # noqa: BLE001 - the rows are safe in the outbox: the next move takes them
             log.warning("audit writer: could not schedule the outbox's move", exc_info=True)
@@ -98,6 +99,7 @@ class AuditWriter:
         time."""
         deadline = time.monotonic() + timeout
         if self._outbox.in_use() and not self._closed:
+            self._ensure_thread()
             self._move_queued = False  # queue one more move: one already queued may have taken its rows already
             self.outbox_committed()
         self._hurry.set()
@@ -140,13 +142,17 @@ class AuditWriter:
 
     # -- consumer side (the thread) -------------------------------------------------------------
 
+    def _running(self) -> bool:
+        return self._pid == os.getpid() and self._thread is not None and self._thread.is_alive()
+
     def _ensure_thread(self) -> None:
-        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+        if self._running():
             return
         with self._lock:
             if self._pid != os.getpid():
                 # A forked child inherits the parent's queue object but not its thread.
                 self._queue = queue.Queue()
+                self._move_queued = False
                 self._hurry = threading.Event()
                 self._wakeup = threading.Event()
                 self._thread = None

@@ -29,7 +29,7 @@ postgres_only = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"),
 def app_config(app_config):
     """The writer waits a minute before a batch unless hurried: what is in the outbox stays there until a test
     flushes, so that each step can be observed."""
-    app_config["AUDIT_WRITE_DELAY_MS"] = 60_000
+    app_config.setdefault("AUDIT_WRITE_DELAY_MS", 60_000)  # unless the test's settings say otherwise
     return app_config
 
 
@@ -213,3 +213,80 @@ def test_sqlite_stores_the_event_with_its_change(app, make_user, admin_id):
         row = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "UPDATE"))
         assert row.event_metadata["new"] == {"full_name": "Robert Lite"}
         assert db.session.execute(text("SELECT count(*) FROM audit_outbox")).scalar() == 0
+
+
+def _wait_until_stored(app, event_id: str, seconds: float = 10) -> AuditLog | None:
+    deadline = time.monotonic() + seconds
+    while (row := _stored(app, event_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return row
+
+
+@postgres_only
+@pytest.mark.settings(AUDIT_WRITE_DELAY_MS=50)
+def test_a_commit_alone_has_the_running_writer_move_its_event(app, make_user, admin_id):
+    app.extensions["audit_writer"].start()  # as in a web worker
+    bob = make_user("bob")
+    with app.app_context():  # no flush from here on
+        user_services.update_user(db.session.get(User, admin_id), db.session.get(User, bob), full_name="Robert Woken")
+        db.session.commit()
+    assert _wait_until_stored(app, _event_of(app, "Robert Woken")) is not None
+
+
+@postgres_only
+@pytest.mark.settings(AUDIT_WRITE_DELAY_MS=50)
+def test_a_savepoint_rolled_back_before_the_commit_does_not_delay_the_move(app, make_user, admin_id):
+    app.extensions["audit_writer"].start()
+    bob = make_user("bob")
+    assert app.extensions["audit_writer"].flush()
+    with app.app_context():
+        user_services.update_user(db.session.get(User, admin_id), db.session.get(User, bob), full_name="Robert Nested")
+        savepoint = db.session.begin_nested()
+        savepoint.rollback()  # e.g. a uniqueness check that failed and was handled
+        db.session.commit()
+    assert _wait_until_stored(app, _event_of(app, "Robert Nested"), seconds=1.5) is not None  # not the 2 s idle pass
+
+
+@postgres_only
+def test_a_process_without_a_writer_thread_moves_its_events_at_exit(app, make_user, admin_id):
+    """A command (no request, no writer thread) leaves its events in the outbox until it exits."""
+    bob = make_user("bob")
+    _edit(app, admin_id, bob, "Robert Exits")
+    event_id = _event_of(app, "Robert Exits")
+    app.extensions["audit_writer"].close()  # what atexit does
+    assert _stored(app, event_id) is not None and _outbox_ids(app) == []
+
+
+@postgres_only
+def test_an_event_no_month_can_hold_fails_with_its_change(app, make_user, admin_id):
+    """As the direct insert did: an event that could never be stored refuses its change, instead of committing
+    into the outbox a row no move could store."""
+    bob = make_user("bob")
+    with app.app_context():
+        with pytest.raises(ValueError):
+            log_audit(admin_id, ActionType.UPDATE, ResourceType.USER, bob, "Far future",
+                      timestamp=datetime(9999, 12, 31, 23, 0, tzinfo=UTC), transactional=True)
+        db.session.rollback()
+    with app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM audit_outbox WHERE payload->>'description' = "
+                                       "'Far future'")).scalar() == 0
+
+
+@postgres_only
+def test_a_row_that_cannot_be_read_back_does_not_hold_up_the_writer(app):
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(text("""INSERT INTO audit_outbox (payload) VALUES ('{"event_id": "x", "timestamp": "soon"}')"""))
+        request_event = log_audit(None, ActionType.REQUEST, ResourceType.REQUEST, None, "GET / answered 200")
+    assert app.extensions["audit_writer"].flush()
+    assert _stored(app, request_event) is not None and _outbox_ids(app) == []
+    with app.app_context():
+        [kept] = db.session.scalars(select(AuditLog).where(AuditLog.action_type == "AUDIT_FAILURE")).all()
+        assert '"soon"' in kept.event_metadata["refused_event"]
+
+
+@postgres_only
+def test_rows_committed_with_the_outbox_on_are_moved_after_it_is_turned_off(app):
+    ids = _orphans(app, 2)
+    app.config["AUDIT_OUTBOX"] = False
+    assert app.extensions["audit_writer"].flush()
+    assert all(_stored(app, event_id) is not None for event_id in ids) and _outbox_ids(app) == []
