@@ -161,7 +161,7 @@ class BaseConfig:
     #: per event (docs/performance.md); shorter: events show up in the viewer sooner.
     AUDIT_WRITE_DELAY_MS = 250
     #: PostgreSQL: domain events commit with their change into a narrow outbox that the writer moves into audit_logs
-    #: with its next batch (``audit/write/outbox.py``); false: straight into audit_logs, in the change's transaction.
+    #: with its next batch (``audit/write/outbox.py``); false: straight into audit_logs (what the outbox holds still moves).
     AUDIT_OUTBOX = True
     #: Largest spool file in bytes before new events are refused (with a warning).
     AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024

@@ -7,10 +7,11 @@ in the change's own transaction. It commits or rolls back with the change exactl
 ``audit_logs`` did, for about a quarter of the database's work (docs/performance.md). The writer then moves the
 outbox's rows into ``audit_logs`` in the same transaction that deletes them, so each is moved exactly once
 whichever process moves it (``FOR UPDATE SKIP LOCKED``: several writers take disjoint rows), together with its own
-batch: after a commit that added one (``wake_on_commit``), when idle every few seconds (rows left by a process
-that died), at ``flush()`` and at exit. A move keeps the event's id and time, skips an event id already stored, and
-salvages a refused row as the writer does its own (``store.py``). What is in the outbox is durable: a crash or an
-outage delays the move, never loses the event.
+batch: after a commit that added one (``wake_on_commit``; a running writer is woken, none is started), when idle
+every few seconds (rows left by a process that died), at ``flush()`` and at exit. A move keeps the event's id and
+time, skips an event id already stored, and salvages a refused row as the writer does its own (``store.py``). What
+is in the outbox is durable: a crash or an outage delays the move, never loses the event. AUDIT_OUTBOX decides only
+where new events go: on PostgreSQL the writers always move what the outbox holds.
 
 SQLite keeps the direct insert: there the outbox table stays empty.
 """
