@@ -8,7 +8,15 @@ import json
 from datetime import UTC
 
 from ..record.enums import ActionType, ErrorSeverity, ResourceType, Status
-from ..record.presentation import actor_name, readable_description, severity_colour, status_colour
+from ..record.presentation import (
+    ERASED,
+    actor_name,
+    erased_fields,
+    readable_description,
+    severity_colour,
+    shown,
+    status_colour,
+)
 
 PRODUCT, VENDOR, VERSION = "audit_portal", "audit_portal", "1.0"
 ECS_VERSION = "8.11.0"
@@ -73,9 +81,12 @@ def ecs_kind(action: str, resource: str) -> tuple[list[str], list[str]]:
 
 
 def attempted_username(log) -> str | None:
-    """The name the event is about: the actor's snapshot, or a failed login's attempted name (as typed)."""
+    """The name the event is about: the actor's snapshot, or a failed login's attempted name (as typed); "[erased]"
+    where an erasure removed the snapshot."""
     if log.username:
         return log.username
+    if "username" in erased_fields(log):
+        return ERASED
     metadata = log.event_metadata if isinstance(log.event_metadata, dict) else {}
     attempted = metadata.get("attempted_username")
     return attempted if isinstance(attempted, str) else None
@@ -91,10 +102,16 @@ _ITEM_COLUMNS = ("id", "event_id", "user_id", "username", "action_type", "resour
                  "stack_trace", "fingerprint", "request_id", "http_method", "path", "status_code", "duration_ms")
 
 
+#: The personal columns an erasure may leave NULL: "[erased]" in the items, as on the pages and in the exports.
+_PERSONAL_COLUMNS = ("username", "ip_address", "user_agent")
+
+
 def item(log) -> dict:
     """The API's item (``AuditLogSchema().dump(log)``, which a test holds it to), built directly: a stream
     formats every event, and marshmallow's generic dump costs several times more."""
     data = {name: getattr(log, name) for name in _ITEM_COLUMNS}
+    for name in _PERSONAL_COLUMNS:
+        data[name] = shown(log, name)
     data["timestamp"] = log.timestamp.isoformat()
     data["metadata"] = log.event_metadata
     data["status_color"] = status_colour(log.status)
@@ -132,7 +149,8 @@ def ecs_document(log) -> dict:
         ("event.severity", cef_severity(log)),
         ("event.duration", log.duration_ms * 1_000_000 if log.duration_ms is not None else None),
         ("user.id", str(log.user_id) if log.user_id is not None else None), ("user.name", attempted_username(log)),
-        ("source.ip", log.ip_address), ("user_agent.original", log.user_agent), ("url.path", path or None),
+        # An erased address has no place in ``source.ip`` (an ``ip`` field): ``audit_portal.erased`` names it.
+        ("source.ip", log.ip_address), ("user_agent.original", shown(log, "user_agent")), ("url.path", path or None),
         ("url.query", query or None), ("http.request.method", log.http_method),
         ("http.response.status_code", log.status_code), ("error.type", log.error_type),
         ("error.message", (metadata or {}).get("message") if log.error_type else None),
@@ -143,6 +161,7 @@ def ecs_document(log) -> dict:
         ("audit_portal.sensitive", bool(log.is_sensitive)), ("audit_portal.fingerprint", log.fingerprint),
         # As JSON text: its shape differs from event to event, which an index's mapping of an object would refuse.
         ("audit_portal.metadata", json.dumps(metadata, ensure_ascii=False) if metadata is not None else None),
+        ("audit_portal.erased", sorted(erased_fields(log)) or None),
     ):
         _set(doc, name, value)
     if doc.get("user", {}).get("name"):
@@ -198,7 +217,7 @@ def to_cef(log) -> str:
     fields: list[tuple[str, object]] = [
         ("rt", int(log.timestamp.timestamp() * 1000)), ("externalId", log.event_id), ("act", log.action_type),
         ("cat", log.category), ("outcome", _OUTCOMES.get(log.status, "unknown")), ("suser", attempted_username(log)),
-        ("suid", log.user_id), *_ip_fields(log.ip_address), ("requestClientApplication", log.user_agent),
+        ("suid", log.user_id), *_ip_fields(log.ip_address), ("requestClientApplication", shown(log, "user_agent")),
         ("requestMethod", log.http_method), ("request", log.path), ("msg", log.description),
         ("cs1", log.resource_type), ("cs1Label", "resourceType"), ("cs2", log.resource_id), ("cs2Label", "resourceId"),
         ("cs3", log.request_id), ("cs3Label", "requestId"), ("cs4", log.error_type), ("cs4Label", "errorType"),

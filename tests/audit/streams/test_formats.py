@@ -160,3 +160,33 @@ def test_the_json_format_is_exactly_the_api_item():
         log = AuditLog(id=i + 1, **{k: v for k, v in event.items() if k != "metadata"}, event_metadata=event["metadata"])
         assert formats.item(log) == schema.dump(log)
         assert json.loads(formats.to_json(log)) == json.loads(json.dumps(schema.dump(log)))
+
+
+def test_erased_personal_fields_read_erased_in_every_format():
+    """As on the pages and in the exports: a username and user agent an erasure removed read "[erased]"; an erased
+    address is left out of the typed address fields (ECS ``source.ip``, CEF ``src``), and ECS names what was erased."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    from audit_portal.audit.record.models import ErasedFields
+
+    log = log_of(ActionType.LOGIN, description="[erased] logged in")
+    log.username = log.ip_address = log.user_agent = None  # as the erasure left them
+    set_committed_value(log, "erasure", ErasedFields(audit_log_id=1, erased={
+        "username": "c" * 64, "ip_address": "d" * 64, "user_agent": "e" * 64}))
+    never = log_of(ActionType.LOGIN, description="someone logged in")  # NULLs no erasure made stay empty
+    never.username = never.ip_address = never.user_agent = None
+
+    item = json.loads(formats.to_json(log))
+    assert (item["username"], item["ip_address"], item["user_agent"]) == ("[erased]",) * 3
+    assert (item["username"], item["ip_address"]) != (None, None)
+    assert json.loads(formats.to_json(never))["username"] is None
+
+    doc = json.loads(formats.to_ecs(log))
+    assert doc["user"]["name"] == "[erased]" and doc["user_agent"]["original"] == "[erased]"
+    assert "source" not in doc and doc["audit_portal"]["erased"] == ["ip_address", "user_agent", "username"]
+    plain = json.loads(formats.to_ecs(never))
+    assert "user" not in plain and "erased" not in plain["audit_portal"]
+
+    cef = formats.to_cef(log)
+    assert "suser=[erased]" in cef and "requestClientApplication=[erased]" in cef and " src=" not in cef
+    assert "suser=" not in formats.to_cef(never)
