@@ -95,8 +95,8 @@ class AuditWriter:
             log.warning("audit writer: could not schedule the outbox's move", exc_info=True)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything queued so far is written (or spooled), and the outbox moved. True if it finished in
-        time."""
+        """Wait until everything queued so far is written (or spooled) and a move of the outbox was tried (rows it
+        could not move, the database being away, wait there for the next). True if it finished in time."""
         deadline = time.monotonic() + timeout
         if self._outbox.in_use() and not self._closed:
             self._ensure_thread()
