@@ -24,9 +24,9 @@ class BaseConfig:
     #: A streaming replica of DATABASE_URL (PostgreSQL) for the viewer, the list API, the error dashboard and the
     #: exports (docs/scaling.md); empty: every read goes to DATABASE_URL.
     DATABASE_REPLICA_URL = ""
-    #: A replica lagging more than this many seconds is skipped (the primary serves its reads).
+    #: A replica lagging more than this many seconds is skipped (the primary serves its reads); each process checks
+    #: the lag again after REPLICA_CHECK_SECONDS.
     REPLICA_MAX_LAG_SECONDS = 10.0
-    #: How long each process keeps its verdict on the replica's lag before checking it again.
     REPLICA_CHECK_SECONDS = 1.0
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
@@ -42,8 +42,7 @@ class BaseConfig:
     PASSWORD_HASH_PARALLELISM = 1
     PASSWORD_MIN_LENGTH = 10
 
-    #: Number of reverse proxies in front of the app whose X-Forwarded-For entries are trusted.
-    TRUSTED_PROXY_COUNT = 0
+    TRUSTED_PROXY_COUNT = 0  #: reverse proxies in front of the app whose X-Forwarded-For entries are trusted
     #: Keep an incoming X-Request-ID as the request id (only when the proxy in front always sets it).
     AUDIT_TRUST_REQUEST_ID = False
     RATELIMIT_ENABLED = True
@@ -69,11 +68,9 @@ class BaseConfig:
     #: The same bound for lists filtered by ``search``: a text match has no ordered index, so counting N
     #: matches reads about N / (share of matching events) rows, whatever the log's size (docs/scaling.md).
     AUDIT_SEARCH_COUNT_LIMIT = 1_000
-    #: The histogram counts every matching event up to this many; past it each bar reads its share of this
-    #: many and is estimated from them (``read/histogram.py``).
+    #: The histogram counts every matching event up to EXACT_LIMIT; past it each bar reads at most SAMPLE events and
+    #: is estimated from them (``read/histogram.py``; a larger sample costs more and errs less, docs/scaling.md).
     AUDIT_HISTOGRAM_EXACT_LIMIT = 10_000
-    #: Past that, how many events of a bar are read at most before it is estimated from them: the cost of a
-    #: filter no index serves in time order grows with it (docs/scaling.md), an estimate's error shrinks with it.
     AUDIT_HISTOGRAM_SAMPLE = 50
     #: How long a live tail's polls go unrecorded before it must be started (and recorded) again.
     AUDIT_TAIL_MAX_HOURS = 12
@@ -81,7 +78,8 @@ class BaseConfig:
     #: Retention per category (``requests=90,authentication=365,security=2555``; categories as in the viewer's
     #: filter); the others keep AUDIT_RETENTION_DAYS. ``flask audit purge --yes`` applies them (docs/compliance.md).
     AUDIT_RETENTION_DAYS_BY_CATEGORY = ""
-    #: Where the event spool lives; empty means the instance folder.
+    #: Where the event spool lives (empty: the instance folder); its largest size is AUDIT_SPOOL_MAX_BYTES, past
+    #: which new events are refused with a warning.
     AUDIT_DATA_DIR = ""
     #: Request events: which requests are significant enough to record.
     AUDIT_REQUEST_METHODS = "POST,PUT,PATCH,DELETE"
@@ -94,8 +92,7 @@ class BaseConfig:
     AUDIT_SIGNING_KEY_FILE = ""
     #: During a key rotation, the sealer's next key: the next digest names it, and it signs the digests after that.
     AUDIT_NEXT_SIGNING_KEY_FILE = ""
-    #: The public key(s) (PEM, several one after another after a rotation): `flask audit verify` checks the digests
-    #: with them, the API and the Integrity page show them.
+    #: The public key(s) (PEM, one after another after a rotation): for `flask audit verify`, the API and the pages.
     AUDIT_PUBLIC_KEY_FILE = ""
     #: Where the sealer writes each digest as a JSON file for shipping; empty: AUDIT_DATA_DIR/digests.
     AUDIT_DIGEST_DIR = ""
@@ -105,13 +102,11 @@ class BaseConfig:
     #: Seconds the sealer process sleeps between its rounds (seal, then sign what is due).
     AUDIT_SEALER_INTERVAL = 5.0
     #: PostgreSQL (docs/scaling.md): months ahead whose partitions exist, made by the background maintenance every
-    #: AUDIT_PARTITION_CHECK_SECONDS (0: never; with AUDIT_SEAL_INTERVAL 0 it still runs, without the sealer), and
-    #: by ``flask audit partitions``. A missing month is also made when an event needs it, a fallback that can
-    #: make two requests that changed users wait for each other (docs/scaling.md): keep the maintenance on.
+    #: AUDIT_PARTITION_CHECK_SECONDS (0: never; it runs without the sealer too) and by ``flask audit partitions``.
+    #: A month an event needs is also made on demand, which can make two requests wait: keep the maintenance on.
     AUDIT_PARTITIONS_AHEAD = 3
     AUDIT_PARTITION_CHECK_SECONDS = 3600
-    #: Milliseconds a partition's creation or drop waits for a lock per attempt (it retries), so that requests
-    #: never queue behind it for longer.
+    #: Milliseconds a partition's creation or drop waits for a lock per attempt (it retries): requests never wait longer.
     AUDIT_PARTITION_LOCK_TIMEOUT_MS = 200
 
     #: Stream destinations (docs/streams.md). Each app process runs a dispatcher thread unless this is false
@@ -156,14 +151,12 @@ class BaseConfig:
     ALERT_WEBHOOK_SECRET = ""
     #: Where the portal is (e.g. https://audit.example.com): notifications link to an alert's events there.
     ALERT_BASE_URL = ""
-    #: Milliseconds the background writer collects request and error events before writing them in one
-    #: transaction (exit, SIGTERM and ``flush()`` write at once). Longer: fewer, larger batches and less CPU
-    #: per event (docs/performance.md); shorter: events show up in the viewer sooner.
+    #: Milliseconds the background writer gathers events before writing them in one transaction (exit, SIGTERM and
+    #: ``flush()`` write at once): longer is less CPU per event (docs/performance.md), shorter shows them sooner.
     AUDIT_WRITE_DELAY_MS = 250
     #: PostgreSQL: domain events commit with their change into a narrow outbox that the writer moves into audit_logs
     #: with its next batch (``audit/write/outbox.py``); false: straight into audit_logs (what the outbox holds still moves).
     AUDIT_OUTBOX = True
-    #: Largest spool file in bytes before new events are refused (with a warning).
     AUDIT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 
     #: Prometheus metrics at /metrics (docs/metrics.md); off by default: /metrics is then a 404.
