@@ -48,12 +48,8 @@ _WAKE = "audit_outbox_writer"
 
 
 def in_use(connection) -> bool:
-    """True when domain events on ``connection`` go through the outbox: PostgreSQL with AUDIT_OUTBOX."""
-    return in_use_for(connection.dialect.name, current_app.config)
-
-
-def in_use_for(dialect_name: str, config) -> bool:
-    return dialect_name == "postgresql" and bool(config.get("AUDIT_OUTBOX", True))
+    """True when new domain events on ``connection`` go through the outbox: PostgreSQL with AUDIT_OUTBOX."""
+    return connection.dialect.name == "postgresql" and bool(current_app.config.get("AUDIT_OUTBOX", True))
 
 
 def add(connection, event: dict) -> None:
@@ -152,12 +148,11 @@ def move_all(connection_factory) -> int:
 
 
 class Mover:
-    """The background writer's side of the outbox: whether the app uses it (known at the first use) and the moves.
+    """The background writer's side of the outbox: whether there is one to move (known at the first use) and the moves.
     ``engine``: a callable that returns the engine to use."""
 
-    def __init__(self, engine, config):
+    def __init__(self, engine):
         self._engine = engine
-        self._config = config
         self._in_use: bool | None = None
 
     def in_use(self) -> bool:

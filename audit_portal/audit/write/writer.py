@@ -60,7 +60,7 @@ class AuditWriter:
         #: The metric families (docs/metrics.md), or None when METRICS_ENABLED is false: then nothing is counted.
         self._metrics = families if app.config.get("METRICS_ENABLED") else None
         #: The outbox's moves (``outbox.py``); the engine is looked up each time (tests swap ``_engine``).
-        self._outbox = outbox.Mover(lambda: self._engine(), app.config)
+        self._outbox = outbox.Mover(lambda: self._engine())
         self._move_queued = False
         WRITERS.add(self)
 
@@ -100,8 +100,8 @@ class AuditWriter:
         deadline = time.monotonic() + timeout
         if self._outbox.in_use() and not self._closed:
             self._ensure_thread()
-            self._move_queued = False  # queue one more move: one already queued may have taken its rows already
-            self.outbox_committed()
+            self._move_queued = True  # one more move: one already queued may have taken its rows before they came
+            self._queue.put(_MOVE)
         self._hurry.set()
         self._wakeup.set()
         try:
