@@ -3,7 +3,11 @@ out).
 
 Planning seals first and reads the chain's head; only events sealed at links up to it, past their category's cutoff,
 outside every active hold and not an anchor of verification (``_anchors``) go. A month (PostgreSQL partition) that
-lies wholly before the latest cutoff and whose every row goes is planned as a drop (``droppable``).
+lies wholly before the latest cutoff and whose every row goes is planned as a drop (``droppable``). That proof reads
+indexes, not the month's rows: a cutoff or a hold inside the month is probed on the time index, the anchors on the
+primary key, and the links by a join of the month's ids to ``audit_chain``'s, bounded to the month's id range (so
+the plan's time grows with the month, not with the table). The events that go outside the dropped months are
+counted by one aggregate that skips those months.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import and_, column, func, not_, select, table
+from sqlalchemy import and_, column, func, literal, not_, or_, select, table
 
 from ...extensions import db
 from ...timeutil import UTCDateTime, utcnow
@@ -35,6 +39,11 @@ class PartitionDrop:
     lower: datetime
     upper: datetime
     count: int
+    #: The month's events by category, their first and last time and their highest link (all of them go).
+    by_category: dict[str, int] = field(default_factory=dict)
+    first: datetime | None = None
+    last: datetime | None = None
+    last_seq: int | None = None
     #: Filled in by the purge: seconds from the detach to the commit (while ``audit_logs`` is locked against every
     #: other statement), and seconds the drop of the detached table took (it locks users, whose foreign-key
     #: triggers it removes).
@@ -96,17 +105,43 @@ def droppable(conn, plan: PurgePlan) -> list[PartitionDrop]:
     """The months that lie wholly before the latest cutoff and whose every row goes (or that hold none: a month
     that earlier purges emptied row by row, as a daily purge does: dropped too, so empty months do not pile up)."""
     latest = max(plan.cutoffs.values())
-    drops = []
-    for partition in partitions.partitions(conn):
-        if partition.upper > latest:
-            continue
-        month = _partition_table(partition.name)
-        count, kept = conn.execute(
-            select(func.count(), func.count().filter(not_(goes(month, plan))))
-            .select_from(month.outerjoin(_chain, _chain.c.audit_log_id == month.c.id))).one()
-        if not kept:
-            drops.append(PartitionDrop(partition.name, partition.lower, partition.upper, count))
-    return drops
+    months = (_month_drop(conn, plan, partition) for partition in partitions.partitions(conn)
+              if partition.upper <= latest)
+    return [drop for drop in months if drop is not None]
+
+
+def _month_drop(conn, plan: PurgePlan, partition) -> PartitionDrop | None:
+    """``partition``'s drop if every row in it goes, else None; read from indexes (the module's docstring)."""
+    month = _partition_table(partition.name)
+
+    def any_row(condition) -> bool:
+        return conn.scalar(select(literal(1)).select_from(month).where(condition).limit(1)) is not None
+
+    # Only a cutoff before the month's end can keep a row of it: the rows from the earliest such cutoff on are read.
+    inside = [cutoff for cutoff in plan.cutoffs.values() if cutoff < partition.upper]
+    if inside and any_row(and_(month.c.timestamp >= min(inside), not_(retention.past(month, plan.cutoffs)))):
+        return None
+    held = retention.held(month, plan.holds)
+    if held is not None and any_row(held):
+        return None
+    if plan.kept and any_row(month.c.id.in_(plan.kept)):
+        return None
+    low, high = conn.execute(select(func.min(month.c.id), func.max(month.c.id))).one()
+    drop = PartitionDrop(partition.name, partition.lower, partition.upper, 0)
+    if low is None:
+        return drop
+    # Every row sealed at a link up to the head: the month's ids against the links' ids in the same range.
+    link = and_(_chain.c.audit_log_id == month.c.id, _chain.c.audit_log_id.between(low, high))
+    drop.count, unsealed, drop.last_seq = conn.execute(
+        select(func.count(), func.count().filter(or_(_chain.c.seq.is_(None), _chain.c.seq > plan.head_seq)),
+               func.max(_chain.c.seq)).select_from(month.outerjoin(_chain, link))).one()
+    if unsealed:
+        return None
+    drop.by_category = dict(conn.execute(select(month.c.category, func.count()).group_by(month.c.category)).all())
+    first, last = conn.execute(select(func.min(month.c.timestamp), func.max(month.c.timestamp))).one()
+    ts = AuditLog.timestamp.type
+    drop.first, drop.last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
+    return drop
 
 
 def plan_purge(older_than_days: int | None = None) -> PurgePlan:
@@ -122,14 +157,20 @@ def plan_purge(older_than_days: int | None = None) -> PurgePlan:
     holds = active_holds(session)
     plan = PurgePlan(cutoffs, holds, head_seq, 0, {}, 0, None, None, None, older_than_days=older_than_days,
                      kept=_anchors(session))
+    plan.drops = droppable(session.connection(), plan)
+    # The rest: every month but the dropped ones (partition pruning skips those).
+    outside = [or_(_table.c.timestamp < drop.lower, _table.c.timestamp >= drop.upper) for drop in plan.drops]
     joined = _table.join(_chain, _chain.c.audit_log_id == _table.c.id)
     rows = session.execute(select(_table.c.category, func.count(), func.min(_table.c.timestamp),
                                   func.max(_table.c.timestamp), func.max(_chain.c.seq))
-                           .select_from(joined).where(goes(_table, plan)).group_by(_table.c.category)).all()
+                           .select_from(joined).where(goes(_table, plan), *outside).group_by(_table.c.category)).all()
     ts = AuditLog.timestamp.type
-    for category, count, first, last, last_seq in rows:
-        first, last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
-        plan.by_category[category] = count
+    parts = [(category, count, ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None),
+              last_seq) for category, count, first, last, last_seq in rows]
+    parts += [(category, count, drop.first, drop.last, drop.last_seq)
+              for drop in plan.drops for category, count in drop.by_category.items()]
+    for category, count, first, last, last_seq in parts:
+        plan.by_category[category] = plan.by_category.get(category, 0) + count
         plan.count += count
         plan.first_timestamp = min(filter(None, (plan.first_timestamp, first)), default=None)
         plan.last_timestamp = max(filter(None, (plan.last_timestamp, last)), default=None)
@@ -137,8 +178,7 @@ def plan_purge(older_than_days: int | None = None) -> PurgePlan:
     held = retention.held(_table, holds)
     if held is not None:
         plan.held = session.scalar(select(func.count()).select_from(joined).where(
-            _chain.c.seq <= head_seq, retention.past(_table, cutoffs), held)) or 0
-    plan.drops = droppable(session.connection(), plan)
+            _chain.c.seq <= head_seq, retention.past(_table, cutoffs), held, *outside)) or 0
     return plan
 
 
