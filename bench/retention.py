@@ -84,7 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8795)
     parser.add_argument("--quick", action="store_true", help="200,000 rows over 2 months, 4 s settle")
     parser.add_argument("--keep", action="store_true", help="keep the seeded source database for another run")
-    parser.add_argument("--reuse", action="store_true", help="reuse a source database kept by --keep")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a source database kept by --keep (migrated to the latest revision first)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.months, args.settle = 200_000, 2, 4.0
@@ -207,6 +208,8 @@ def prepare_source(args, env: dict, now: datetime) -> tuple[str, datetime]:
         started = time.monotonic()
         flask_cli(env, "audit", "verify", timeout=6 * 3600)
         print(f"  sealed and verified in {time.monotonic() - started:,.0f} s", flush=True)
+    else:
+        flask_cli(env, "db", "upgrade")  # a database kept by an earlier run gets the migrations added since
     token = flask_cli(env, "tokens", "create", "--username", ADMIN[0], "--name", f"bench {secrets.token_hex(2)}"
                       ).stdout.split()[0]
     return token, month_start(now, args.months - 1)

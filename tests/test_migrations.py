@@ -340,3 +340,29 @@ def test_the_outbox_downgrade_moves_what_the_outbox_holds_into_the_log(empty_dat
         assert "audit_outbox" not in inspect(connection).get_table_names()
     engine.dispose()
     assert stored == {event["event_id"] for event in events}
+
+
+@pytest.mark.postgres_only
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="INCLUDE is PostgreSQL's")
+def test_the_links_unique_index_carries_their_position_migrated_or_created(empty_database, tmp_path):
+    """0018: the purge's plan reads a month's links from ``uq_audit_chain_audit_log_id`` alone, so it carries
+    ``seq``; still unique; the downgrade gives the plain index back; a database made from the models has the same."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from audit_portal.audit.record.models import AuditChainLink
+
+    def definition() -> str:
+        engine = create_engine(empty_database)
+        with engine.connect() as connection:
+            found = connection.scalar(text("SELECT pg_get_indexdef('uq_audit_chain_audit_log_id'::regclass)"))
+        engine.dispose()
+        return found
+
+    assert flask("db", "upgrade", database_url=empty_database, data_dir=tmp_path).returncode == 0
+    assert definition().endswith("USING btree (audit_log_id) INCLUDE (seq)")
+    assert "CREATE UNIQUE INDEX" in definition()
+    assert flask("db", "downgrade", "0017_audit_outbox", database_url=empty_database, data_dir=tmp_path).returncode == 0
+    assert definition().endswith("USING btree (audit_log_id)")
+    created = str(CreateTable(AuditChainLink.__table__).compile(dialect=postgresql.dialect()))
+    assert "CONSTRAINT uq_audit_chain_audit_log_id UNIQUE (audit_log_id) INCLUDE (seq)" in created

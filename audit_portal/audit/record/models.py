@@ -209,11 +209,14 @@ class AuditChainLink(db.Model):
     (``integrity/canonical.py``)."""
 
     __tablename__ = "audit_chain"
+    __table_args__ = (UniqueConstraint("audit_log_id", postgresql_include=["seq"]),)
 
     #: Position in the chain (1, 2, 3, ...): unique, so two sealers can never fork it.
     seq: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
-    #: The sealed audit row (no foreign key: the retention purge removes rows and their links together).
-    audit_log_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), unique=True)
+    #: The sealed audit row (no foreign key: the retention purge removes rows and their links together). Unique; on
+    #: PostgreSQL its index also carries ``seq`` (``__table_args__``), so the purge's plan reads a month's links from
+    #: the index alone (migration 0018).
+    audit_log_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     #: The row's user id when it was sealed; deleting a user later sets the row's to NULL (ON DELETE SET NULL).
     user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
