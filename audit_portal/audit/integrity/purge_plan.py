@@ -4,10 +4,11 @@ out).
 Planning seals first and reads the chain's head; only events sealed at links up to it, past their category's cutoff,
 outside every active hold and not an anchor of verification (``_anchors``) go. A month (PostgreSQL partition) that
 lies wholly before the latest cutoff and whose every row goes is planned as a drop (``droppable``). That proof reads
-indexes, not the month's rows: a cutoff or a hold inside the month is probed on the time index, the anchors on the
-primary key, and the links by a join of the month's ids to ``audit_chain``'s, bounded to the month's id range (so
-the plan's time grows with the month, not with the table). The events that go outside the dropped months are
-counted by one aggregate that skips those months.
+the month's indexes, not its rows, and no link row: each category's count and latest time (its category-and-time
+index), a hold inside the month probed on the time index, the anchors on the primary key, and the month's ids
+joined to the links' unique index (which carries their ``seq``) in the month's id range, so the plan's time grows
+with the month, not with the table. The events that go outside the dropped months are counted by one aggregate
+that skips those months.
 """
 
 from __future__ import annotations
@@ -111,37 +112,47 @@ def droppable(conn, plan: PurgePlan) -> list[PartitionDrop]:
 
 
 def _month_drop(conn, plan: PurgePlan, partition) -> PartitionDrop | None:
-    """``partition``'s drop if every row in it goes, else None; read from indexes (the module's docstring)."""
+    """``partition``'s drop if every row in it goes, else None; read from indexes (the module's docstring).
+
+    The month's figures come first, then its links: a row that arrives in between is counted by the join and not by
+    the figures, so the month stays (its count no longer matches); one that arrives after the join has no link up
+    to the head (which was read after sealing, before this), and the purge's detach, counting again under a lock,
+    finds it."""
     month = _partition_table(partition.name)
-
-    def any_row(condition) -> bool:
-        return conn.scalar(select(literal(1)).select_from(month).where(condition).limit(1)) is not None
-
-    # Only a cutoff before the month's end can keep a row of it: the rows from the earliest such cutoff on are read.
-    inside = [cutoff for cutoff in plan.cutoffs.values() if cutoff < partition.upper]
-    if inside and any_row(and_(month.c.timestamp >= min(inside), not_(retention.past(month, plan.cutoffs)))):
-        return None
-    held = retention.held(month, plan.holds)
-    if held is not None and any_row(held):
-        return None
-    if plan.kept and any_row(month.c.id.in_(plan.kept)):
-        return None
-    low, high = conn.execute(select(func.min(month.c.id), func.max(month.c.id))).one()
+    # Every row past its category's cutoff: per category present, its latest event (category, time index).
     drop = PartitionDrop(partition.name, partition.lower, partition.upper, 0)
-    if low is None:
-        return drop
-    # Every row sealed at a link up to the head: the month's ids against the links' ids in the same range.
+    ts = AuditLog.timestamp.type
+    for category, count, first, last in conn.execute(
+            select(month.c.category, func.count(), func.min(month.c.timestamp), func.max(month.c.timestamp))
+            .group_by(month.c.category)):
+        first, last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
+        cutoff = retention.cutoff_for(plan.cutoffs, category)
+        if cutoff is None or not last < cutoff:
+            return None
+        drop.by_category[category] = count
+        drop.first = min(filter(None, (drop.first, first)))
+        drop.last = max(filter(None, (drop.last, last)))
+    if not drop.by_category:
+        return drop  # emptied by earlier purges
+    held = retention.held(month, plan.holds)
+    if held is not None and _any_row(conn, month, held):
+        return None
+    if plan.kept and _any_row(conn, month, month.c.id.in_(plan.kept)):
+        return None
+    # Every row sealed at a link up to the head: the month's ids against the links' ids in the same range (both
+    # read from their indexes: the links' unique index carries ``seq``, migration 0018).
+    low, high = conn.execute(select(func.min(month.c.id), func.max(month.c.id))).one()
     link = and_(_chain.c.audit_log_id == month.c.id, _chain.c.audit_log_id.between(low, high))
     drop.count, unsealed, drop.last_seq = conn.execute(
         select(func.count(), func.count().filter(or_(_chain.c.seq.is_(None), _chain.c.seq > plan.head_seq)),
                func.max(_chain.c.seq)).select_from(month.outerjoin(_chain, link))).one()
-    if unsealed:
+    if unsealed or drop.count != sum(drop.by_category.values()):
         return None
-    drop.by_category = dict(conn.execute(select(month.c.category, func.count()).group_by(month.c.category)).all())
-    first, last = conn.execute(select(func.min(month.c.timestamp), func.max(month.c.timestamp))).one()
-    ts = AuditLog.timestamp.type
-    drop.first, drop.last = ts.process_result_value(_dt(first), None), ts.process_result_value(_dt(last), None)
     return drop
+
+
+def _any_row(conn, month, condition) -> bool:
+    return conn.scalar(select(literal(1)).select_from(month).where(condition).limit(1)) is not None
 
 
 def plan_purge(older_than_days: int | None = None) -> PurgePlan:
