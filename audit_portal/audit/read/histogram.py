@@ -107,7 +107,7 @@ def histogram(filters: AuditFilters, buckets: int = DEFAULT_BUCKETS, now: dateti
     edges = [start + (end - start) * i / buckets for i in range(buckets)] + [end]
     within = replace(filters, date_from=start, date_to=end)
     limit = current_app.config["AUDIT_HISTOGRAM_EXACT_LIMIT"]
-    counted, small = AuditLogRepository(session).count_bounded(within, bound=limit)  # lower with ``search``
+    counted, small = AuditLogRepository(session).count_bounded(within, bound=limit)  # lower: search, reads_rows
     if small:
         counts = _exact_counts(session, within, edges)
         return Histogram([_bucket(edges, i, counts[i]) for i in range(buckets)], True, start, end)

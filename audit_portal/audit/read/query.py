@@ -10,9 +10,10 @@ Paging stays fast as the log grows: keyset cursors over (timestamp, id) and boun
 opaque and signed with SECRET_KEY. It carries the position of the last event on a page and a hash of the
 filters it was made for, so it cannot be edited or reused with other filters to see events those filters
 exclude. Counting stops at AUDIT_COUNT_LIMIT matching rows: past that the total is reported as a lower bound
-(``total_is_exact: false``, "10,000+" in the viewer) instead of scanning millions of rows. With a ``search``
-the bound is AUDIT_SEARCH_COUNT_LIMIT: the other filters count along an index that holds only matching rows,
-but a text match must read about bound / (share of matching events) rows.
+(``total_is_exact: false``, "10,000+" in the viewer) instead of scanning millions of rows. With a ``search``, or
+a ``q`` of several terms or with a bare word, the bound is AUDIT_SEARCH_COUNT_LIMIT: the other filters count along
+an index that holds only matching rows, but a text match, or a term the index does not hold, must read about
+bound / (share of matching events) rows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ...database import escape_like
 from ...extensions import db
 from ...replica import replica_first
 from ..record.models import AuditLog
-from .search import ATTEMPTED_USERNAME, compile_query
+from .search import ATTEMPTED_USERNAME, compile_query, reads_rows
 
 #: The log's one order: newest first, ties broken by id (the index ``ix_audit_logs_timestamp_id`` serves it).
 NEWEST_FIRST = (AuditLog.timestamp.desc(), AuditLog.id.desc())
@@ -181,9 +182,9 @@ class AuditLogRepository:
 
     def count_bounded(self, filters: AuditFilters, bound: int | None = None) -> tuple[int, bool]:
         """(count, exact): the exact count up to ``bound`` (AUDIT_COUNT_LIMIT; AUDIT_SEARCH_COUNT_LIMIT, if lower,
-        with a ``search``), else that bound and False."""
+        with a ``search`` or a ``q`` whose count reads rows, ``search.reads_rows``), else that bound and False."""
         bound = bound or current_app.config["AUDIT_COUNT_LIMIT"]
-        if filters.search:
+        if filters.search or reads_rows(filters.q):
             bound = min(bound, current_app.config["AUDIT_SEARCH_COUNT_LIMIT"])
         limited = apply_filters(select(AuditLog.id), filters).limit(bound + 1).subquery()
         total = self.session.scalar(select(func.count()).select_from(limited))

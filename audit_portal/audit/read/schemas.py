@@ -250,7 +250,8 @@ class AuditLogListResponseSchema(Schema):
     total = fields.Integer(metadata={"description": "How many events match the filters (a lower bound when "
                                                     "total_is_exact is false).", "example": 1})
     total_is_exact = fields.Boolean(metadata={"description": "False when more than AUDIT_COUNT_LIMIT events match "
-                                                             "(AUDIT_SEARCH_COUNT_LIMIT with `search`): "
+                                                             "(AUDIT_SEARCH_COUNT_LIMIT with `search` or a `q` of several "
+                                                             "terms or with a bare word): "
                                                              "counting stopped there.", "example": True})
     skip = fields.Integer(metadata={"description": "Offset of this page.", "example": 0})
     limit = fields.Integer(metadata={"description": "Page size.", "example": 50})

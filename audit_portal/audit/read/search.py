@@ -118,6 +118,16 @@ def parse(q: str) -> list[Term]:
     return terms
 
 
+def reads_rows(q: str | None) -> bool:
+    """Whether counting ``q``'s matches reads each candidate row, not an index alone: a bare word (a text match, as
+    ``search``), or more than one term besides ``created:`` (one index serves one term; the others are checked on
+    the row). ``query.count_bounded`` counts such queries to AUDIT_SEARCH_COUNT_LIMIT. ``q`` is valid."""
+    if not q:
+        return False
+    terms = [term for term in parse(q) if term.key != "created"]
+    return len(terms) > 1 or any(term.key is None for term in terms)
+
+
 def compile_query(q: str) -> list[ColumnElement]:
     """The conditions ``q`` stands for (each term one, ANDed by the caller); raises ``QueryError``."""
     return [_term(term) for term in parse(q)]

@@ -458,3 +458,21 @@ def test_a_search_counts_up_to_the_search_bound(app, client, token):
     assert searched["total"] == 6 and searched["total_is_exact"] is False
     filtered = client.get(f"{URL}?status=failure", headers=bearer(token)).json["data"]
     assert filtered["total"] == 8 and filtered["total_is_exact"] is True
+
+
+def test_a_query_of_several_terms_counts_up_to_the_search_bound_and_one_term_to_the_full_one(app, client, token):
+    """A ``q`` whose count must read each candidate row (several terms, a bare word) is counted like a search; one
+    keyed term (``created:`` aside) keeps the full bound."""
+    app.config["AUDIT_COUNT_LIMIT"], app.config["AUDIT_SEARCH_COUNT_LIMIT"] = 12, 6
+    now = utcnow()
+    insert(app, [ev(f"zs{i}", now - timedelta(seconds=i), Status.FAILURE) for i in range(20)])
+
+    def total(q: str) -> tuple[int, bool]:
+        data = client.get(URL, query_string={"q": q}, headers=bearer(token)).json["data"]
+        return data["total"], data["total_is_exact"]
+
+    assert total("status:failure") == (12, False)
+    assert total("status:failure created:>=2000-01-01") == (12, False)
+    assert total("status:failure -action:login") == (6, False)
+    assert total("zs1") == (6, False)
+    assert total("status:failure action:logout") == (0, True)  # exact below either bound
