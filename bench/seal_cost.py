@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import app_env, cpu_seconds, drop_database, flask_cli, recreate_database  # noqa: E402
+from _common import (  # noqa: E402
+    app_env,
+    cpu_seconds,
+    drop_database,
+    flask_cli,
+    recreate_database,
+    summarise,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -82,8 +88,8 @@ def measure(args, url: str) -> tuple[list[float], list[float], cProfile.Profile 
 
 
 def spread(values: list[float]) -> str:
-    q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
-    return f"{median:.4f} ms [{q1:.4f}-{q3:.4f}]"
+    figures = summarise(values)
+    return f"{figures['median']:.4f} ms [{figures['q1']:.4f}-{figures['q3']:.4f}]"
 
 
 def main(argv=None) -> int:

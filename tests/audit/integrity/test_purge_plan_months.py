@@ -52,11 +52,11 @@ def month_name(moment) -> str:
     return partitions.partition_name(partitions.month_of(moment))
 
 
-def plan(app, days: int | None = 400, **changes) -> purge_plan.PurgePlan:
+def plan(app, days: int | None = 400) -> purge_plan.PurgePlan:
     with app.app_context():
         made = purge_plan.plan_purge(days)
         db.session.remove()
-    return dataclasses.replace(made, **changes) if changes else made
+    return made
 
 
 def drops(app, made: purge_plan.PurgePlan) -> list[str]:
